@@ -1,0 +1,42 @@
+# picflow: `make demo` runs the main job offline, `make test` runs every check.
+# Both set up .venv first (python3.12, the Lambda runtime) when it is missing or stale.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# python3.12 from PATH if it really runs (a pyenv shim may exist but fail), else from pyenv.
+PYTHON312 := $(shell \
+	if python3.12 -c '' >/dev/null 2>&1; then command -v python3.12; \
+	elif command -v pyenv >/dev/null 2>&1 && ls -d "$$(pyenv root)"/versions/3.12.*/bin/python3.12 >/dev/null 2>&1; then \
+		ls -d "$$(pyenv root)"/versions/3.12.*/bin/python3.12 | sort -V | tail -n 1; \
+	fi)
+
+.PHONY: setup test lint typecheck unit demo clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found (PATH or pyenv): install it, e.g. 'pyenv install 3.12'" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON312) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy layers/picflow/picflow mock_upstream cli/picflow_cli
+
+unit: setup
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+demo: setup
+	$(BIN)/picflow demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache out
