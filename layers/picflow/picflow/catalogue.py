@@ -34,6 +34,8 @@ __all__ = [
     "Provider",
     "ResultKind",
     "Style",
+    "describe_catalogue",
+    "describe_operation",
     "get_operation",
     "validate_params",
 ]
@@ -155,7 +157,9 @@ class SegmentationParams(Params):
     output_type: Literal[1, 2, 3] = Field(2, description="1 = image + mask, 2 = image only, 3 = mask only.")
     crop: Literal[0, 1] = Field(0, description="1 = crop to the subject's edges.")
     format: Literal["png", "jpg"] = Field("png", description="png = transparent, jpg = solid background.")
-    bg_color: HexColor | None = Field(None, description="JPG background colour, RRGGBB; only with format=jpg.")
+    bg_color: HexColor | None = Field(
+        None, description="JPG background colour, RRGGBB; only with format=jpg."
+    )
 
     @model_validator(mode="after")
     def _bg_color_needs_jpg(self) -> Self:
@@ -169,7 +173,9 @@ class SegmentationParams(Params):
 
 class BackgroundParams(Params):
     batch_size: int = Field(2, ge=1, le=4, description="Images per call (1-4); the price scales with it.")
-    prompt: str = Field(..., min_length=1, max_length=1024, description="Background prompt, ≤ 1024 characters.")
+    prompt: str = Field(
+        ..., min_length=1, max_length=1024, description="Background prompt, ≤ 1024 characters."
+    )
 
 
 class IdPhotoParams(Params):
@@ -199,11 +205,6 @@ class IdPhotoParams(Params):
 # --- Tencent Cloud AI Art ReplaceBackground (document 003 + official SDK models) ----------
 
 
-def _utf8_chars(limit: int) -> Any:
-    # "最多支持256个 utf-8 字符": characters, not bytes.
-    return Field(max_length=limit)
-
-
 class LogoRect(Params):
     x: int = Field(..., ge=0)
     y: int = Field(..., ge=0)
@@ -229,13 +230,16 @@ BACKGROUND_TEMPLATE_PROMPT = "BackgroundTemplate"
 
 
 class ReplaceBackgroundParams(Params):
-    prompt: str = Field(..., min_length=1, description="New background, ≤ 256 characters (Chinese or English).")
-    negative_prompt: str | None = Field(None, description="What to avoid, ≤ 256 characters.")
-    product: str | None = Field(None, description="The product's name, ≤ 50 characters.")
+    # "最多支持256个 utf-8 字符": characters (code points), not bytes.
+    prompt: str = Field(..., min_length=1, max_length=256, description="New background (Chinese or English).")
+    negative_prompt: str | None = Field(None, max_length=256, description="What to avoid.")
+    product: str | None = Field(None, max_length=50, description="The product's name.")
     background_template: str | None = Field(
         None, description='Template name; only used when prompt = "BackgroundTemplate".'
     )
-    mask_url: str | None = Field(None, description="PNG mask with transparent background, same size as the product.")
+    mask_url: str | None = Field(
+        None, description="PNG mask with transparent background, same size as the product."
+    )
     resolution: Ratio = Field(
         "1280:1280", description="W:H, each side > 500 and < 4000 px, ratio between 2:5 and 5:2."
     )
@@ -245,14 +249,6 @@ class ReplaceBackgroundParams(Params):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        for name, limit in (("prompt", 256), ("negative_prompt", 256), ("product", 50)):
-            value = getattr(self, name)
-            if value is not None and len(value) > limit:
-                raise ParamValidationError(
-                    f"{name} is {len(value)} characters; the limit is {limit}",
-                    field=name,
-                    rule=f"at most {limit} UTF-8 characters",
-                )
         w, h = _size_pair(self.resolution, ":")
         if not (500 < w < 4000 and 500 < h < 4000):
             raise ParamValidationError(
@@ -313,7 +309,9 @@ class NoParams(Params):
 
 class SeamlessParams(Params):
     fit: float = Field(0.5, ge=0.1, le=0.9, description="Seam blending 0.1-0.9.")
-    direction: Literal[0, 1, 2] = Field(0, description="0 = all sides, 1 = top/bottom only, 2 = left/right only.")
+    direction: Literal[0, 1, 2] = Field(
+        0, description="0 = all sides, 1 = top/bottom only, 2 = left/right only."
+    )
     expand_top: Expand = 0.0
     expand_bottom: Expand = 0.0
     expand_left: Expand = 0.0
@@ -374,7 +372,15 @@ _HD_COST = Cost("hdredraw.call")
 
 def _hd(name: str, endpoint: str, params: type[Params], results: set[ResultKind], summary: str) -> Operation:
     return Operation(
-        name, Provider.HDREDRAW, endpoint, _HD_STYLES, params, _HD_INPUT, frozenset(results), _HD_COST, summary
+        name,
+        Provider.HDREDRAW,
+        endpoint,
+        _HD_STYLES,
+        params,
+        _HD_INPUT,
+        frozenset(results),
+        _HD_COST,
+        summary,
     )
 
 
@@ -462,7 +468,9 @@ def get_operation(name: str) -> Operation:
         return OPERATIONS[name]
     except KeyError:
         raise ParamValidationError(
-            f"unknown operation {name!r}; known: {', '.join(OPERATIONS)}", field="operation", rule="one of the catalogue"
+            f"unknown operation {name!r}; known: {', '.join(OPERATIONS)}",
+            field="operation",
+            rule="one of the catalogue",
         ) from None
 
 
@@ -504,3 +512,71 @@ def validate_params(operation: str | Operation, raw: Mapping[str, Any] | None) -
         raise ParamValidationError(
             f"{op.name}: {field}: {first['msg']}", field=field, rule=rule, operation=op.name
         ) from None
+
+
+# --- describing the catalogue (CLI, API, README) ------------------------------------------
+
+_RULE_KEYS = (
+    ("minimum", "≥ {}"),
+    ("maximum", "≤ {}"),
+    ("exclusiveMinimum", "> {}"),
+    ("exclusiveMaximum", "< {}"),
+    ("minLength", "≥ {} chars"),
+    ("maxLength", "≤ {} chars"),
+    ("pattern", "matches {}"),
+)
+
+
+def _param_rule(schema: Mapping[str, Any]) -> tuple[str, str]:
+    """(type, rule) of one JSON-schema property, flattening Optional/Literal/$ref."""
+    options = schema.get("anyOf", [schema])
+    options = [o for o in options if o.get("type") != "null"]
+    first = options[0] if options else schema
+    if "enum" in first or "const" in first:
+        values = first.get("enum", [first.get("const")])
+        return first.get("type", "string"), "one of " + ", ".join(str(v) for v in values)
+    if "$ref" in first:
+        return "object", first["$ref"].rsplit("/", 1)[-1]
+    rules = [fmt.format(first[key]) for key, fmt in _RULE_KEYS if key in first]
+    return first.get("type", "string"), ", ".join(rules)
+
+
+def describe_operation(op: Operation) -> dict[str, Any]:
+    """A JSON-able description of ``op``: what `picflow operations --json` and the API print."""
+    schema = op.params.model_json_schema()
+    required = set(schema.get("required", []))
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        kind, rule = _param_rule(prop)
+        params.append(
+            {
+                "name": name,
+                "type": kind,
+                "required": name in required,
+                "default": prop.get("default"),
+                "rule": rule,
+                "description": prop.get("description", ""),
+            }
+        )
+    limits = op.input
+    return {
+        "operation": op.name,
+        "provider": op.provider.value,
+        "endpoint": op.endpoint,
+        "styles": sorted(s.value for s in op.styles),
+        "summary": op.summary,
+        "params": params,
+        "input": {
+            "source": limits.source,
+            "max_bytes": limits.max_bytes,
+            "formats": sorted(limits.formats),
+            "max_side": limits.max_side,
+            "ratio": None if limits.min_ratio is None else "2:5..5:2",
+        },
+        "results": sorted(r.value for r in op.results),
+        "cost": {"unit": op.cost.unit, "per_call": op.cost.per_call, "multiplier": op.cost.multiplier_param},
+    }
+
+
+def describe_catalogue() -> list[dict[str, Any]]:
+    return [describe_operation(op) for op in OPERATIONS.values()]

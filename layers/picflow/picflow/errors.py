@@ -15,7 +15,8 @@ silently stops firing, so ``tests/unit/test_errors.py`` pins the names.
     ├── OutcomeUnknownError          a paid request was sent but no usable answer came back:
     │                                retrying could pay twice, so it is not retried
     ├── UpstreamTaskFailedError      the provider ran the task and it failed (carries its code)
-    └── ResultUnavailableError       a result URL expired, vanished or served corrupt bytes
+    ├── ResultUnavailableError       a result URL expired, vanished or served corrupt bytes
+    └── DeadlineExceededError        the job outlived its deadline or its maximum number of polls
 
 Every error keeps the provider's raw ``code`` and ``message`` and the ``request_id``
 where the provider gives one. Secrets never enter an error: messages are built from
@@ -29,6 +30,7 @@ from typing import Any
 __all__ = [
     "AuthError",
     "ConcurrencyLimitedError",
+    "DeadlineExceededError",
     "InvalidRequestError",
     "OutcomeUnknownError",
     "ParamValidationError",
@@ -146,3 +148,7 @@ class UpstreamTaskFailedError(PicflowError):
 
 class ResultUnavailableError(PicflowError):
     """A result could not be fetched: expired (403), missing (404) or corrupt."""
+
+
+class DeadlineExceededError(PicflowError):
+    """The upstream task did not finish within the job's deadline or poll budget."""

@@ -25,7 +25,15 @@ import httpx
 
 from picflow.errors import OutcomeUnknownError, PicflowError, RateLimitedError, TransientError
 
-__all__ = ["DEFAULT_TIMEOUT", "RetryPolicy", "build_client", "parse_retry_after", "send"]
+__all__ = [
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUT",
+    "NO_RETRY",
+    "RetryPolicy",
+    "build_client",
+    "parse_retry_after",
+    "send",
+]
 
 # Uploads of up to 16 MB need a generous write timeout; reads of JSON answers do not.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=60.0, pool=5.0)
@@ -69,6 +77,7 @@ class RetryPolicy:
 
 
 NO_RETRY = RetryPolicy(attempts=1)
+DEFAULT_RETRY = RetryPolicy()
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -96,7 +105,7 @@ def send(
     *,
     provider: str,
     idempotent: bool,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetryPolicy = DEFAULT_RETRY,
     stream: bool = False,
 ) -> httpx.Response:
     """Send ``request``, retrying only where that cannot pay twice.
@@ -124,7 +133,9 @@ def send(
                     provider=provider,
                     code="NoAnswer",
                 ) from exc
-            error = TransientError(f"transport failure: {type(exc).__name__}", provider=provider, code="NoAnswer")
+            error = TransientError(
+                f"transport failure: {type(exc).__name__}", provider=provider, code="NoAnswer"
+            )
             retry_after = None
             cause = exc
         else:
@@ -137,7 +148,9 @@ def send(
                     "rate limited", provider=provider, code=429, http_status=429, retry_after=retry_after
                 )
             else:
-                error = TransientError(f"server error {status}", provider=provider, code=status, http_status=status)
+                error = TransientError(
+                    f"server error {status}", provider=provider, code=status, http_status=status
+                )
             cause = error
             if stream:
                 response.close()

@@ -1,0 +1,1 @@
+"""The ``picflow`` console command."""

@@ -1,0 +1,199 @@
+"""Collect: copy every result into the output bucket at once, with checksums and a manifest.
+
+Provider result URLs expire (Tencent: 1 hour), so results are copied as soon as they
+exist. Each download streams to a temporary file in fixed-size chunks (constant memory
+whatever the size), hashing as it goes; the bytes' own magic decides the content type
+(a wrong ``Content-Type`` from the provider is recorded, not trusted), images are checked
+to decode, and the upload is a managed multipart transfer from disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from picflow.catalogue import ResultKind
+from picflow.errors import ResultUnavailableError, TransientError
+from picflow.http import send
+from picflow.images import inspect_image, sniff_content_type
+from picflow.providers.base import ResultRef
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["CHUNK", "StoredResult", "collect_results", "result_key"]
+
+CHUNK = 1024 * 1024
+_EXT = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "image/bmp": "bmp",
+    "image/tiff": "tif",
+    "image/gif": "gif",
+    "application/postscript": "eps",
+}
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    kind: str
+    index: int
+    key: str
+    content_type: str
+    size: int
+    sha256: str
+    declared_content_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+def result_key(prefix: str, ref: ResultRef, content_type: str) -> str:
+    suffix = f"-{ref.index}" if ref.kind == ResultKind.IMAGES or ref.index else ""
+    return f"{prefix}{ref.kind.value}{suffix}.{_EXT.get(content_type, 'bin')}"
+
+
+def _download(http: httpx.Client, url: str, dest: Any, provider: str) -> tuple[str, int, str | None]:
+    """Stream ``url`` into ``dest``; returns (sha256, size, declared content type)."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        response = send(http, http.build_request("GET", url), provider=provider, idempotent=True, stream=True)
+    except TransientError:
+        raise
+    try:
+        if response.status_code in (403, 404, 410):
+            raise ResultUnavailableError(
+                f"result URL answered {response.status_code} (expired or missing)",
+                provider=provider,
+                code=response.status_code,
+                http_status=response.status_code,
+            )
+        if response.status_code >= 400:
+            raise TransientError(
+                f"result download answered {response.status_code}",
+                provider=provider,
+                code=response.status_code,
+                http_status=response.status_code,
+            )
+        try:
+            for chunk in response.iter_bytes(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                dest.write(chunk)
+        except httpx.TransportError as exc:
+            # A body cut short (Content-Length not met) lands here: fetch it again.
+            raise TransientError(
+                f"result download broke off: {type(exc).__name__}", provider=provider, code="Truncated"
+            ) from exc
+        declared = response.headers.get("Content-Type")
+    finally:
+        response.close()
+    return digest.hexdigest(), size, declared
+
+
+def _hash_file(path: str) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _store_one(
+    ref: ResultRef, *, http: httpx.Client, s3: S3Client, bucket: str, prefix: str, provider: str, workdir: str
+) -> StoredResult:
+    declared: str | None = None
+    with tempfile.NamedTemporaryFile(dir=workdir, delete=False) as tmp:
+        path = tmp.name
+        if ref.url is not None:
+            sha, size, declared = _download(http, ref.url, tmp, provider)
+    try:
+        if ref.path is not None:
+            path = ref.path
+            sha, size = _hash_file(path)
+        with open(path, "rb") as fh:
+            content_type = sniff_content_type(fh.read(64))
+            if content_type is None or size == 0:
+                raise ResultUnavailableError(
+                    f"{ref.kind.value} result is not a known file type ({size} bytes)",
+                    provider=provider,
+                    code="CorruptResult",
+                )
+            width = height = None
+            if content_type.startswith("image/"):
+                try:
+                    info = inspect_image(fh)
+                except Exception as exc:
+                    raise ResultUnavailableError(
+                        f"{ref.kind.value} result does not decode: {exc}",
+                        provider=provider,
+                        code="CorruptResult",
+                    ) from None
+                width, height = info.width, info.height
+        key = result_key(prefix, ref, content_type)
+        s3.upload_file(
+            path,
+            bucket,
+            key,
+            ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha}},
+        )
+        return StoredResult(ref.kind.value, ref.index, key, content_type, size, sha, declared, width, height)
+    finally:
+        if path != ref.path:
+            os.unlink(path)
+        elif ref.path is not None:
+            os.unlink(ref.path)
+
+
+def collect_results(
+    refs: Iterable[ResultRef],
+    *,
+    http: httpx.Client,
+    s3: S3Client,
+    bucket: str,
+    prefix: str,
+    provider: str,
+    job: Mapping[str, Any],
+    workdir: str | None = None,
+) -> dict[str, Any]:
+    """Store every file result under ``prefix`` and write ``manifest.json``; returns the manifest."""
+    workdir = workdir or tempfile.gettempdir()
+    outputs: list[dict[str, Any]] = []
+    texts: dict[str, str] = {}
+    for ref in refs:
+        if ref.text is not None:
+            texts[ref.kind.value] = ref.text
+            continue
+        stored = _store_one(
+            ref, http=http, s3=s3, bucket=bucket, prefix=prefix, provider=provider, workdir=workdir
+        )
+        outputs.append(asdict(stored))
+    manifest = {
+        "job_id": job["job_id"],
+        "operation": job["operation"],
+        "provider": provider,
+        "params": job.get("params", {}),
+        "input": job.get("input", {}),
+        "bucket": bucket,
+        "outputs": outputs,
+        "texts": texts,
+    }
+    key = f"{prefix}manifest.json"
+    s3.put_object(
+        Bucket=bucket,
+        Key=key,
+        Body=json.dumps(manifest, ensure_ascii=False, indent=2).encode(),
+        ContentType="application/json",
+    )
+    manifest["manifest_key"] = key
+    return manifest

@@ -1,0 +1,84 @@
+"""Configuration in one module: environment variable names and how they are read.
+
+Values are read lazily, on every call, with ``os.environ[...]`` so a missing one fails
+loudly and tests can change them between invocations. Secrets are never environment
+variables: only the *names* of the Secrets Manager secrets that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "CALLBACK_BASE_URL",
+    "EVENT_BUS_NAME",
+    "HDREDRAW_BASE_URL",
+    "INPUT_BUCKET",
+    "JOBS_TABLE",
+    "OUTPUT_BUCKET",
+    "PROVIDER_SECRET",
+    "SEMAPHORE_TABLE",
+    "STATE_MACHINE_ARN",
+    "TASKPIC_BASE_URL",
+    "TENCENT_ENDPOINT",
+    "env",
+    "env_float",
+    "env_int",
+    "optional",
+]
+
+JOBS_TABLE = "PICFLOW_JOBS_TABLE"
+SEMAPHORE_TABLE = "PICFLOW_SEMAPHORE_TABLE"
+INPUT_BUCKET = "PICFLOW_INPUT_BUCKET"
+OUTPUT_BUCKET = "PICFLOW_OUTPUT_BUCKET"
+STATE_MACHINE_ARN = "PICFLOW_STATE_MACHINE_ARN"
+EVENT_BUS_NAME = "PICFLOW_EVENT_BUS_NAME"
+# Public base URL of the API stage; callbacks for the task/pic API are built on it.
+CALLBACK_BASE_URL = "PICFLOW_CALLBACK_BASE_URL"
+TASKPIC_BASE_URL = "PICFLOW_TASKPIC_BASE_URL"
+TENCENT_ENDPOINT = "PICFLOW_TENCENT_ENDPOINT"
+HDREDRAW_BASE_URL = "PICFLOW_HDREDRAW_BASE_URL"
+# Name (or ARN) of the Secrets Manager secret holding all provider credentials as JSON.
+PROVIDER_SECRET = "PICFLOW_PROVIDER_SECRET"  # noqa: S105 - a variable name, not a secret
+# Multiplies every Wait the workflow asks for; 0 in tests (moto's Wait really sleeps).
+WAIT_SCALE = "PICFLOW_WAIT_SCALE"
+# Per-provider in-flight caps, e.g. "taskpic=8,tencent=1,hdredraw=4".
+CONCURRENCY = "PICFLOW_CONCURRENCY"
+# Seconds a callback may take before the job falls back to polling.
+CALLBACK_TIMEOUT = "PICFLOW_CALLBACK_TIMEOUT"
+# Hard deadline of one job, seconds from submit.
+JOB_DEADLINE = "PICFLOW_JOB_DEADLINE"
+MAX_POLLS = "PICFLOW_MAX_POLLS"
+RESULT_URL_TTL = "PICFLOW_RESULT_URL_TTL"
+# Days a job record is kept (DynamoDB TTL).
+JOB_TTL_DAYS = "PICFLOW_JOB_TTL_DAYS"
+# Extra hosts a user-given URL may point at (the local stack's mock and S3 endpoints).
+URL_ALLOWLIST = "PICFLOW_URL_ALLOWLIST"
+
+
+def env(name: str) -> str:
+    return os.environ[name]
+
+
+def optional(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+def concurrency_caps() -> dict[str, int]:
+    """Parse ``PICFLOW_CONCURRENCY``; Tencent's documented default of 1 concurrent job stands."""
+    caps = {"taskpic": 8, "tencent": 1, "hdredraw": 4}
+    for item in optional(CONCURRENCY).split(","):
+        name, _, value = item.partition("=")
+        if name.strip() and value.strip():
+            caps[name.strip()] = int(value)
+    return caps

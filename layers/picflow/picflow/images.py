@@ -1,0 +1,120 @@
+"""Checks on a source image before any money is spent on it.
+
+The type comes from the bytes (Pillow's header parsers), never from a file name or a
+declared content type. Decoding is bounded: Pillow reads only headers for the size, and
+a pixel cap refuses decompression bombs before any pixel data is decoded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import IO
+
+from picflow.catalogue import InputLimits
+from picflow.errors import ParamValidationError
+
+__all__ = ["MAX_PIXELS", "MIME_TYPES", "ImageInfo", "inspect_image", "sniff_content_type"]
+
+# No provider documents more than 4000 px per side; 40 MP leaves room and stops bombs early.
+MAX_PIXELS = 40_000_000
+
+MIME_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "BMP": "image/bmp",
+    "TIFF": "image/tiff",
+    "GIF": "image/gif",
+}
+
+# Magic numbers for the results we store that Pillow does not read (EPS is PostScript).
+_OTHER_MAGIC = ((b"%!PS-Adobe", "application/postscript"), (b"\xc5\xd0\xd3\xc6", "application/postscript"))
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str  # Pillow's name: JPEG, PNG, ...
+    width: int
+    height: int
+    size_bytes: int
+
+    @property
+    def content_type(self) -> str:
+        return MIME_TYPES.get(self.format, "application/octet-stream")
+
+
+def _fail(message: str, rule: str) -> ParamValidationError:
+    return ParamValidationError(message, field="image", rule=rule)
+
+
+def inspect_image(fp: IO[bytes], limits: InputLimits | None = None, *, verify: bool = True) -> ImageInfo:
+    """Identify ``fp`` (seekable) and check it against ``limits``; rewinds ``fp`` afterwards.
+
+    Raises :class:`ParamValidationError` (field ``image``) for empty, oversized, unknown,
+    truncated or out-of-bounds images.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    fp.seek(0, 2)
+    size = fp.tell()
+    fp.seek(0)
+    if size == 0:
+        raise _fail("the image is empty (0 bytes)", "non-empty")
+    if limits is not None and size > limits.max_bytes:
+        raise _fail(
+            f"the image is {size} bytes; the limit is {limits.max_bytes}", f"at most {limits.max_bytes} bytes"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fp) as img:
+                fmt = img.format or ""
+                width, height = img.size
+                if width * height > MAX_PIXELS:
+                    raise _fail(f"the image has {width * height} pixels", f"at most {MAX_PIXELS} pixels")
+                if verify:
+                    img.verify()  # walks the data without decoding pixels: catches truncation
+    except ParamValidationError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _fail(f"not a readable image: {type(exc).__name__}", "a decodable image") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise _fail(f"corrupt or truncated image: {exc}", "a complete image") from None
+    finally:
+        fp.seek(0)
+    if limits is not None:
+        if fmt not in limits.formats:
+            raise _fail(f"format {fmt or 'unknown'} is not accepted", f"one of {sorted(limits.formats)}")
+        if limits.max_side is not None and max(width, height) >= limits.max_side:
+            raise _fail(
+                f"{width}x{height} px: each side must be < {limits.max_side}", f"sides < {limits.max_side}"
+            )
+        ratio = width / height
+        if limits.min_ratio is not None and ratio < limits.min_ratio - 1e-9:
+            raise _fail(f"aspect ratio {width}:{height} is too narrow", "ratio within 2:5..5:2")
+        if limits.max_ratio is not None and ratio > limits.max_ratio + 1e-9:
+            raise _fail(f"aspect ratio {width}:{height} is too wide", "ratio within 2:5..5:2")
+    return ImageInfo(fmt, width, height, size)
+
+
+def sniff_content_type(head: bytes) -> str | None:
+    """The content type a result's first bytes prove, or None when they prove nothing known."""
+    for magic, mime in _OTHER_MAGIC:
+        if head.startswith(magic):
+            return mime
+    signatures = (
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+        (b"\xff\xd8\xff", "image/jpeg"),
+        (b"GIF87a", "image/gif"),
+        (b"GIF89a", "image/gif"),
+        (b"BM", "image/bmp"),
+        (b"II*\x00", "image/tiff"),
+        (b"MM\x00*", "image/tiff"),
+    )
+    for magic, mime in signatures:
+        if head.startswith(magic):
+            return mime
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None

@@ -1,0 +1,542 @@
+"""The steps of the job state machine (statemachine/job.asl.json), one function per state.
+
+Handlers in ``functions/`` only parse the event and call these. The state carries S3 keys
+and small metadata only (Step Functions' 256 KiB limit): image bytes never pass through it.
+
+State shape, built up as the execution runs::
+
+    {job_id, operation, params, input{bucket,key,version_id}, notify_url, mode, out_prefix,
+     job{provider, style, function, deadline_at, callback_timeout, heartbeat, slot_ttl},
+     slot{acquired, wait_seconds}, submit{Payload{...}}, poll{...}, result{...}, error{...}}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from picflow import config
+from picflow.catalogue import Operation, Provider, ResultKind, Style, get_operation, validate_params
+from picflow.errors import (
+    DeadlineExceededError,
+    InvalidRequestError,
+    ParamValidationError,
+    PicflowError,
+    RateLimitedError,
+    TransientError,
+    UpstreamTaskFailedError,
+)
+from picflow.images import inspect_image
+from picflow.jobs import JobStatus, JobStore, now_iso
+from picflow.providers.base import ImageInput, ResultRef, TaskState, TaskStatus
+from picflow.providers.registry import Registry, registry
+from picflow.semaphore import Semaphore
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = [
+    "Services",
+    "acquire_slot",
+    "check",
+    "collect",
+    "next_wait",
+    "record_failure",
+    "release_slot",
+    "services",
+    "submit",
+    "validate",
+]
+
+# Polling schedule: start at the provider's floor, then wait ~8% of the time elapsed so far,
+# so a finished task is detected within ~10% of its duration while polls grow only
+# logarithmically with it. HD redraw caches status for 3 s: polling faster buys nothing.
+POLL_FLOOR = {Provider.TASKPIC: 1.0, Provider.HDREDRAW: 3.0, Provider.TENCENT: 1.0}
+POLL_RATIO = 0.08
+POLL_CEILING = 60.0
+SLOT_WAIT = 2.0
+MAX_CHECK_ERRORS = 8
+
+
+class Services:
+    """What the steps talk to; built lazily once per container, replaceable in tests."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore | None = None,
+        s3: S3Client | None = None,
+        semaphore: Semaphore | None = None,
+        providers: Registry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._s3 = s3
+        self._semaphore = semaphore
+        self.providers = providers or registry()
+        self.clock = clock
+
+    @property
+    def store(self) -> JobStore:
+        if self._store is None:
+            self._store = JobStore()
+        return self._store
+
+    @property
+    def s3(self) -> S3Client:
+        if self._s3 is None:
+            import boto3
+
+            self._s3 = boto3.client("s3")
+        return self._s3
+
+    @property
+    def semaphore(self) -> Semaphore:
+        if self._semaphore is None:
+            import boto3
+
+            table = boto3.resource("dynamodb").Table(config.env(config.SEMAPHORE_TABLE))
+            self._semaphore = Semaphore(table, clock=self.clock)
+        return self._semaphore
+
+
+@functools.cache
+def services() -> Services:
+    return Services()
+
+
+def _records_errors[**P, R](step: Callable[P, R]) -> Callable[P, R]:
+    """Write a step's failure onto the job before re-raising it for Step Functions' Catch."""
+
+    @functools.wraps(step)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return step(*args, **kwargs)
+        except PicflowError as exc:
+            _record_error(args, kwargs, exc.to_dict())
+            raise
+        except Exception as exc:
+            _record_error(args, kwargs, {"type": "InternalError", "message": type(exc).__name__})
+            raise
+
+    return wrapper
+
+
+def _record_error(args: Any, kwargs: Any, error: dict[str, Any]) -> None:
+    state = kwargs.get("state") or next((a for a in args if isinstance(a, Mapping)), None)
+    svc = kwargs.get("svc") or services()
+    if isinstance(state, Mapping) and state.get("job_id"):
+        # The original error matters more than this write: never mask it.
+        with contextlib.suppress(Exception):
+            svc.store.update(str(state["job_id"]), {"last_error": error})
+
+
+# --- Validate ----------------------------------------------------------------------------
+
+
+def _style(op: Operation, mode: str) -> Style:
+    if mode != "auto":
+        style = Style(mode)
+        if style not in op.styles:
+            raise ParamValidationError(
+                f"{op.name} cannot run in {mode} mode",
+                field="mode",
+                rule="one of " + ", ".join(sorted(s.value for s in op.styles)),
+            )
+        return style
+    if Style.SYNC in op.styles and len(op.styles) == 1:
+        return Style.SYNC
+    if Style.CALLBACK in op.styles and config.optional(config.CALLBACK_BASE_URL):
+        return Style.CALLBACK
+    return Style.POLL
+
+
+def _inspect_input(
+    op: Operation, bucket: str, key: str, version_id: str | None, s3: S3Client
+) -> dict[str, Any]:
+    from botocore.exceptions import ClientError
+
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        kwargs["VersionId"] = version_id
+    try:
+        head = s3.head_object(**kwargs)
+    except ClientError as exc:
+        raise InvalidRequestError(f"input s3://{bucket}/{key} is not readable", code="InputNotFound") from exc
+    size = int(head["ContentLength"])
+    if size > op.input.max_bytes:
+        raise ParamValidationError(
+            f"the image is {size} bytes; the limit is {op.input.max_bytes}",
+            field="image",
+            rule=f"at most {op.input.max_bytes} bytes",
+        )
+    digest = hashlib.sha256()
+    with tempfile.TemporaryFile() as tmp:
+        body = s3.get_object(**kwargs)["Body"]
+        for chunk in body.iter_chunks(1024 * 1024):
+            digest.update(chunk)
+            tmp.write(chunk)
+        info = inspect_image(tmp, op.input)
+    return {
+        "bucket": bucket,
+        "key": key,
+        "version_id": version_id or head.get("VersionId"),
+        "size": info.size_bytes,
+        "format": info.format,
+        "width": info.width,
+        "height": info.height,
+        "content_type": info.content_type,
+        "sha256": digest.hexdigest(),
+    }
+
+
+@_records_errors
+def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
+    """Check everything that can be checked before money is spent; create/refresh the job."""
+    svc = svc or services()
+    job_id = str(state["job_id"])
+    source = state.get("input") or {}
+    # The record exists before anything can fail, so every failure is a recorded FAILED job.
+    svc.store.create(
+        {
+            "job_id": job_id,
+            "operation": str(state.get("operation", "")),
+            "params": state.get("params") or {},
+            "input": source,
+            "source": state.get("source", "sfn"),
+            "execution_id": state.get("execution_id"),
+        }
+    )
+    op = get_operation(str(state.get("operation", "")))
+    params = validate_params(op, state.get("params") or {})
+    style = _style(op, str(state.get("mode") or "auto"))
+    if not source.get("bucket") or not source.get("key"):
+        raise ParamValidationError("input needs bucket and key", field="input", rule="an S3 object")
+    info = _inspect_input(op, str(source["bucket"]), str(source["key"]), source.get("version_id"), svc.s3)
+    now = svc.clock()
+    deadline = config.env_int(config.JOB_DEADLINE, 1800)
+    callback_timeout = config.env_int(config.CALLBACK_TIMEOUT, 600)
+    meta = {
+        "provider": op.provider.value,
+        "style": style.value,
+        "function": f"{config.optional('PICFLOW_FUNCTION_PREFIX', 'picflow')}-op-{op.name.replace('_', '-')}",
+        "deadline_at": now + deadline,
+        "max_polls": config.env_int(config.MAX_POLLS, 200),
+        "callback_timeout": callback_timeout,
+        "heartbeat": max(1, callback_timeout - 1),
+        "slot_ttl": deadline + 300,
+        "cost_units": op.cost.units(params),
+        "cost_unit": op.cost.unit,
+    }
+    clean_params = params.model_dump(mode="json", exclude_none=True)
+    out_prefix = state.get("out_prefix") or f"jobs/{job_id}/"
+    svc.store.update(
+        job_id,
+        {
+            "operation": op.name,
+            "provider": op.provider.value,
+            "style": style.value,
+            "params": clean_params,
+            "input": info,
+            "out_prefix": out_prefix,
+            "cost_units": meta["cost_units"],
+            "cost_unit": op.cost.unit,
+            "validated_at": now_iso(now),
+        },
+    )
+    return {
+        "job_id": job_id,
+        "operation": op.name,
+        "params": clean_params,
+        "input": {k: info[k] for k in ("bucket", "key", "version_id")},
+        "notify_url": state.get("notify_url"),
+        "out_prefix": out_prefix,
+        "job": meta,
+    }
+
+
+# --- provider slot -----------------------------------------------------------------------
+
+
+def _scaled(seconds: float) -> int:
+    return max(0, round(seconds * config.env_float(config.WAIT_SCALE, 1.0)))
+
+
+def acquire_slot(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
+    svc = svc or services()
+    provider = str(state["job"]["provider"])
+    cap = config.concurrency_caps().get(provider, 1)
+    got = svc.semaphore.acquire(provider, str(state["job_id"]), cap, float(state["job"]["slot_ttl"]))
+    return {"acquired": got.acquired, "holders": got.holders, "cap": cap, "wait_seconds": _scaled(SLOT_WAIT)}
+
+
+def release_slot(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
+    svc = svc or services()
+    job = state.get("job") or {}
+    if not job.get("provider"):
+        return {"released": False}
+    return {"released": svc.semaphore.release(str(job["provider"]), str(state["job_id"]))}
+
+
+# --- Submit ------------------------------------------------------------------------------
+
+
+def _presigned_input(svc: Services, source: Mapping[str, Any], seconds: int = 3600) -> str:
+    params: dict[str, Any] = {"Bucket": source["bucket"], "Key": source["key"]}
+    if source.get("version_id"):
+        params["VersionId"] = source["version_id"]
+    return svc.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)
+
+
+def _callback_url(job_id: str, secret: str) -> str:
+    base = config.env(config.CALLBACK_BASE_URL).rstrip("/")
+    return f"{base}/callbacks/{job_id}/{secret}"
+
+
+def _refs_to_state(refs: tuple[ResultRef, ...]) -> list[dict[str, Any]]:
+    return [
+        {"kind": r.kind.value, "url": r.url, "text": r.text, "index": r.index} for r in refs if r.path is None
+    ]
+
+
+def _refs_from_state(raw: list[Mapping[str, Any]]) -> list[ResultRef]:
+    return [
+        ResultRef(
+            kind=ResultKind(r["kind"]), url=r.get("url"), text=r.get("text"), index=int(r.get("index", 0))
+        )
+        for r in raw
+    ]
+
+
+def _status_out(status: TaskStatus, wait: float, polls: int) -> dict[str, Any]:
+    return {
+        "state": status.state.value,
+        "task_id": status.task_id,
+        "progress": status.progress,
+        "results": _refs_to_state(status.results),
+        "wait_seconds": _scaled(wait),
+        "polls": polls,
+    }
+
+
+def _raise_if_failed(status: TaskStatus) -> None:
+    if status.state is TaskState.FAILED:
+        raise UpstreamTaskFailedError(
+            status.error_message or status.detail or "upstream task failed",
+            provider=status.provider.value,
+            code=status.error_code,
+        )
+
+
+@_records_errors
+def submit(
+    operation: str, state: Mapping[str, Any], task_token: str | None = None, svc: Services | None = None
+) -> dict[str, Any]:
+    """Make the one paid call of a job (never twice; see JobStore.claim_submit)."""
+    svc = svc or services()
+    op = get_operation(operation)
+    job_id = str(state["job_id"])
+    params = validate_params(op, state.get("params") or {})
+    style = Style(state["job"]["style"])
+    store = svc.store
+    if task_token is not None:
+        store.update(job_id, {"task_token": task_token})
+    claim = store.claim_submit(job_id)
+    if claim.task_id is not None:
+        # An earlier attempt submitted already: follow that task, pay nothing.
+        return {
+            "state": "pending",
+            "task_id": claim.task_id,
+            "wait_seconds": _scaled(POLL_FLOOR[op.provider]),
+        }
+    submitted_at = svc.clock()
+    try:
+        submission = _call_provider(op, params, style, state, svc)
+    except (TransientError, RateLimitedError) as exc:
+        # These mean the provider did not take the task: a later attempt may pay.
+        store.release_submit(job_id)
+        if isinstance(exc, RateLimitedError):
+            wait = exc.retry_after if exc.retry_after is not None else SLOT_WAIT
+            return {"state": "throttled", "wait_seconds": _scaled(wait), "reason": type(exc).__name__}
+        raise
+    task_id = submission.task_id or submission.request_id or f"sync-{job_id}"
+    fields: dict[str, Any] = {"submitted_at": now_iso(submitted_at), "submitted_epoch": submitted_at}
+    if submission.balance is not None:
+        fields["balance"] = {
+            "remaining_count": submission.balance.remaining_count,
+            "remaining_money": submission.balance.remaining_money,
+        }
+    store.record_submitted(job_id, task_id, fields)
+    status = submission.status
+    if status is not None and status.state is not TaskState.PENDING:
+        _raise_if_failed(status)
+        # Sync answers are collected in this invocation: base64 results live only here.
+        manifest = _collect(op, state, status.results, svc)
+        return {"state": "collected", "task_id": task_id, "manifest_key": manifest["manifest_key"]}
+    return {"state": "pending", "task_id": task_id, "wait_seconds": _scaled(POLL_FLOOR[op.provider])}
+
+
+def _call_provider(op: Operation, params: Any, style: Style, state: Mapping[str, Any], svc: Services) -> Any:
+    source = state["input"]
+    if op.provider is Provider.TENCENT:
+        return svc.providers.tencent().replace_background(
+            params, _presigned_input(svc, source), workdir=tempfile.gettempdir()
+        )
+    if op.provider is Provider.TASKPIC:
+        callback_url = None
+        if style is Style.CALLBACK:
+            secret = secrets.token_urlsafe(32)
+            svc.store.update(
+                str(state["job_id"]), {"callback_secret_sha256": hashlib.sha256(secret.encode()).hexdigest()}
+            )
+            callback_url = _callback_url(str(state["job_id"]), secret)
+        return svc.providers.taskpic().submit(
+            op.name,
+            params,
+            ImageInput(url=_presigned_input(svc, source)),
+            sync=style is Style.SYNC,
+            callback_url=callback_url,
+        )
+    kwargs: dict[str, Any] = {"Bucket": source["bucket"], "Key": source["key"]}
+    if source.get("version_id"):
+        kwargs["VersionId"] = source["version_id"]
+    with tempfile.TemporaryFile() as tmp:
+        # Spooled to /tmp so httpx can send a Content-Length (the vendor checks the 16 MB limit).
+        for chunk in svc.s3.get_object(**kwargs)["Body"].iter_chunks(1024 * 1024):
+            tmp.write(chunk)
+        tmp.seek(0)
+        name = str(source["key"]).rsplit("/", 1)[-1] or "image"
+        return svc.providers.hdredraw().submit(op.name, params, ImageInput(file=tmp, filename=name))
+
+
+# --- Check -------------------------------------------------------------------------------
+
+
+def next_wait(provider: Provider, elapsed: float, progress: int | None) -> float:
+    """Seconds until the next status check (unscaled)."""
+    floor = POLL_FLOOR[provider]
+    wait = max(floor, POLL_RATIO * elapsed)
+    if progress and 0 < progress < 100 and elapsed > 0:
+        # The provider's progress gives a direct estimate of the time left.
+        remaining = elapsed * (100 - progress) / progress
+        wait = min(wait, max(floor, remaining))
+    return min(wait, POLL_CEILING)
+
+
+@_records_errors
+def check(operation: str, state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
+    svc = svc or services()
+    op = get_operation(operation)
+    job_id = str(state["job_id"])
+    job_meta = state["job"]
+    record = svc.store.get(job_id) or {}
+    task_id = str(
+        record.get("provider_task_id") or (state.get("submit") or {}).get("Payload", {}).get("task_id")
+    )
+    now = svc.clock()
+    started = float(record.get("submitted_epoch") or now)
+    previous = state.get("poll") or {}
+    errors = int(previous.get("errors", 0))
+    try:
+        client = svc.providers.taskpic() if op.provider is Provider.TASKPIC else svc.providers.hdredraw()
+        status = client.status(task_id)
+    except (TransientError, RateLimitedError) as exc:
+        # A failed status read says nothing about the task: keep polling until the deadline.
+        errors += 1
+        if errors > MAX_CHECK_ERRORS:
+            raise
+        polls = svc.store.add_polls(job_id, None)
+        wait = exc.retry_after if exc.retry_after is not None else next_wait(op.provider, now - started, None)
+        _enforce_deadline(job_meta, now, polls)
+        return {"state": "pending", "task_id": task_id, "wait_seconds": _scaled(wait), "polls": polls,
+                "errors": errors, "results": []}  # fmt: skip
+    polls = svc.store.add_polls(job_id, status.progress)
+    _raise_if_failed(status)
+    if status.state is TaskState.DONE:
+        return {**_status_out(status, 0, polls), "errors": errors}
+    _enforce_deadline(job_meta, now, polls)
+    return {**_status_out(status, next_wait(op.provider, now - started, status.progress), polls), "errors": 0}
+
+
+def _enforce_deadline(job_meta: Mapping[str, Any], now: float, polls: int) -> None:
+    if now >= float(job_meta["deadline_at"]):
+        raise DeadlineExceededError("the upstream task outlived the job's deadline", code="Deadline")
+    if polls >= int(job_meta["max_polls"]):
+        raise DeadlineExceededError(f"no result after {polls} status checks", code="MaxPolls")
+
+
+# --- Collect -----------------------------------------------------------------------------
+
+
+def _collect(op: Operation, state: Mapping[str, Any], refs: Any, svc: Services) -> dict[str, Any]:
+    from picflow.collect import collect_results
+
+    job_id = str(state["job_id"])
+    record = svc.store.get(job_id) or {}
+    manifest = collect_results(
+        refs,
+        http=svc.providers.downloads(),
+        s3=svc.s3,
+        bucket=config.env(config.OUTPUT_BUCKET),
+        prefix=str(state.get("out_prefix") or f"jobs/{job_id}/"),
+        provider=op.provider.value,
+        job={**record, "job_id": job_id, "operation": op.name},
+    )
+    now = svc.clock()
+    svc.store.update(
+        job_id,
+        {
+            "status": JobStatus.SUCCEEDED.value,
+            "manifest": {
+                "key": manifest["manifest_key"],
+                "bucket": manifest["bucket"],
+                "outputs": manifest["outputs"],
+                "texts": manifest["texts"],
+            },
+            "completed_at": now_iso(now),
+            "duration_seconds": round(now - float(record.get("submitted_epoch") or now), 3),
+        },
+    )
+    return manifest
+
+
+@_records_errors
+def collect(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
+    """Copy the results named by the last Check (or callback) into S3; mark the job SUCCEEDED."""
+    svc = svc or services()
+    op = get_operation(str(state["operation"]))
+    outcome = state.get("poll") or {}
+    refs = _refs_from_state(list(outcome.get("results") or []))
+    if not refs:
+        raise UpstreamTaskFailedError("the provider reported success with no results", code="NoResults")
+    manifest = _collect(op, state, refs, svc)
+    return {"manifest_key": manifest["manifest_key"], "outputs": len(manifest["outputs"])}
+
+
+# --- failure -----------------------------------------------------------------------------
+
+
+def record_failure(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
+    """Mark the job FAILED with the most specific error known (the step's own record first)."""
+    import json
+
+    svc = svc or services()
+    job_id = str(state["job_id"])
+    record = svc.store.get(job_id) or {}
+    caught = state.get("error") or {}
+    error: dict[str, Any] = dict(record.get("last_error") or {})
+    if not error or (caught.get("Error") and caught.get("Error") != error.get("type")):
+        message = str(caught.get("Cause", ""))
+        with contextlib.suppress(ValueError, AttributeError):
+            message = str(json.loads(message).get("errorMessage", message))
+        error = {"type": caught.get("Error", "Unknown"), "message": message[:2000]}
+    svc.store.update(
+        job_id, {"status": JobStatus.FAILED.value, "error": error, "completed_at": now_iso(svc.clock())}
+    )
+    return {"error": error}
