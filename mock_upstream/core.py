@@ -1,0 +1,228 @@
+"""The shared plumbing of every emulated call: journal entries, redaction, faults, result files.
+
+A provider handler builds a journal entry from the parsed request (`form_entry` / `json_entry`),
+fills in a fault `Context` once it knows the account and task, and hands its work to
+`Mock.exchange`, which applies the faults around it and records the answer. Secrets never reach
+the journal: Authorization headers, `user_key` and Tencent signatures are replaced by
+`<redacted>`, uploaded files are kept as name, filename, size and sha256.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mock_upstream import faults
+from mock_upstream.callbacks import CallbackHub
+from mock_upstream.state import MockState, Scenario, StoredFile, Task
+
+REDACTED: Final = "<redacted>"
+SECRET_FIELDS: Final = frozenset({"user_key"})
+KEPT_HEADERS: Final = (
+    "content-type",
+    "user-agent",
+    "host",
+    "x-tc-action",
+    "x-tc-version",
+    "x-tc-region",
+    "x-tc-timestamp",
+    "x-tc-language",
+)
+MARKER_HEADERS: Final = (
+    "x-mock-marker",
+    "idempotency-key",
+    "x-idempotency-key",
+    "x-request-id",
+    "x-tc-traceid",
+)
+
+Upload = tuple[str, bytes]  # (filename, content)
+
+
+class JobSlots:
+    """Tencent's running jobs per account, plus a "hold" switch that parks new jobs mid-flight.
+
+    Holding lets a test keep one job running (deterministically, no timing) while it sends a
+    second request and sees RequestLimitExceeded.JobNumExceed.
+    """
+
+    def __init__(self) -> None:
+        self.active: dict[str, int] = {}
+        self.hold = False
+        self._release: asyncio.Event | None = None
+        self._changed: asyncio.Condition | None = None
+
+    def _cond(self) -> asyncio.Condition:
+        if self._changed is None:
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    def set_hold(self, hold: bool) -> None:
+        self.hold = hold
+        if not hold and self._release is not None:
+            self._release.set()
+            self._release = None
+
+    async def parked(self) -> None:
+        """Wait here while held."""
+        if self.hold:
+            if self._release is None:
+                self._release = asyncio.Event()
+            await self._release.wait()
+
+    async def change(self, account: str, delta: int) -> None:
+        self.active[account] = self.active.get(account, 0) + delta
+        async with self._cond():
+            self._cond().notify_all()
+
+    async def wait_total(self, count: int, timeout: float) -> bool:
+        """Wait until at least `count` jobs run in total; False on timeout."""
+        async with self._cond():
+            try:
+                await asyncio.wait_for(
+                    self._cond().wait_for(lambda: sum(self.active.values()) >= count), timeout
+                )
+            except TimeoutError:
+                return False
+        return True
+
+
+class Mock:
+    """The app's world: state, fault rules, callbacks, Tencent job slots."""
+
+    def __init__(self, state: MockState) -> None:
+        self.state = state
+        self.faults = faults.FaultBook()
+        self.callbacks = CallbackHub()
+        self.jobs = JobSlots()
+        self.sweepers: list[Callable[[], None]] = []
+
+    def reset(self) -> None:
+        self.state.reset()
+        self.faults = faults.FaultBook()
+        self.callbacks.reset()
+        self.jobs.set_hold(False)
+
+    def sweep(self) -> None:
+        """Let time-scheduled tasks end (and queue their callbacks) at the current mock time."""
+        for sweeper in self.sweepers:
+            sweeper()
+
+    # ---- result files --------------------------------------------------------------------
+    def publish(self, request_base: str, name: str, content: bytes, media_type: str) -> str:
+        """Store a result file and return its URL, valid for `file_ttl_seconds` of mock time."""
+        token = f"{self.state.file_rng.getrandbits(64):016x}"
+        ttl = self.state.settings.file_ttl_seconds
+        self.state.files[token] = StoredFile(
+            token=token,
+            name=name,
+            content=content,
+            media_type=media_type,
+            expires_at=self.state.clock.now() + ttl if ttl > 0 else math.inf,
+            sha256=hashlib.sha256(content).hexdigest(),
+        )
+        return f"{request_base}/files/{token}/{name}"
+
+    def finish(self, task: Task) -> None:
+        """End a task now: publish its result files (on success) and mark its callback due."""
+        if task.finished_at is not None:
+            return
+        task.finished_at = self.state.clock.now()
+        if task.failure() is None:
+            for name, content, media in task.outputs:
+                task.urls[name] = self.publish(task.base_url, f"{task.task_id}-{name}", content, media)
+        task.outputs = []
+        task.callback_due = task.callback_url is not None
+
+    def new_task(self, task: Task, request_scenario: Scenario | None) -> Task:
+        task.scenario = self.state.task_scenarios.get(task.task_id) or self.state.scenario_for(
+            task.account, request_scenario
+        )
+        self.state.tasks[task.task_id] = task
+        return task
+
+    # ---- the request cycle ---------------------------------------------------------------
+    async def exchange(
+        self, ctx: faults.Context, entry: dict[str, Any], work: Callable[[], Awaitable[Response]]
+    ) -> Response:
+        """Run `work` between the fault phases and journal the outcome."""
+        entry.update(account=ctx.account, task_id=entry.get("task_id") or ctx.task_id, action=ctx.action)
+        response = await faults.before(self.state, self.faults, ctx)
+        if response is None:
+            response = await work()
+            response = faults.after(self.state, self.faults, ctx, response)
+        entry["status"] = response.status_code
+        entry["faults"] = list(ctx.fired)
+        entry["task_id"] = entry.get("task_id") or ctx.task_id
+        self.state.record(entry)
+        return response
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def request_scenario(request: Request) -> Scenario | None:
+    """A per-request scenario from the `X-Mock-Scenario` header (JSON), if any."""
+    raw = request.headers.get("x-mock-scenario")
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"X-Mock-Scenario is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError("X-Mock-Scenario must be a JSON object")
+    return Scenario.from_dict(data)
+
+
+def new_entry(request: Request, provider: str, route: str) -> dict[str, Any]:
+    headers = {name: request.headers[name] for name in KEPT_HEADERS if name in request.headers}
+    if "authorization" in request.headers:
+        scheme = request.headers["authorization"].split(" ", 1)[0]
+        headers["authorization"] = f"{scheme} {REDACTED}"
+    marker = next((request.headers[h] for h in MARKER_HEADERS if h in request.headers), None)
+    return {
+        "provider": provider,
+        "method": request.method,
+        "path": request.url.path,
+        "route": route,
+        "headers": headers,
+        "marker": marker,
+        "fields": {},
+        "files": [],
+        "paid": False,
+    }
+
+
+async def read_form(request: Request, entry: dict[str, Any]) -> tuple[dict[str, str], dict[str, Upload]]:
+    """Parse multipart/urlencoded form into text fields and uploads; journal both (redacted)."""
+    form: FormData = await request.form(max_files=16, max_fields=200, max_part_size=4 * 1024 * 1024)
+    fields: dict[str, str] = {}
+    uploads: dict[str, Upload] = {}
+    for name, value in form.multi_items():
+        if isinstance(value, UploadFile):
+            content = await value.read()
+            uploads.setdefault(name, (value.filename or "", content))
+            entry["files"].append(
+                {
+                    "name": name,
+                    "filename": value.filename,
+                    "content_type": value.content_type,
+                    "size": len(content),
+                    "sha256": hashlib.sha256(content).hexdigest(),
+                }
+            )
+        else:
+            fields.setdefault(name, value)
+            entry["fields"][name] = REDACTED if name in SECRET_FIELDS else value
+    await form.close()
+    return fields, uploads

@@ -1,0 +1,311 @@
+"""The "task/pic" API (documents 000-002): segmentation, background, idphoto, and task polling.
+
+`POST /task/pic/{segmentation|background|idphoto}` (multipart, Bearer token) answers
+`{"status": 200, "data": {...}}`; `GET /task/{task_id}` (also `/task/pic/{task_id}`) polls.
+States: 0 queued, 2 preparing, 3 waiting, 4 processing, 1 Complete; negative = failed (-1 failed,
+-2 result upload failed, -3 source download failed, -5 image over 15 MB, -7 invalid image,
+-8 processing timeout). An async submit (sync=0) answers the queued snapshot; sync=1 answers the
+end state, except under a `seconds` scenario, where it answers the snapshot at submit time (a
+sync wait that timed out). Errors: 401 bad token, 400 bad parameters, 402 out of balance,
+404 unknown task, each as `{"status": <code>, "message": "..."}`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from starlette.background import BackgroundTask
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mock_upstream import errors, images, sources
+from mock_upstream.core import Mock, base_url, new_entry, read_form, request_scenario
+from mock_upstream.faults import Context
+from mock_upstream.state import TASKPIC_PRICE, Account, Scenario, Task
+
+KINDS: Final = ("segmentation", "background", "idphoto")
+PROGRESS_STATES: Final = ((0, "Queued", 0), (2, "Preparing", 10), (3, "Waiting", 20), (4, "Processing", 50))
+SIZE_RE: Final = re.compile(r"^(\d+)x(\d+)$")
+URL_RE: Final = re.compile(r"^https?://[^\s/]+")
+
+
+class BadParamsError(ValueError):
+    """A 400: the message goes to the client."""
+
+
+def _choice(fields: dict[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = fields.get(name, "") or default
+    if value not in allowed:
+        raise BadParamsError(f"{name} must be one of {', '.join(a or '(empty)' for a in allowed)}")
+    return value
+
+
+def _color(fields: dict[str, str]) -> tuple[int, int, int]:
+    raw = fields.get("bg_color") or "ffffff"
+    color = images.parse_hex_color(raw)
+    if color is None:
+        raise BadParamsError("bg_color must be a hex colour such as ffffff")
+    return color
+
+
+def parse_params(kind: str, fields: dict[str, str], has_file: bool) -> dict[str, Any]:
+    """Validate the form for `kind`; raise BadParamsError with the reason."""
+    url = fields.get("image_url", "")
+    if has_file == bool(url):
+        raise BadParamsError("exactly one of image_file and image_url is required")
+    if url and not URL_RE.match(url):
+        raise BadParamsError("image_url must be an http(s) URL")
+    callback = fields.get("callback_url", "")
+    if callback and not URL_RE.match(callback):
+        raise BadParamsError("callback_url must be an http(s) URL")
+    params: dict[str, Any] = {
+        "image_url": url,
+        "sync": int(_choice(fields, "sync", "0", ("0", "1"))),
+        "callback_url": callback or None,
+    }
+    if kind == "segmentation":
+        params["type"] = _choice(fields, "type", "", ("", "person", "object", "stamp"))
+        params["output_type"] = int(_choice(fields, "output_type", "2", ("1", "2", "3")))
+        params["crop"] = _choice(fields, "crop", "0", ("0", "1")) == "1"
+        params["format"] = _choice(fields, "format", "png", ("png", "jpg"))
+        params["bg_color"] = _color(fields)
+    elif kind == "idphoto":
+        match = SIZE_RE.match(fields.get("size", ""))
+        if not match or not all(100 <= int(v) <= 2000 for v in match.groups()):
+            raise BadParamsError("size must be {width}x{height} with each side within 100-2000")
+        params["size"] = (int(match[1]), int(match[2]))
+        params["format"] = _choice(fields, "format", "png", ("png", "jpg"))
+        params["bg_color"] = _color(fields)
+    else:
+        batch = fields.get("batch_size") or "2"
+        if batch not in ("1", "2", "3", "4"):
+            raise BadParamsError("batch_size must be an integer within 1-4")
+        params["batch_size"] = int(batch)
+        prompt = fields.get("prompt", "")
+        if not prompt.strip():
+            raise BadParamsError("prompt is required")
+        if len(prompt) > 1024:
+            raise BadParamsError("prompt must be at most 1024 characters")
+        params["prompt"] = prompt
+    return params
+
+
+def price(kind: str, params: dict[str, Any]) -> int:
+    return TASKPIC_PRICE[kind] * int(params.get("batch_size", 1))
+
+
+def authenticate(mock: Mock, request: Request) -> Account | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return mock.state.account_by("token", token.strip()) if scheme.lower() == "bearer" else None
+
+
+def make_outputs(kind: str, params: dict[str, Any], source: bytes, task: Task) -> None:
+    """Decode the source and render the result files into the task (or mark it failed -7)."""
+    try:
+        image = images.decode(source)
+    except images.ImageDecodeError:
+        task.forced_failure = (-7, None)
+        return
+    task.meta["source_size"] = image.size
+    if kind == "segmentation":
+        files, box, size = images.segmentation(
+            image,
+            output_type=params["output_type"],
+            crop=params["crop"],
+            fmt=params["format"],
+            bg=params["bg_color"],
+        )
+        ext = "jpg" if params["format"] == "jpg" else "png"
+        task.outputs = [(f"{name}.{ext if name == 'image' else 'png'}", *files[name]) for name in files]
+    elif kind == "idphoto":
+        files, box = images.idphoto(image, size=params["size"], fmt=params["format"], bg=params["bg_color"])
+        size = params["size"]
+        ext = "jpg" if params["format"] == "jpg" else "png"
+        task.outputs = [(f"image.{ext}", *files["image"])]
+    else:
+        batch, box = images.background(image, prompt=params["prompt"], batch_size=params["batch_size"])
+        size = image.size
+        task.outputs = [(f"image-{i}.png", data, images.PNG) for i, data in enumerate(batch)]
+    task.meta.update(rect=box, size=size)
+
+
+def render(mock: Mock, task: Task) -> dict[str, Any]:
+    """The `data` object of a poll answer, field for field as the documents show."""
+    now = mock.state.clock.now()
+    params = task.params
+    box = task.meta.get("rect", (0, 0, 0, 0))
+    width, height = task.meta.get("size", task.meta.get("source_size", (0, 0)))
+    requested = params.get("type", "")
+    data: dict[str, Any] = {
+        "completed_at": 0,
+        "created_at": int(task.created_at),
+        "download_time": 0,
+        "err_info": "",
+        "foreground_rect": {"x": box[0], "y": box[1], "width": box[2] - box[0], "height": box[3] - box[1]},
+        "image": "",
+        "image_height": height,
+        "image_width": width,
+        "output_type": params.get("output_type", 2),
+        "processed_at": 0,
+        "progress": 0,
+        "result_type": requested or ("person" if task.kind == "idphoto" else "object"),
+        "return_type": 1,
+        "state": 0,
+        "state_detail": "Queued",
+        "task_id": task.task_id,
+        "time_elapsed": 0.0,
+        "type": requested or "auto",
+    }
+    if task.finished_at is None:
+        stage = PROGRESS_STATES[min(3, int(task.fraction(now) * 4))]
+        data.update(state=stage[0], state_detail=stage[1], progress=stage[2])
+        if stage[0] >= 3:
+            data["processed_at"] = int(task.created_at)
+        return data
+    data.update(
+        completed_at=int(task.finished_at),
+        processed_at=int(task.created_at),
+        progress=100,
+        download_time=task.meta.get("download_ms", 0),
+        time_elapsed=round((task.finished_at - task.created_at) * 1000 + 384.55, 2),
+    )
+    failure = task.failure()
+    if failure is not None:
+        code = failure[0] if isinstance(failure[0], int) and failure[0] in errors.TASKPIC_FAILURES else -1
+        message = failure[1] or errors.TASKPIC_FAILURES[code]
+        data.update(state=code, state_detail="Failed", err_info=message)
+        return data
+    data.update(state=1, state_detail="Complete")
+    urls = [url for name, url in task.urls.items() if name.startswith("image")]
+    if urls:
+        data["image"] = urls[0]
+    if task.kind == "background":
+        data["images"] = urls
+    masks = [url for name, url in task.urls.items() if name.startswith("mask")]
+    if masks:
+        data["mask"] = masks[0]
+    return data
+
+
+def answer(mock: Mock, task: Task) -> JSONResponse:
+    """A `{"status": 200, "data": ...}` answer; a due callback is queued after it is sent."""
+    body = {"status": 200, "data": render(mock, task)}
+    return JSONResponse(body, background=BackgroundTask(queue_callbacks, mock))
+
+
+def queue_callbacks(mock: Mock) -> None:
+    now = mock.state.clock.now()
+    for task in mock.state.tasks.values():
+        if task.callback_due and task.callback_url:
+            task.callback_due = False
+            mock.callbacks.enqueue(
+                task.task_id, task.callback_url, {"status": 200, "data": render(mock, task)}, now
+            )
+
+
+def sweep(mock: Mock) -> None:
+    """End the tasks whose time has come (not the poll-counted ones) and queue their callbacks."""
+    now = mock.state.clock.now()
+    for task in mock.state.tasks.values():
+        timed = task.scenario.polls is None
+        if task.provider == "taskpic" and task.finished_at is None and timed and task.is_due(now):
+            mock.finish(task)
+    queue_callbacks(mock)
+
+
+async def submit(mock: Mock, request: Request) -> Response:
+    kind = request.path_params["kind"]
+    if kind not in KINDS:
+        return errors.taskpic_error(404, f"no such endpoint: /task/pic/{kind}")
+    entry = new_entry(request, "taskpic", f"/task/pic/{kind}")
+    ctx = Context("taskpic", request.url.path, request.method)
+    try:
+        fields, uploads = await read_form(request, entry)
+    except Exception as exc:  # malformed multipart: the provider's own 400
+        return errors.taskpic_error(400, f"invalid form: {exc}")
+    account = authenticate(mock, request)
+    ctx.account = account.name if account else None
+
+    async def work() -> Response:
+        if account is None:
+            return errors.taskpic_error(401, errors.TASKPIC_BAD_TOKEN)
+        try:
+            params = parse_params(kind, fields, "image_file" in uploads)
+            scenario = request_scenario(request)
+        except ValueError as exc:
+            return errors.taskpic_error(400, str(exc))
+        cost = price(kind, params)
+        if account.taskpic_balance < cost:
+            return errors.taskpic_error(402, errors.TASKPIC_NO_BALANCE)
+        task = await create(mock, request, kind, account, params, uploads, scenario)
+        account.taskpic_balance -= cost
+        entry.update(paid=True, task_id=task.task_id)
+        if params["sync"] == 1 and task.scenario.seconds is None:
+            mock.finish(task)
+        return answer(mock, task)
+
+    return await mock.exchange(ctx, entry, work)
+
+
+async def create(
+    mock: Mock,
+    request: Request,
+    kind: str,
+    account: Account,
+    params: dict[str, Any],
+    uploads: dict[str, tuple[str, bytes]],
+    scenario: Scenario | None,
+) -> Task:
+    state = mock.state
+    task = Task(
+        task_id=state.uuid(),
+        provider="taskpic",
+        kind=kind,
+        account=account.name,
+        created_at=state.clock.now(),
+        scenario=Scenario(),
+        params=params,
+        base_url=base_url(request),
+        callback_url=params["callback_url"],
+    )
+    mock.new_task(task, scenario)
+    limit = state.settings.taskpic_max_image_bytes
+    if "image_file" in uploads:
+        source: bytes | None = uploads["image_file"][1]
+    else:
+        try:
+            fetched = await sources.fetch(
+                params["image_url"], timeout=state.settings.fetch_timeout_seconds, max_bytes=limit
+            )
+        except sources.FetchError as exc:
+            task.forced_failure = (-3, f"{errors.TASKPIC_FAILURES[-3]}: {exc}")
+            return task
+        source = None if fetched.too_large else fetched.data
+    if source is None or len(source) > limit:
+        task.forced_failure = (-5, None)
+        return task
+    # A plausible, deterministic download time in milliseconds.
+    task.meta["download_ms"] = 100 + len(source) % 900
+    make_outputs(kind, params, source, task)
+    return task
+
+
+async def poll(mock: Mock, request: Request) -> Response:
+    task_id = request.path_params["task_id"]
+    entry = new_entry(request, "taskpic", "/task/{task_id}")
+    account = authenticate(mock, request)
+    ctx = Context("taskpic", request.url.path, request.method, account.name if account else None, task_id)
+
+    async def work() -> Response:
+        if account is None:
+            return errors.taskpic_error(401, errors.TASKPIC_BAD_TOKEN)
+        task = mock.state.tasks.get(task_id)
+        if task is None or task.provider != "taskpic" or task.account != account.name:
+            return errors.taskpic_error(404, errors.TASKPIC_TASK_UNKNOWN)
+        task.polls += 1
+        if task.is_due(mock.state.clock.now()):
+            mock.finish(task)
+        return answer(mock, task)
+
+    return await mock.exchange(ctx, entry, work)
