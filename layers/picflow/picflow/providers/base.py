@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, Any
 
 from picflow.catalogue import Provider, ResultKind
+from picflow.errors import UpstreamTaskFailedError
 
 __all__ = ["Balance", "ImageInput", "ResultRef", "Secret", "Submission", "TaskState", "TaskStatus"]
 
@@ -50,6 +52,20 @@ class ImageInput:
         if (self.file is None) == (self.url is None):
             raise ValueError("ImageInput needs exactly one of file or url")
 
+    def known_size(self) -> int | None:
+        """Bytes httpx will upload (it rewinds seekable files), or None when unknowable unread."""
+        if self.file is None:
+            return None
+        try:
+            if not self.file.seekable():
+                return None
+            position = self.file.tell()
+            end = self.file.seek(0, io.SEEK_END)
+            self.file.seek(position)
+        except (OSError, ValueError):
+            return None
+        return end
+
 
 class TaskState(StrEnum):
     PENDING = "pending"
@@ -87,6 +103,15 @@ class TaskStatus:
     error_message: str | None = None
     balance: Balance | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def raise_for_failure(self) -> None:
+        """Raise :class:`UpstreamTaskFailedError` with the provider's code if the task failed."""
+        if self.state is TaskState.FAILED:
+            raise UpstreamTaskFailedError(
+                self.error_message or self.detail or "upstream task failed",
+                provider=self.provider.value,
+                code=self.error_code,
+            )
 
 
 @dataclass(frozen=True)
