@@ -91,6 +91,11 @@ def tc3_headers(
 
 
 @pytest.fixture
+def tc3() -> Callable[..., dict[str, str]]:
+    return tc3_headers
+
+
+@pytest.fixture
 def tencent(client, mock_upstream) -> Callable[..., dict[str, Any]]:
     """POST a signed ReplaceBackground; returns the parsed `Response` object."""
 

@@ -34,14 +34,23 @@ def fetch_image(client, url):
 
 def test_segmentation_documented_example_returns_complete_png_cutout(client):
     # GIVEN the document's own example request WHEN submitted sync THEN every documented field is there
-    response = submit(client, "segmentation", {"sync": "1", "output_type": "2", "format": "png"},
-                      url_form("https://example.com/image.png"))
+    response = submit(
+        client,
+        "segmentation",
+        {"sync": "1", "output_type": "2", "format": "png"},
+        url_form("https://example.com/image.png"),
+    )
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == 200
     data = body["data"]
     assert set(data) == DOC_FIELDS
-    assert (data["state"], data["state_detail"], data["progress"], data["return_type"]) == (1, "Complete", 100, 1)
+    assert (data["state"], data["state_detail"], data["progress"], data["return_type"]) == (
+        1,
+        "Complete",
+        100,
+        1,
+    )
     assert data["type"] == "auto" and isinstance(data["time_elapsed"], float)
     assert set(data["foreground_rect"]) == {"x", "y", "width", "height"}
     image, raw = fetch_image(client, data["image"])
@@ -53,8 +62,12 @@ def test_segmentation_documented_example_returns_complete_png_cutout(client):
 
 @pytest.mark.parametrize(("output_type", "has_image", "has_mask"), [(1, True, True), (3, False, True)])
 def test_segmentation_output_types_return_mask(client, sample, output_type, has_image, has_mask):
-    response = submit(client, "segmentation", {"sync": "1", "output_type": str(output_type)},
-                      {"image_file": ("a.png", sample("image.png"), "image/png")})
+    response = submit(
+        client,
+        "segmentation",
+        {"sync": "1", "output_type": str(output_type)},
+        {"image_file": ("a.png", sample("image.png"), "image/png")},
+    )
     data = response.json()["data"]
     assert bool(data["image"]) is has_image
     mask, _ = fetch_image(client, data["mask"])
@@ -62,9 +75,12 @@ def test_segmentation_output_types_return_mask(client, sample, output_type, has_
 
 
 def test_segmentation_jpg_on_bg_color_with_crop(client, sample):
-    response = submit(client, "segmentation",
-                      {"sync": "1", "format": "jpg", "bg_color": "00ff00", "crop": "1"},
-                      {"image_file": ("a.png", sample("image.png"), "image/png")})
+    response = submit(
+        client,
+        "segmentation",
+        {"sync": "1", "format": "jpg", "bg_color": "00ff00", "crop": "1"},
+        {"image_file": ("a.png", sample("image.png"), "image/png")},
+    )
     data = response.json()["data"]
     image, raw = fetch_image(client, data["image"])
     assert raw.headers["content-type"] == "image/jpeg" and image.format == "JPEG"
@@ -76,8 +92,12 @@ def test_segmentation_jpg_on_bg_color_with_crop(client, sample):
 
 def test_outputs_are_deterministic(client, mock_upstream, sample):
     def run():
-        data = submit(client, "segmentation", {"sync": "1", "output_type": "1"},
-                      {"image_file": ("a.png", sample("portrait.png"), "image/png")}).json()["data"]
+        data = submit(
+            client,
+            "segmentation",
+            {"sync": "1", "output_type": "1"},
+            {"image_file": ("a.png", sample("portrait.png"), "image/png")},
+        ).json()["data"]
         return [hashlib.sha256(client.get(data[k]).content).hexdigest() for k in ("image", "mask")]
 
     assert run() == run()
@@ -86,8 +106,12 @@ def test_outputs_are_deterministic(client, mock_upstream, sample):
 
 
 def test_idphoto_is_exactly_the_requested_size(client):
-    response = submit(client, "idphoto", {"size": "300x400", "format": "jpg", "bg_color": "FFFFFF", "sync": "1"},
-                      url_form("https://example.com/portrait.png"))
+    response = submit(
+        client,
+        "idphoto",
+        {"size": "300x400", "format": "jpg", "bg_color": "FFFFFF", "sync": "1"},
+        url_form("https://example.com/portrait.png"),
+    )
     data = response.json()["data"]
     image, _ = fetch_image(client, data["image"])
     assert image.size == (300, 400) and image.format == "JPEG"
@@ -96,8 +120,12 @@ def test_idphoto_is_exactly_the_requested_size(client):
 
 def test_background_returns_batch_size_images(client, mock_upstream):
     before = mock_upstream.account()["taskpic_balance"]
-    response = submit(client, "background", {"batch_size": "3", "prompt": "beach", "sync": "1"},
-                      url_form("https://example.com/foreground.png"))
+    response = submit(
+        client,
+        "background",
+        {"batch_size": "3", "prompt": "beach", "sync": "1"},
+        url_form("https://example.com/foreground.png"),
+    )
     data = response.json()["data"]
     assert len(data["images"]) == 3 and data["image"] == data["images"][0]
     digests = {hashlib.sha256(client.get(u).content).hexdigest() for u in data["images"]}
@@ -117,8 +145,9 @@ def test_async_task_walks_the_states_after_n_polls(client, mock_upstream):
 
 def test_async_task_ends_after_mock_seconds(client, mock_upstream):
     headers = mock_upstream.scenario_header(seconds=30)
-    task_id = submit(client, "segmentation", {"sync": "1"}, url_form("https://example.com/image.png"),
-                     headers).json()["data"]["task_id"]
+    task_id = submit(
+        client, "segmentation", {"sync": "1"}, url_form("https://example.com/image.png"), headers
+    ).json()["data"]["task_id"]
     poll = lambda: client.get(f"/task/{task_id}", headers=AUTH).json()["data"]  # noqa: E731
     assert poll()["state"] != 1
     mock_upstream.advance_clock(29)
@@ -131,32 +160,44 @@ def test_async_task_ends_after_mock_seconds(client, mock_upstream):
 @pytest.mark.parametrize("code", [-1, -2, -8])
 def test_scenario_failure_codes(client, mock_upstream, code):
     mock_upstream.set_scenario(account="default", outcome="failure", code=code)
-    data = submit(client, "segmentation", {"sync": "1"}, url_form("https://example.com/image.png")).json()["data"]
-    assert data["state"] == code and data["state_detail"] == "Failed" and data["err_info"] and data["image"] == ""
+    data = submit(client, "segmentation", {"sync": "1"}, url_form("https://example.com/image.png")).json()[
+        "data"
+    ]
+    assert (
+        data["state"] == code
+        and data["state_detail"] == "Failed"
+        and data["err_info"]
+        and data["image"] == ""
+    )
 
 
 def test_download_failure_is_state_minus_3(client, mock_upstream):
-    data = submit(client, "segmentation", {"sync": "1"},
-                  url_form(mock_upstream.url("/files/nope/missing.png"))).json()["data"]
+    data = submit(
+        client, "segmentation", {"sync": "1"}, url_form(mock_upstream.url("/files/nope/missing.png"))
+    ).json()["data"]
     assert data["state"] == -3
 
 
 def test_invalid_image_is_state_minus_7(client):
-    data = submit(client, "segmentation", {"sync": "1"},
-                  {"image_file": ("a.png", b"not an image", "image/png")}).json()["data"]
+    data = submit(
+        client, "segmentation", {"sync": "1"}, {"image_file": ("a.png", b"not an image", "image/png")}
+    ).json()["data"]
     assert data["state"] == -7
 
 
 def test_oversized_image_is_state_minus_5(client, mock_upstream, sample):
     mock_upstream.configure(taskpic_max_image_bytes=1000)
-    data = submit(client, "segmentation", {"sync": "1"},
-                  {"image_file": ("a.png", sample("image.png"), "image/png")}).json()["data"]
+    data = submit(
+        client, "segmentation", {"sync": "1"}, {"image_file": ("a.png", sample("image.png"), "image/png")}
+    ).json()["data"]
     assert data["state"] == -5
 
 
 def test_fetch_over_loopback_http(client, mock_upstream):
     # GIVEN an image served over HTTP (the mock's own file route stands in for S3)
-    data = submit(client, "segmentation", {"sync": "1"}, url_form("https://example.com/image.png")).json()["data"]
+    data = submit(client, "segmentation", {"sync": "1"}, url_form("https://example.com/image.png")).json()[
+        "data"
+    ]
     again = submit(client, "segmentation", {"sync": "1"}, url_form(data["image"])).json()["data"]
     assert again["state"] == 1
 
@@ -193,21 +234,31 @@ def test_segmentation_bad_params_are_400(client, data, files, status):
     ],
 )
 def test_idphoto_and_background_bad_params_are_400(client, kind, data):
-    response = client.post(f"/task/pic/{kind}", headers=AUTH, data={"image_url": "https://example.com/a.png", **data})
+    response = client.post(
+        f"/task/pic/{kind}", headers=AUTH, data={"image_url": "https://example.com/a.png", **data}
+    )
     assert response.status_code == 400 and response.json()["status"] == 400
 
 
 def test_bad_token_is_401(client):
-    response = client.post("/task/pic/segmentation", headers={"Authorization": "Bearer nope"},
-                           data={"image_url": "https://example.com/a.png"})
+    response = client.post(
+        "/task/pic/segmentation",
+        headers={"Authorization": "Bearer nope"},
+        data={"image_url": "https://example.com/a.png"},
+    )
     assert response.status_code == 401 and response.json()["status"] == 401
     assert client.get("/task/abc").status_code == 401
 
 
 def test_unknown_or_foreign_task_is_404(client, mock_upstream):
-    assert client.get("/task/does-not-exist", headers=AUTH).json() == {"status": 404, "message": "task not found"}
+    assert client.get("/task/does-not-exist", headers=AUTH).json() == {
+        "status": 404,
+        "message": "task not found",
+    }
     mock_upstream.set_account("other", token="sk-other")
-    task_id = submit(client, "segmentation", {}, url_form("https://example.com/a.png")).json()["data"]["task_id"]
+    task_id = submit(client, "segmentation", {}, url_form("https://example.com/a.png")).json()["data"][
+        "task_id"
+    ]
     assert client.get(f"/task/{task_id}", headers={"Authorization": "Bearer sk-other"}).status_code == 404
 
 
@@ -233,7 +284,9 @@ def test_result_urls_expire_after_an_hour_of_mock_time(client, mock_upstream):
 def test_seed_makes_task_ids_reproducible(client, mock_upstream):
     def first_id():
         mock_upstream.set_seed(7)
-        return submit(client, "segmentation", {}, url_form("https://example.com/a.png")).json()["data"]["task_id"]
+        return submit(client, "segmentation", {}, url_form("https://example.com/a.png")).json()["data"][
+            "task_id"
+        ]
 
     a, b = first_id(), first_id()
     assert a == b and len(a) == 36 and a[14] == "4"
