@@ -81,13 +81,13 @@ class CallbackHub:
         self.config = CallbackConfig(**merged)
         return self.config
 
-    def enqueue(self, task_id: str, url: str, body: dict[str, Any], now: float) -> None:
+    def enqueue(self, task_id: str, url: str, body: dict[str, Any], ended: float) -> None:
         dropped = self.config.drop or (
             self.config.drop_probability > 0 and self.rng.random() < self.config.drop_probability
         )
         for copy in range(1 + self.config.duplicate):
             self._next += 1
-            delivery = Delivery(self._next, task_id, url, body, now + self.config.delay, copy)
+            delivery = Delivery(self._next, task_id, url, body, ended + self.config.delay, copy)
             if dropped:
                 delivery.outcome = "dropped"
                 self.log.append(delivery)

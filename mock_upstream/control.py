@@ -7,6 +7,7 @@ Tencent job holding, task inspection. Bodies are JSON; errors are `{"error": "..
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import Counter
@@ -228,7 +229,20 @@ async def sink(mock: Mock, request: Request) -> Response:
             sinks.setdefault(name, []).append(json.loads(raw))
         except json.JSONDecodeError:
             sinks.setdefault(name, []).append({"raw": raw.decode("utf-8", "replace")})
+        async with mock.sink_changed():
+            mock.sink_changed().notify_all()
         return JSONResponse({"ok": True})
+    wanted = int(request.query_params.get("wait_for", "0"))
+    if wanted:
+        # Block (server side) until that many bodies arrived: tests wait without sleeping.
+        timeout = min(float(request.query_params.get("timeout", "5")), 30.0)
+        async with mock.sink_changed():
+            try:
+                await asyncio.wait_for(
+                    mock.sink_changed().wait_for(lambda: len(sinks.get(name, [])) >= wanted), timeout
+                )
+            except TimeoutError:
+                return errors.control_error(408, "timed out waiting for callbacks")
     return JSONResponse({"received": sinks.get(name, [])})
 
 

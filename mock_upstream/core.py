@@ -103,6 +103,7 @@ class Mock:
         self.faults = faults.FaultBook()
         self.callbacks = CallbackHub()
         self.jobs = JobSlots()
+        self._sink_changed: asyncio.Condition | None = None
         self.sweepers: list[Callable[[], None]] = []
 
     def reset(self) -> None:
@@ -110,6 +111,12 @@ class Mock:
         self.faults = faults.FaultBook()
         self.callbacks.reset()
         self.jobs.set_hold(False)
+
+    def sink_changed(self) -> asyncio.Condition:
+        """Signalled whenever the callback sink receives something."""
+        if self._sink_changed is None:
+            self._sink_changed = asyncio.Condition()
+        return self._sink_changed
 
     def sweep(self) -> None:
         """Let time-scheduled tasks end (and queue their callbacks) at the current mock time."""
@@ -135,7 +142,13 @@ class Mock:
         """End a task now: publish its result files (on success) and mark its callback due."""
         if task.finished_at is not None:
             return
-        task.finished_at = self.state.clock.now()
+        # The scheduled end, not when a sweep happened to notice it, so times are deterministic.
+        if task.scenario.seconds is not None:
+            task.finished_at = min(self.state.clock.now(), task.created_at + task.scenario.seconds)
+        elif task.scenario.polls is None:
+            task.finished_at = task.created_at
+        else:
+            task.finished_at = self.state.clock.now()
         if task.failure() is None:
             for name, content, media in task.outputs:
                 task.urls[name] = self.publish(task.base_url, f"{task.task_id}-{name}", content, media)

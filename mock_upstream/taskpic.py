@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -189,19 +188,21 @@ def render(mock: Mock, task: Task) -> dict[str, Any]:
 
 
 def answer(mock: Mock, task: Task) -> JSONResponse:
-    """A `{"status": 200, "data": ...}` answer; a due callback is queued after it is sent."""
-    body = {"status": 200, "data": render(mock, task)}
-    return JSONResponse(body, background=BackgroundTask(queue_callbacks, mock))
+    """A `{"status": 200, "data": ...}` answer, queueing a due callback.
+
+    Queued now, delivered only by the worker's next tick or a flush, i.e. after this answer has
+    been written: queueing in a background task instead would race a test's next control call.
+    """
+    queue_callbacks(mock)
+    return JSONResponse({"status": 200, "data": render(mock, task)})
 
 
 def queue_callbacks(mock: Mock) -> None:
-    now = mock.state.clock.now()
     for task in mock.state.tasks.values():
-        if task.callback_due and task.callback_url:
+        if task.callback_due and task.callback_url and task.finished_at is not None:
             task.callback_due = False
-            mock.callbacks.enqueue(
-                task.task_id, task.callback_url, {"status": 200, "data": render(mock, task)}, now
-            )
+            body = {"status": 200, "data": render(mock, task)}
+            mock.callbacks.enqueue(task.task_id, task.callback_url, body, task.finished_at)
 
 
 def sweep(mock: Mock) -> None:

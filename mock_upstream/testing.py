@@ -182,8 +182,9 @@ class MockUpstream:
         """A callback_url served by the mock itself, recording what it receives."""
         return self.url(f"/__mock/sink/{name}")
 
-    def sink(self, name: str) -> list[Any]:
-        return list(self._call("GET", f"sink/{name}")["received"])
+    def sink(self, name: str, *, wait_for: int | None = None, timeout: float = 5.0) -> list[Any]:
+        """What the sink received; with `wait_for`, first wait until that many bodies arrived."""
+        return list(self._call("GET", f"sink/{name}", wait_for=wait_for, timeout=timeout)["received"])
 
     # ---- Tencent job slots ----------------------------------------------------------------
     def hold_tencent(self, hold: bool = True) -> None:
