@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import secrets
 import tempfile
 import time
@@ -39,7 +40,9 @@ from picflow.providers.registry import Registry, registry
 from picflow.semaphore import Semaphore
 
 if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_stepfunctions import SFNClient
 
 __all__ = [
     "Services",
@@ -47,9 +50,11 @@ __all__ = [
     "check",
     "collect",
     "next_wait",
+    "notify",
     "record_failure",
     "release_slot",
     "services",
+    "state_from_event",
     "submit",
     "validate",
 ]
@@ -79,6 +84,7 @@ class Services:
         self._store = store
         self._s3 = s3
         self._semaphore = semaphore
+        self._sfn: SFNClient | None = None
         self.providers = providers or registry()
         self.clock = clock
 
@@ -95,6 +101,21 @@ class Services:
 
             self._s3 = boto3.client("s3")
         return self._s3
+
+    @property
+    def sfn(self) -> SFNClient:
+        if self._sfn is None:
+            import boto3
+
+            self._sfn = boto3.client("stepfunctions")
+        return self._sfn
+
+    @property
+    def events(self) -> EventBridgeClient:
+        import boto3
+
+        client: EventBridgeClient = boto3.client("events")
+        return client
 
     @property
     def semaphore(self) -> Semaphore:
@@ -196,6 +217,18 @@ def _inspect_input(
     }
 
 
+def state_from_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The Validate task's payload: the execution input plus the execution's name and id.
+
+    The job id is the execution name, so a caller that names executions after an
+    idempotency key (API, S3 trigger, a parent state machine) gets one job per key.
+    """
+    request = dict(event.get("request") or {})
+    request.setdefault("job_id", event.get("execution_name"))
+    request["execution_id"] = event.get("execution_id")
+    return request
+
+
 @_records_errors
 def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
     """Check everything that can be checked before money is spent; create/refresh the job."""
@@ -214,6 +247,8 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
         }
     )
     op = get_operation(str(state.get("operation", "")))
+    if state.get("params_error"):
+        raise ParamValidationError(str(state["params_error"]), field="params", rule="a JSON object")
     params = validate_params(op, state.get("params") or {})
     style = _style(op, str(state.get("mode") or "auto"))
     if not source.get("bucket") or not source.get("key"):
@@ -230,6 +265,7 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
         "max_polls": config.env_int(config.MAX_POLLS, 200),
         "callback_timeout": callback_timeout,
         "heartbeat": max(1, callback_timeout - 1),
+        "first_wait": _scaled(POLL_FLOOR[op.provider]),
         "slot_ttl": deadline + 300,
         "cost_units": op.cost.units(params),
         "cost_unit": op.cost.unit,
@@ -363,7 +399,11 @@ def submit(
         store.release_submit(job_id)
         if isinstance(exc, RateLimitedError):
             wait = exc.retry_after if exc.retry_after is not None else SLOT_WAIT
-            return {"state": "throttled", "wait_seconds": _scaled(wait), "reason": type(exc).__name__}
+            out = {"state": "throttled", "wait_seconds": _scaled(wait), "reason": type(exc).__name__}
+            if task_token is not None:
+                # The execution waits on this token: hand the verdict over through it.
+                svc.sfn.send_task_success(taskToken=task_token, output=json.dumps(out))
+            return out
         raise
     task_id = submission.task_id or submission.request_id or f"sync-{job_id}"
     fields: dict[str, Any] = {"submitted_at": now_iso(submitted_at), "submitted_epoch": submitted_at}
@@ -377,8 +417,7 @@ def submit(
     if status is not None and status.state is not TaskState.PENDING:
         _raise_if_failed(status)
         # Sync answers are collected in this invocation: base64 results live only here.
-        manifest = _collect(op, state, status.results, svc)
-        return {"state": "collected", "task_id": task_id, "manifest_key": manifest["manifest_key"]}
+        return {"state": "collected", "task_id": task_id, **_collect(op, state, status.results, svc)}
     return {"state": "pending", "task_id": task_id, "wait_seconds": _scaled(POLL_FLOOR[op.provider])}
 
 
@@ -503,7 +542,12 @@ def _collect(op: Operation, state: Mapping[str, Any], refs: Any, svc: Services) 
             "duration_seconds": round(now - float(record.get("submitted_epoch") or now), 3),
         },
     )
-    return manifest
+    images = [o for o in manifest["outputs"] if str(o["content_type"]).startswith("image/")]
+    return {
+        "manifest_key": manifest["manifest_key"],
+        "primary_key": images[0]["key"] if images else None,
+        "outputs": len(manifest["outputs"]),
+    }
 
 
 @_records_errors
@@ -515,19 +559,20 @@ def collect(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, 
     refs = _refs_from_state(list(outcome.get("results") or []))
     if not refs:
         raise UpstreamTaskFailedError("the provider reported success with no results", code="NoResults")
-    manifest = _collect(op, state, refs, svc)
-    return {"manifest_key": manifest["manifest_key"], "outputs": len(manifest["outputs"])}
+    return _collect(op, state, refs, svc)
 
 
 # --- failure -----------------------------------------------------------------------------
 
 
-def record_failure(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
+def record_failure(
+    state: Mapping[str, Any], execution_name: str | None = None, svc: Services | None = None
+) -> dict[str, Any]:
     """Mark the job FAILED with the most specific error known (the step's own record first)."""
-    import json
-
     svc = svc or services()
-    job_id = str(state["job_id"])
+    job_id = str(state.get("job_id") or execution_name)
+    # A job that failed before Validate could record it still gets its FAILED record.
+    svc.store.create({"job_id": job_id, "operation": str(state.get("operation", "")), "input": {}})
     record = svc.store.get(job_id) or {}
     caught = state.get("error") or {}
     error: dict[str, Any] = dict(record.get("last_error") or {})
@@ -540,3 +585,41 @@ def record_failure(state: Mapping[str, Any], svc: Services | None = None) -> dic
         job_id, {"status": JobStatus.FAILED.value, "error": error, "completed_at": now_iso(svc.clock())}
     )
     return {"error": error}
+
+
+# --- Notify ------------------------------------------------------------------------------
+
+
+def notify(
+    state: Mapping[str, Any], execution_name: str | None = None, svc: Services | None = None
+) -> dict[str, Any]:
+    """Tell the world the job ended: an EventBridge event, and a signed POST to notify_url."""
+    from picflow.notify import job_event, post_notice
+
+    svc = svc or services()
+    job_id = str(state.get("job_id") or execution_name)
+    job = svc.store.get(job_id) or {"job_id": job_id, "status": "UNKNOWN"}
+    out: dict[str, Any] = {"event": False, "posted": None}
+    bus = config.optional(config.EVENT_BUS_NAME)
+    if bus:
+        svc.events.put_events(
+            Entries=[
+                {
+                    "Source": "picflow",
+                    "DetailType": f"Job {job.get('status')}",
+                    "Detail": json.dumps(job_event(job), default=str),
+                    "EventBusName": bus,
+                }
+            ]
+        )
+        out["event"] = True
+    url = job.get("notify_url")
+    if url:
+        from picflow.providers.registry import load_credentials
+
+        key = load_credentials().notify_signing_key
+        if key is None:
+            out["posted"] = "no signing key configured"
+        else:
+            out["posted"] = post_notice(svc.providers.downloads(), str(url), key.reveal().encode(), job)
+    return out

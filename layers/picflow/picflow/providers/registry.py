@@ -33,6 +33,8 @@ class Credentials:
     tencent_secret_id: Secret
     tencent_secret_key: Secret
     hdredraw_user_key: Secret
+    # The key completion notices are signed with (shared with the receivers of notify_url).
+    notify_signing_key: Secret | None = None
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any]) -> Credentials:
@@ -41,6 +43,9 @@ class Credentials:
             tencent_secret_id=Secret(str(raw["tencent_secret_id"])),
             tencent_secret_key=Secret(str(raw["tencent_secret_key"])),
             hdredraw_user_key=Secret(str(raw["hdredraw_user_key"])),
+            notify_signing_key=Secret(str(raw["notify_signing_key"]))
+            if raw.get("notify_signing_key")
+            else None,
         )
 
 
@@ -74,7 +79,10 @@ class Registry:
 
         creds = load_credentials()
         endpoint = config.env(config.TENCENT_ENDPOINT)
-        return TencentClient(self.http(endpoint), creds.tencent_secret_id, creds.tencent_secret_key)
+        # host=None: sign the host of the configured endpoint (the real one, or the local mock).
+        return TencentClient(
+            self.http(endpoint), creds.tencent_secret_id, creds.tencent_secret_key, host=None
+        )
 
     def hdredraw(self) -> HdRedrawClient:
         from picflow.providers.hdredraw import HdRedrawClient

@@ -1,0 +1,190 @@
+"""The local front door: HTTP requests in, API Gateway (REST, v1 payload) proxy events out.
+
+What ``sam local start-api`` does, without Docker: routes come from the template's own
+``Api`` events, requests become proxy events for the function behind the route, and the
+function's ``{statusCode, headers, body}`` becomes the HTTP response. Routes that require
+an API key refuse requests without ``x-api-key: LOCAL_API_KEY`` with a 403, as API Gateway
+does; the provider-callback route is open, as in the template.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from picflow_cli.local.runtime import LambdaRuntime
+
+__all__ = ["LOCAL_API_KEY", "STAGE", "FrontDoor", "Route", "routes_from_template"]
+
+LOCAL_API_KEY = "picflow-local-api-key"  # documented in the README; the local stack only
+STAGE = "v1"
+MAX_BODY = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    resource: str  # "/jobs/{job_id}"
+    function: str
+    api_key_required: bool
+    pattern: re.Pattern[str]
+
+
+def routes_from_template(sam: Mapping[str, Any], physical: Mapping[str, str]) -> list[Route]:
+    api_auth = {
+        logical_id: bool(res.get("Properties", {}).get("Auth", {}).get("ApiKeyRequired", False))
+        for logical_id, res in sam["Resources"].items()
+        if res["Type"] == "AWS::Serverless::Api"
+    }
+    routes = []
+    for logical_id, res in sam["Resources"].items():
+        if res["Type"] != "AWS::Serverless::Function":
+            continue
+        for event in res.get("Properties", {}).get("Events", {}).values():
+            if event.get("Type") != "Api":
+                continue
+            props = event["Properties"]
+            api = props.get("RestApiId", {}).get("Ref", "")
+            required = props.get("Auth", {}).get("ApiKeyRequired", api_auth.get(api, False))
+            path = str(props["Path"])
+            regex = "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$"
+            routes.append(
+                Route(
+                    str(props["Method"]).upper(),
+                    path,
+                    physical[logical_id],
+                    bool(required),
+                    re.compile(regex),
+                )
+            )
+    return routes
+
+
+def _json(status: int, payload: Any) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
+
+
+class FrontDoor:
+    def __init__(self, runtime: LambdaRuntime, routes: list[Route], host: str = "127.0.0.1") -> None:
+        self.runtime = runtime
+        self.routes = routes
+        self.host = host
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.base_url = ""
+
+    def dispatch(
+        self,
+        method: str,
+        raw_path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        source_ip: str = "127.0.0.1",
+    ) -> tuple[int, dict[str, str], bytes]:
+        split = urlsplit(raw_path)
+        prefix = f"/{STAGE}"
+        if not (split.path == prefix or split.path.startswith(prefix + "/")):
+            return _json(404, {"message": "Not Found"})
+        path = split.path[len(prefix) :] or "/"
+        matches = [(r, m) for r in self.routes if (m := r.pattern.match(path))]
+        route_match = next(((r, m) for r, m in matches if r.method == method), None)
+        if route_match is None:
+            # API Gateway answers an unknown route with 403 "Missing Authentication Token".
+            return _json(403 if not matches else 405, {"message": "Missing Authentication Token"})
+        route, match = route_match
+        lower = {k.lower(): v for k, v in headers.items()}
+        if route.api_key_required and lower.get("x-api-key") != LOCAL_API_KEY:
+            return _json(403, {"message": "Forbidden"})
+        query = parse_qs(split.query, keep_blank_values=True)
+        text_body: str | None
+        try:
+            text_body, is_b64 = body.decode(), False
+        except UnicodeDecodeError:
+            text_body, is_b64 = base64.b64encode(body).decode(), True
+        event = {
+            "resource": route.resource,
+            "path": path,
+            "httpMethod": method,
+            "headers": dict(headers),
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+            "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+            "multiValueQueryStringParameters": query or None,
+            "pathParameters": {k: unquote(v) for k, v in match.groupdict().items()} or None,
+            "stageVariables": None,
+            "requestContext": {
+                "resourcePath": route.resource,
+                "httpMethod": method,
+                "path": split.path,
+                "stage": STAGE,
+                "requestId": str(uuid.uuid4()),
+                "requestTimeEpoch": int(time.time() * 1000),
+                "identity": {"sourceIp": source_ip, "apiKey": lower.get("x-api-key")},
+                "accountId": "123456789012",
+                "apiId": "local",
+            },
+            "body": text_body if body else None,
+            "isBase64Encoded": is_b64,
+        }
+        payload, errored, _ = self.runtime.invoke(route.function, event)
+        if errored:
+            return _json(502, {"message": "Internal server error"})
+        response = json.loads(payload)
+        out_body = response.get("body") or ""
+        data = base64.b64decode(out_body) if response.get("isBase64Encoded") else str(out_body).encode()
+        out_headers = {str(k): str(v) for k, v in (response.get("headers") or {}).items()}
+        for key, values in (response.get("multiValueHeaders") or {}).items():
+            out_headers[str(key)] = ", ".join(str(v) for v in values)
+        return int(response.get("statusCode", 200)), out_headers, data
+
+    def start(self, port: int = 0) -> str:
+        door = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY:
+                    status, headers, data = _json(413, {"message": "Request Too Long"})
+                else:
+                    body = self.rfile.read(length) if length else b""
+                    status, headers, data = door.dispatch(
+                        self.command, self.path, dict(self.headers.items()), body, self.client_address[0]
+                    )
+                self.send_response(status)
+                for key, value in headers.items():
+                    if key.lower() not in ("content-length", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        try:
+            self._server = ThreadingHTTPServer((self.host, port), Handler)
+        except OSError as exc:
+            raise OSError(f"the API front door cannot listen on {self.host}:{port}: {exc.strerror}") from exc
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="frontdoor", daemon=True)
+        self._thread.start()
+        self.base_url = f"http://{self.host}:{self._server.server_port}/{STAGE}"
+        return self.base_url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -1,0 +1,149 @@
+"""Lambda without Docker: moto's invoke path runs the real handlers in this process.
+
+Every route into a function in moto (boto3 ``invoke``, the Step Functions interpreter,
+S3 notifications) goes through ``LambdaFunction._invoke_lambda(event)``, which returns
+``(payload_json, errored, logs)``. :func:`install` replaces it with an executor that
+imports the function's handler from its ``CodeUri`` (each under its own module name:
+every handler file is called ``app.py``), passes a Lambda-like context, and turns an
+exception into the ``{"errorType", "errorMessage", "stackTrace"}`` payload Lambda gives
+Step Functions, so Retry/Catch match on the exception's class name as in AWS.
+
+Environment: all functions of the template share one set of variables (Globals plus a
+few per-function extras that never disagree), applied once to ``os.environ``. Changing
+``os.environ`` per invocation would need a lock, and a lock deadlocks when a handler's
+S3 write fires a notification that invokes another function synchronously.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+__all__ = ["FunctionSpec", "LambdaRuntime", "install"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str  # the deployed FunctionName
+    code_dir: Path
+    handler: str  # "app.lambda_handler"
+    memory_mb: int = 128
+    timeout_s: int = 3
+
+
+@dataclass
+class Invocation:
+    function: str
+    started: float
+    duration: float
+    errored: bool
+    error_type: str | None = None
+
+
+@dataclass
+class _Context:
+    function_name: str
+    memory_limit_in_mb: int
+    timeout_s: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    _deadline: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline + self.timeout_s - time.monotonic()) * 1000))
+
+
+class LambdaRuntime:
+    """Imports handlers once per code directory and runs them like Lambda would."""
+
+    def __init__(self, functions: dict[str, FunctionSpec]) -> None:
+        self.functions = functions
+        self._modules: dict[Path, ModuleType] = {}
+        self._import_lock = threading.Lock()
+        self.invocations: list[Invocation] = []
+        self._log_lock = threading.Lock()
+
+    def _module(self, code_dir: Path, module_name: str) -> ModuleType:
+        key = code_dir / f"{module_name}.py"
+        with self._import_lock:
+            module = self._modules.get(key)
+            if module is None:
+                unique = f"picflow_fn_{code_dir.name}_{module_name}"
+                spec = importlib.util.spec_from_file_location(unique, key)
+                if spec is None or spec.loader is None:
+                    raise ImportError(f"cannot load {key}")
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[unique] = module
+                spec.loader.exec_module(module)
+                self._modules[key] = module
+        return module
+
+    def handler(self, name: str) -> Callable[[Any, Any], Any]:
+        spec = self.functions[name]
+        module_name, _, attr = spec.handler.rpartition(".")
+        fn: Callable[[Any, Any], Any] = getattr(self._module(spec.code_dir, module_name), attr)
+        return fn
+
+    def invoke(self, name: str, event: Any) -> tuple[str, bool, str]:
+        spec = self.functions[name]
+        context = _Context(spec.name, spec.memory_mb, spec.timeout_s)
+        started = time.time()
+        errored = False
+        error_type = None
+        try:
+            # Logs go to this process's stdout: capturing them per invocation would mean
+            # swapping sys.stdout, which is process-wide while invocations run on threads.
+            result = self.handler(name)(event, context)
+            payload = json.dumps(result, default=str)
+        except Exception as exc:
+            errored = True
+            error_type = type(exc).__name__
+            payload = json.dumps(
+                {
+                    "errorType": error_type,
+                    "errorMessage": str(exc),
+                    "stackTrace": traceback.format_exception(exc)[-5:],
+                }
+            )
+        with self._log_lock:
+            self.invocations.append(Invocation(name, started, time.time() - started, errored, error_type))
+        return payload, errored, ""
+
+
+def install(runtime: LambdaRuntime) -> Callable[[], None]:
+    """Route moto's Lambda invocations to ``runtime``; returns the undo function."""
+    from moto.awslambda.models import LambdaFunction
+
+    original = LambdaFunction._invoke_lambda
+
+    def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
+        if self.function_name not in runtime.functions:
+            return original(self, event)
+        parsed = json.loads(event) if isinstance(event, str | bytes) else (event or {})
+        return runtime.invoke(self.function_name, parsed)
+
+    LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
+
+    def undo() -> None:
+        LambdaFunction._invoke_lambda = original  # type: ignore[method-assign]
+
+    return undo

@@ -1,0 +1,458 @@
+"""The local stack: template.yaml deployed as written into moto, running the real handlers.
+
+One source of truth: the SAM template is transformed locally with aws-sam-translator and
+created by moto's CloudFormation, so a change to the template shows up here. The gaps
+moto leaves (shared/offline-aws.md) are filled after ``create_stack``, each in one place:
+
+1. ``DefinitionSubstitutions`` are ignored → rewritten as ``Fn::Sub`` with the same map;
+2. bucket ``NotificationConfiguration`` is ignored → applied with the S3 API;
+3. function ``Layers`` come back empty → the layer's code is on this process's path;
+4. CloudFormation's state machines land in moto's non-executing backend → created again,
+   same name and definition, in the executing one;
+5. Lambda needs Docker → :mod:`picflow_cli.local.runtime` runs handlers in-process;
+6. API Gateway does not run proxy integrations → :mod:`picflow_cli.local.frontdoor`.
+
+Local code paths (``CodeUri``, ``ContentUri``, ``DefinitionUri``) are swapped for
+placeholders before the transform and remembered, since nothing here uploads artifacts.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from picflow_cli.local.runtime import FunctionSpec, LambdaRuntime, install
+
+__all__ = ["LOCAL_CREDENTIALS", "LocalStack", "StackInfo", "load_template", "repo_root"]
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ARTIFACT_BUCKET = "picflow-local-artifacts"
+# The mock upstream's default accounts (the documents' own example values).
+LOCAL_CREDENTIALS = {
+    "taskpic_token": "sk-xxxx",
+    "tencent_secret_id": "AKIDMOCKUPSTREAM",
+    "tencent_secret_key": "mock-upstream-secret-key",
+    "hdredraw_user_key": "test-key",
+    "notify_signing_key": "local-notify-signing-key",
+}
+
+
+def repo_root() -> Path:
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "template.yaml").is_file():
+            return parent
+    raise FileNotFoundError("template.yaml not found above " + str(here))
+
+
+def load_template(path: Path) -> dict[str, Any]:
+    """The template as plain JSON-like data (!Ref and friends as their long forms)."""
+    from cfnlint.decode import decode
+
+    template, matches = decode(str(path))
+    if template is None:
+        raise ValueError(f"{path}: {matches}")
+    plain: dict[str, Any] = json.loads(json.dumps(template, default=str))
+    return plain
+
+
+@dataclass
+class StackInfo:
+    """What a client of the local stack needs to know."""
+
+    moto_url: str
+    upstream_url: str
+    api_url: str = ""
+    outputs: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, str] = field(default_factory=dict)  # logical id -> physical id
+
+    @property
+    def input_bucket(self) -> str:
+        return self.resources["InputBucket"]
+
+    @property
+    def output_bucket(self) -> str:
+        return self.resources["OutputBucket"]
+
+    @property
+    def job_state_machine_arn(self) -> str:
+        return self.resources["JobStateMachine"]
+
+    @property
+    def pipeline_state_machine_arn(self) -> str:
+        return self.resources["PipelineStateMachine"]
+
+
+def _placeholder_code(template: dict[str, Any], root: Path) -> dict[str, FunctionSpec]:
+    """Swap local paths for placeholders; return the functions' local code by logical id."""
+    specs: dict[str, FunctionSpec] = {}
+    glob = template.get("Globals", {}).get("Function", {})
+    for logical_id, res in template["Resources"].items():
+        props = res.get("Properties", {})
+        if res["Type"] == "AWS::Serverless::Function":
+            code_dir = root / str(props.pop("CodeUri"))
+            props["InlineCode"] = f"# runs locally from {code_dir.relative_to(root)}"
+            specs[logical_id] = FunctionSpec(
+                name=logical_id,  # replaced by the deployed name after create_stack
+                code_dir=code_dir,
+                handler=str(props["Handler"]),
+                memory_mb=int(props.get("MemorySize", glob.get("MemorySize", 128))),
+                timeout_s=int(props.get("Timeout", glob.get("Timeout", 3))),
+            )
+        elif res["Type"] == "AWS::Serverless::LayerVersion":
+            props["ContentUri"] = {"Bucket": ARTIFACT_BUCKET, "Key": f"{logical_id}.zip"}
+        elif res["Type"] == "AWS::Serverless::StateMachine" and "DefinitionUri" in props:
+            props["Definition"] = json.loads((root / str(props.pop("DefinitionUri"))).read_text())
+    return specs
+
+
+def _substitutions_as_sub(resources: dict[str, Any]) -> None:
+    """Gap 1: moto ignores DefinitionSubstitutions; Fn::Sub with the same map does the same."""
+    for res in resources.values():
+        if res["Type"] != "AWS::StepFunctions::StateMachine":
+            continue
+        props = res["Properties"]
+        subs = props.pop("DefinitionSubstitutions", None)
+        definition = props.pop("Definition", None)
+        text = json.dumps(definition, indent=2) if definition is not None else props.get("DefinitionString")
+        if isinstance(text, dict) and "Fn::Join" in text:
+            sep, parts = text["Fn::Join"]
+            text = sep.join(parts)
+        props["DefinitionString"] = {"Fn::Sub": [text, subs]} if subs else text
+
+
+def _drop_api_gateway_plumbing(resources: dict[str, Any]) -> None:
+    """Gap 6: keep each RestApi (its id names the callback URL) but not its deployment,
+    stage, usage plan and keys, which moto cannot build from a SAM Body; the front door
+    serves the routes instead."""
+    dropped = {
+        logical_id
+        for logical_id, res in resources.items()
+        if res["Type"].startswith("AWS::ApiGateway::") and res["Type"] != "AWS::ApiGateway::RestApi"
+    }
+    for logical_id in dropped:
+        del resources[logical_id]
+    for logical_id, res in resources.items():
+        if res["Type"] == "AWS::ApiGateway::RestApi":
+            # moto requires Name (SAM puts the title in the Body).
+            res["Properties"].setdefault("Name", logical_id)
+        depends = res.get("DependsOn")
+        if isinstance(depends, list):
+            res["DependsOn"] = [d for d in depends if d not in dropped]
+        elif isinstance(depends, str) and depends in dropped:
+            del res["DependsOn"]
+
+
+class _PolicyLoader:
+    """aws-sam-translator asks IAM for managed policy ARNs; moto's IAM knows them."""
+
+    def __init__(self, iam: Any) -> None:
+        self._iam = iam
+        self._map: dict[str, str] | None = None
+
+    def load(self) -> dict[str, str]:
+        if self._map is None:
+            self._map = {}
+            for page in self._iam.get_paginator("list_policies").paginate(Scope="AWS"):
+                self._map.update((p["PolicyName"], p["Arn"]) for p in page["Policies"])
+        return self._map
+
+
+def _layer_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("python/README", "picflow layer: the local stack imports it from the work tree")
+    return buf.getvalue()
+
+
+class LocalStack:
+    """Starts moto (server mode, in this process), deploys the template, wires the gaps."""
+
+    def __init__(
+        self,
+        upstream_url: str,
+        *,
+        stack_name: str = "picflow",
+        moto_port: int = 0,
+        api_port: int = 0,
+        host: str = "127.0.0.1",
+        parameters: Mapping[str, str] | None = None,
+        template: Path | None = None,
+    ) -> None:
+        self.root = repo_root()
+        self.template_path = template or self.root / "template.yaml"
+        self.upstream_url = upstream_url.rstrip("/")
+        self.stack_name = stack_name
+        self.host = host
+        self.moto_port = moto_port
+        self.api_port = api_port
+        self.parameters = {
+            "TaskPicBaseUrl": self.upstream_url,
+            "TencentEndpoint": self.upstream_url,
+            "HdRedrawBaseUrl": self.upstream_url,
+            "WaitScale": "0",
+            **(parameters or {}),
+        }
+        self.runtime: LambdaRuntime | None = None
+        self.info: StackInfo | None = None
+        self._server: Any = None
+        self._undo: list[Any] = []
+        self._saved_env: dict[str, str | None] = {}
+        self.frontdoor: Any = None
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def _set_env(self, values: Mapping[str, str]) -> None:
+        for key, value in values.items():
+            self._saved_env.setdefault(key, os.environ.get(key))
+            os.environ[key] = str(value)
+
+    def start(self) -> StackInfo:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(
+            ip_address=self.host, port=self.moto_port, verbose=bool(os.environ.get("PICFLOW_LOCAL_VERBOSE"))
+        )
+        self._server.start()
+        port = self._server._server.server_port  # the real port when 0 was asked for
+        moto_url = f"http://{self.host}:{port}"
+        # The Step Functions interpreter's own clients call localhost:$MOTO_PORT.
+        self._set_env(
+            {
+                "MOTO_PORT": str(port),
+                "AWS_ENDPOINT_URL": moto_url,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+            }
+        )
+        import httpx
+
+        httpx.post(
+            f"{moto_url}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}
+        ).raise_for_status()
+        self.info = StackInfo(moto_url=moto_url, upstream_url=self.upstream_url)
+        try:
+            self._deploy()
+        except BaseException:
+            self.stop()
+            raise
+        return self.info
+
+    def stop(self) -> None:
+        if self.frontdoor is not None:
+            self.frontdoor.stop()
+            self.frontdoor = None
+        self._stop_executions()
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = str(value)
+        self._saved_env.clear()
+
+    def __enter__(self) -> StackInfo:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- clients ------------------------------------------------------------------
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        assert self.info is not None
+        return boto3.client(service, endpoint_url=self.info.moto_url, region_name=REGION)  # type: ignore[call-overload]
+
+    # --- deploy -------------------------------------------------------------------
+
+    def _deploy(self) -> None:
+        from samtranslator.translator.transform import transform
+
+        assert self.info is not None
+        sam = load_template(self.template_path)
+        specs = _placeholder_code(sam, self.root)
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+        for logical_id, res in sam["Resources"].items():
+            if res["Type"] == "AWS::Serverless::LayerVersion":
+                s3.put_object(Bucket=ARTIFACT_BUCKET, Key=f"{logical_id}.zip", Body=_layer_zip())
+        cfn_template = transform(sam, self.parameters, _PolicyLoader(self.client("iam")))
+        resources = cfn_template["Resources"]
+        _substitutions_as_sub(resources)
+        notifications = {
+            logical_id: res["Properties"].pop("NotificationConfiguration")
+            for logical_id, res in resources.items()
+            if res["Type"] == "AWS::S3::Bucket" and "NotificationConfiguration" in res.get("Properties", {})
+        }
+        _drop_api_gateway_plumbing(resources)
+        cfn_template.pop("Outputs", None)
+        cfn = self.client("cloudformation")
+        cfn.create_stack(
+            StackName=self.stack_name,
+            TemplateBody=json.dumps(cfn_template),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in self.parameters.items()],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+        stack = cfn.describe_stacks(StackName=self.stack_name)["Stacks"][0]
+        if stack["StackStatus"] != "CREATE_COMPLETE":
+            raise RuntimeError(f"local stack: {stack['StackStatus']} {stack.get('StackStatusReason', '')}")
+        physical = {
+            r["LogicalResourceId"]: r["PhysicalResourceId"]
+            for r in cfn.describe_stack_resources(StackName=self.stack_name)["StackResources"]
+            if r.get("PhysicalResourceId")
+        }
+        self.info.resources = physical
+        self._recreate_state_machines(resources, physical)
+        self._apply_notifications(notifications, physical)
+        functions = {
+            physical[logical_id]: FunctionSpec(
+                physical[logical_id], spec.code_dir, spec.handler, spec.memory_mb, spec.timeout_s
+            )
+            for logical_id, spec in specs.items()
+        }
+        self.runtime = LambdaRuntime(functions)
+        self._undo.append(install(self.runtime))
+        self._start_frontdoor(sam, physical)
+        self._apply_function_env(functions)
+        self._create_secrets(sam)
+
+    def _recreate_state_machines(self, resources: Mapping[str, Any], physical: Mapping[str, str]) -> None:
+        """Gap 4: the definitions CloudFormation resolved, created in the executing backend."""
+        from moto.stepfunctions.models import stepfunctions_backends
+
+        legacy = stepfunctions_backends[ACCOUNT][REGION]
+        sfn = self.client("stepfunctions")
+        for logical_id, res in resources.items():
+            if res["Type"] != "AWS::StepFunctions::StateMachine":
+                continue
+            machine = legacy.describe_state_machine(physical[logical_id])
+            sfn.create_state_machine(
+                name=machine.name, definition=machine.definition, roleArn=machine.roleArn, type="STANDARD"
+            )
+
+    def _apply_notifications(self, notifications: Mapping[str, Any], physical: Mapping[str, str]) -> None:
+        """Gap 2: S3 → Lambda notifications, with the function references resolved."""
+        s3 = self.client("s3")
+        for bucket_id, config in notifications.items():
+            lambdas = []
+            for item in config.get("LambdaConfigurations", []):
+                ref = item["Function"]
+                logical = ref["Fn::GetAtt"][0] if isinstance(ref, dict) else ref
+                arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{physical[logical]}"
+                entry: dict[str, Any] = {"LambdaFunctionArn": arn, "Events": [item["Event"]]}
+                if "Filter" in item:
+                    entry["Filter"] = item["Filter"]
+                lambdas.append(entry)
+            s3.put_bucket_notification_configuration(
+                Bucket=physical[bucket_id],
+                NotificationConfiguration={"LambdaFunctionConfigurations": lambdas},
+            )
+
+    def _start_frontdoor(self, sam: Mapping[str, Any], physical: Mapping[str, str]) -> None:
+        from picflow_cli.local.frontdoor import FrontDoor, routes_from_template
+
+        assert self.info is not None
+        assert self.runtime is not None
+        self.frontdoor = FrontDoor(self.runtime, routes_from_template(sam, physical), host=self.host)
+        self.frontdoor.start(self.api_port)
+        self.info.api_url = self.frontdoor.base_url
+
+    def _apply_function_env(self, functions: Mapping[str, FunctionSpec]) -> None:
+        """One environment for all handlers (see runtime.py for why), checked for conflicts."""
+        assert self.info is not None
+        lam = self.client("lambda")
+        merged: dict[str, str] = {}
+        for name in functions:
+            env = (
+                lam.get_function_configuration(FunctionName=name).get("Environment", {}).get("Variables", {})
+            )
+            for key, value in env.items():
+                if key in merged and merged[key] != str(value):
+                    raise RuntimeError(f"local stack: functions disagree on {key}")
+                merged[key] = str(value)
+        merged |= {
+            # The template's execute-api URL does not resolve here: callbacks come to the front door.
+            "PICFLOW_CALLBACK_BASE_URL": self.info.api_url,
+            "PICFLOW_URL_ALLOWLIST": ",".join(
+                urlsplit(u).netloc for u in (self.info.upstream_url, self.info.moto_url, self.info.api_url)
+            ),
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("PICFLOW_LOCAL_LOG_LEVEL", "WARNING"),
+        }
+        self._set_env(merged)
+
+    def _create_secrets(self, sam: Mapping[str, Any]) -> None:
+        """Gap 7: moto's CloudFormation has no Secrets Manager; create the secrets here, filled
+        with the mock's credentials, and point the variables that !Ref them at the ARN."""
+        secret_ids = [k for k, r in sam["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"]
+        client = self.client("secretsmanager")
+        arns = {
+            logical_id: client.create_secret(
+                Name=f"{self.stack_name}-{logical_id}", SecretString=json.dumps(LOCAL_CREDENTIALS)
+            )["ARN"]
+            for logical_id in secret_ids
+        }
+        env_blocks = [sam.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})]
+        env_blocks += [
+            r.get("Properties", {}).get("Environment", {}).get("Variables", {})
+            for r in sam["Resources"].values()
+            if r["Type"] == "AWS::Serverless::Function"
+        ]
+        self._set_env(
+            {
+                key: arns[value["Ref"]]
+                for block in env_blocks
+                for key, value in block.items()
+                if isinstance(value, dict) and value.get("Ref") in arns
+            }
+        )
+
+    def _stop_executions(self) -> None:
+        """Executions left RUNNING keep going on daemon threads: stop them."""
+        if self.info is None or self._server is None:
+            return
+        try:
+            sfn = self.client("stepfunctions")
+            for arn in (
+                self.info.resources.get("JobStateMachine"),
+                self.info.resources.get("PipelineStateMachine"),
+            ):
+                if not arn:
+                    continue
+                for page in sfn.get_paginator("list_executions").paginate(
+                    stateMachineArn=arn, statusFilter="RUNNING"
+                ):
+                    for execution in page["executions"]:
+                        sfn.stop_execution(executionArn=execution["executionArn"], error="LocalStackStopped")
+        except Exception:  # noqa: S110 - best effort on the way down
+            pass
+
+
+@contextmanager
+def local_stack(upstream_url: str, **kwargs: Any) -> Iterator[LocalStack]:
+    stack = LocalStack(upstream_url, **kwargs)
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()

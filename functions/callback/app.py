@@ -1,0 +1,33 @@
+"""Provider callbacks: the only open API route; the per-job secret in its URL authenticates it."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from picflow import callbacks, workflow
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="pathParameters.job_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    path = event.get("pathParameters") or {}
+    outcome = callbacks.handle_callback(
+        str(path.get("job_id", "")),
+        str(path.get("secret", "")),
+        callbacks.body_of(event),
+        workflow.services(),
+    )
+    metrics.add_dimension(name="verdict", value=outcome.verdict)
+    metrics.add_metric(name="ProviderCallbacks", unit=MetricUnit.Count, value=1)
+    logger.info("provider callback", extra={"verdict": outcome.verdict})
+    return {
+        "statusCode": outcome.status_code,
+        "headers": {"Content-Type": "application/json"},
+        "body": f'{{"verdict": "{outcome.verdict}"}}',
+    }

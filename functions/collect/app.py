@@ -1,0 +1,27 @@
+"""Collect: copy the results into the output bucket at once (provider URLs expire)."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from picflow import workflow
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="state.job_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    state = event["state"]
+    logger.append_keys(job_id=state["job_id"], operation=state["operation"])
+    out = workflow.collect(state)
+    metrics.add_dimension(name="operation", value=state["operation"])
+    metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(
+        name="PollsPerJob", unit=MetricUnit.Count, value=(state.get("poll") or {}).get("polls", 0)
+    )
+    return out

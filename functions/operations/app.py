@@ -1,0 +1,55 @@
+"""One handler per upstream operation: the paid submit and the status check of that operation.
+
+Each is its own Lambda function in template.yaml (own memory, timeout, concurrency and
+metrics); the code is shared, and the state machine picks the function from the job.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from picflow import workflow
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+def _operation(name: str) -> Handler:
+    @logger.inject_lambda_context(correlation_id_path="state.job_id")
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        state = event["state"]
+        logger.append_keys(job_id=state["job_id"], operation=name, step=event["step"])
+        metrics.add_dimension(name="operation", value=name)
+        if event["step"] == "submit":
+            out = workflow.submit(name, state, task_token=event.get("task_token"))
+            metrics.add_metric(name="UpstreamSubmits", unit=MetricUnit.Count, value=1)
+        else:
+            out = workflow.check(name, state)
+            metrics.add_metric(name="StatusChecks", unit=MetricUnit.Count, value=1)
+        return out
+
+    handler.__name__ = name
+    return handler
+
+
+segmentation = _operation("segmentation")
+background = _operation("background")
+idphoto = _operation("idphoto")
+replace_background = _operation("replace_background")
+redraw = _operation("redraw")
+vectorize = _operation("vectorize")
+face_enhance = _operation("face_enhance")
+seamless = _operation("seamless")
+remove_fabric = _operation("remove_fabric")
+edit_image = _operation("edit_image")
+extract_pattern = _operation("extract_pattern")
+remove_diamonds = _operation("remove_diamonds")
+expand_image = _operation("expand_image")
+remove_watermark = _operation("remove_watermark")

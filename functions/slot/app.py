@@ -1,0 +1,22 @@
+"""Provider slot: acquire before the paid call, release after (or on any failure path)."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from picflow import workflow
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="state.job_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    state = {**event["state"], "job_id": event["state"].get("job_id") or event.get("execution_name")}
+    logger.append_keys(job_id=state["job_id"])
+    if event["action"] == "acquire":
+        return workflow.acquire_slot(state)
+    return workflow.release_slot(state)

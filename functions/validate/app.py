@@ -1,0 +1,20 @@
+"""Validate: the job state machine's first state. Everything checkable is checked before money is spent."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from picflow import workflow
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="execution_name")
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    state = workflow.state_from_event(event)
+    logger.append_keys(job_id=state["job_id"], execution_id=state.get("execution_id"))
+    return workflow.validate(state)

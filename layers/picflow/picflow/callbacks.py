@@ -1,0 +1,113 @@
+"""Provider callbacks: authenticate, record, and hand the result to the waiting execution.
+
+The task/pic API POSTs a finished task to the ``callback_url`` picflow gave it:
+``{base}/callbacks/{job_id}/{secret}``. The secret is 32 random bytes per job; only its
+sha256 is stored, and it is compared in constant time. A callback for a job that has
+already had one (a duplicate or a replay) is refused and recorded, never forwarded twice.
+Every attempt, accepted or not, lands in the job's ``callbacks`` log (without the secret).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from picflow.errors import UpstreamTaskFailedError
+from picflow.jobs import FINAL, JobStatus, now_iso
+from picflow.providers.base import TaskState
+
+if TYPE_CHECKING:
+    from picflow.workflow import Services
+
+__all__ = ["CallbackOutcome", "body_of", "handle_callback"]
+
+MAX_LOG = 20
+
+
+@dataclass(frozen=True)
+class CallbackOutcome:
+    status_code: int
+    verdict: str  # accepted | rejected | duplicate | unknown_job | malformed
+
+
+def _log(svc: Services, job_id: str, job: dict[str, Any], verdict: str) -> None:
+    entries = list(job.get("callbacks") or [])[-(MAX_LOG - 1) :]
+    entries.append({"at": now_iso(svc.clock()), "verdict": verdict})
+    svc.store.update(job_id, {"callbacks": entries}, allow_final=True)
+
+
+def handle_callback(job_id: str, secret: str, body: bytes, svc: Services) -> CallbackOutcome:
+    from picflow.providers.taskpic import TaskPicClient
+
+    job = svc.store.get(job_id)
+    if job is None:
+        return CallbackOutcome(404, "unknown_job")
+    expected = str(job.get("callback_secret_sha256") or "")
+    given = hashlib.sha256(secret.encode()).hexdigest()
+    if not expected or not hmac.compare_digest(expected, given):
+        _log(svc, job_id, job, "rejected")
+        return CallbackOutcome(403, "rejected")
+    if job.get("callback_received_at") or JobStatus(job["status"]) in FINAL:
+        _log(svc, job_id, job, "duplicate")
+        return CallbackOutcome(409, "duplicate")
+    try:
+        status = TaskPicClient.parse_callback(body)
+    except Exception:
+        _log(svc, job_id, job, "malformed")
+        return CallbackOutcome(400, "malformed")
+    if status.state is TaskState.PENDING:
+        # A progress notice: the execution keeps waiting (and polling as a fallback).
+        _log(svc, job_id, job, "progress")
+        return CallbackOutcome(202, "progress")
+    updated = svc.store.update(job_id, {"callback_received_at": now_iso(svc.clock())})
+    _log(svc, job_id, updated or job, "accepted")
+    token = str(job.get("task_token") or "")
+    if not token:
+        return CallbackOutcome(202, "accepted")
+    from botocore.exceptions import ClientError
+
+    try:
+        if status.state is TaskState.FAILED:
+            error = UpstreamTaskFailedError(
+                status.error_message or status.detail or "upstream task failed",
+                provider=status.provider.value,
+                code=status.error_code,
+            )
+            svc.store.update(job_id, {"last_error": error.to_dict()})
+            reason = status.error_message or status.detail or "upstream task failed"
+            svc.sfn.send_task_failure(
+                taskToken=token, error="UpstreamTaskFailedError", cause=f"{status.error_code}: {reason}"[:256]
+            )
+        else:
+            output = {
+                "state": "done",
+                "task_id": status.task_id,
+                "progress": status.progress,
+                "results": [
+                    {"kind": r.kind.value, "url": r.url, "text": r.text, "index": r.index}
+                    for r in status.results
+                ],
+                "wait_seconds": 0,
+                "polls": int(job.get("polls") or 0),
+                "errors": 0,
+            }
+            svc.sfn.send_task_success(taskToken=token, output=json.dumps(output))
+    except ClientError as exc:
+        # The wait already timed out and the job fell back to polling: polling will see it.
+        if exc.response["Error"]["Code"] not in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
+            raise
+    return CallbackOutcome(200, "accepted")
+
+
+def body_of(event: Mapping[str, Any]) -> bytes:
+    """The raw body of an API Gateway proxy event."""
+    import base64
+
+    raw = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return base64.b64decode(raw)
+    return str(raw).encode()

@@ -1,0 +1,131 @@
+"""S3 uploads as a way in: ``<operation>/<any/path>.<ext>`` in the input bucket starts a job.
+
+Parameters come from the object's metadata (``x-amz-meta-params`` holding JSON, or one
+``x-amz-meta-<name>`` per parameter) or from a sidecar ``<key>.params.json`` uploaded
+*before* the image. Results land under the predictable prefix
+``<operation>/<path without extension>/`` in the output bucket.
+
+S3 delivers events at least once: the job id comes from bucket + key + version id (or the
+event's sequencer when the bucket is unversioned), so a duplicate starts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+
+from picflow.starter import StartResult, s3_job_id, start_job
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from picflow.workflow import Services
+
+__all__ = ["SIDECAR_SUFFIX", "UPLOADS_PREFIX", "S3Upload", "job_request", "uploads"]
+
+SIDECAR_SUFFIX = ".params.json"
+# The API's own inputs (presigned uploads, fetched URLs): a job for them starts through
+# POST /jobs, so an object arriving here must not start one by itself.
+UPLOADS_PREFIX = "uploads/"
+# Metadata keys that are picflow's own, not operation parameters.
+_RESERVED = {"params", "notify-url", "mode"}
+
+
+@dataclass(frozen=True)
+class S3Upload:
+    bucket: str
+    key: str
+    version_id: str | None
+    sequencer: str
+
+    @property
+    def job_id(self) -> str:
+        return s3_job_id(self.bucket, self.key, self.version_id or self.sequencer)
+
+    @property
+    def operation(self) -> str:
+        return self.key.split("/", 1)[0]
+
+
+def uploads(event: Mapping[str, Any]) -> Iterator[S3Upload]:
+    """The object-created records of an S3 event that are images to process (not sidecars)."""
+    for record in event.get("Records", []):
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = record["s3"]
+        # S3 URL-encodes keys in events ('+' for spaces); moto also encodes '/'.
+        key = unquote_plus(s3["object"]["key"])
+        if key.endswith(SIDECAR_SUFFIX) or key.endswith("/") or "/" not in key:
+            continue
+        if key.startswith(UPLOADS_PREFIX):
+            continue
+        yield S3Upload(
+            bucket=s3["bucket"]["name"],
+            key=key,
+            version_id=s3["object"].get("versionId") or None,
+            sequencer=str(s3["object"].get("sequencer") or s3["object"].get("eTag") or ""),
+        )
+
+
+def _params_from(metadata: Mapping[str, str]) -> dict[str, Any]:
+    if "params" in metadata:
+        loaded = json.loads(metadata["params"])
+        if not isinstance(loaded, dict):
+            raise ValueError("x-amz-meta-params must hold a JSON object")
+        return loaded
+    return {k.replace("-", "_"): v for k, v in metadata.items() if k not in _RESERVED}
+
+
+def job_request(upload: S3Upload, s3: S3Client) -> dict[str, Any]:
+    """The job request for one upload: operation, params (metadata or sidecar), input, output prefix."""
+    kwargs: dict[str, Any] = {"Bucket": upload.bucket, "Key": upload.key}
+    if upload.version_id:
+        kwargs["VersionId"] = upload.version_id
+    metadata = {k.lower(): v for k, v in s3.head_object(**kwargs).get("Metadata", {}).items()}
+    params: dict[str, Any] = {}
+    problem: str | None = None  # Validate turns it into a recorded, clear failure
+    try:
+        params = _params_from(metadata)
+    except ValueError as exc:
+        problem = f"x-amz-meta-params: {exc}"
+    if not params and problem is None:
+        sidecar = s3.list_objects_v2(Bucket=upload.bucket, Prefix=upload.key + SIDECAR_SUFFIX, MaxKeys=1)
+        if sidecar.get("KeyCount"):
+            body = s3.get_object(Bucket=upload.bucket, Key=upload.key + SIDECAR_SUFFIX)["Body"].read(65536)
+            try:
+                loaded = json.loads(body)
+            except ValueError:
+                loaded = None
+            if isinstance(loaded, dict):
+                params = loaded
+            else:
+                problem = f"{upload.key}{SIDECAR_SUFFIX} must hold a JSON object"
+    stem = upload.key.rsplit(".", 1)[0] if "." in upload.key.rsplit("/", 1)[-1] else upload.key
+    request: dict[str, Any] = {
+        "operation": upload.operation,
+        "params": params,
+        "input": {"bucket": upload.bucket, "key": upload.key, "version_id": upload.version_id},
+        "source": "s3",
+        "out_prefix": f"{stem}/",
+    }
+    if problem:
+        request["params_error"] = problem
+    if metadata.get("notify-url"):
+        request["notify_url"] = metadata["notify-url"]
+    if metadata.get("mode"):
+        request["mode"] = metadata["mode"]
+    return request
+
+
+def start_from_s3_event(event: Mapping[str, Any], svc: Services | None = None) -> list[StartResult]:
+    """Start one job per uploaded image; duplicates of an event start nothing."""
+    from picflow.workflow import services
+
+    svc = svc or services()
+    return [
+        start_job(job_request(upload, svc.s3), job_id=upload.job_id, store=svc.store, sfn=svc.sfn)
+        for upload in uploads(event)
+    ]
