@@ -50,7 +50,7 @@ class MockApp:
             Route("/task/{task_id:str}", bind(taskpic.poll), methods=["GET"]),
             Route("/api/check_task_status", bind(hdredraw.check_status), methods=["POST"]),
             Route("/api/{route:str}", bind(hdredraw.submit), methods=["POST"]),
-            Route("/", bind(tencent.handle), methods=["POST", "GET"]),
+            Route("/", bind(tencent.handle), methods=["POST"]),
             *control.routes(mock),
         ]
 

@@ -270,7 +270,17 @@ async def create(
         base_url=base_url(request),
         callback_url=params["callback_url"],
     )
+    # Registered only once its source is in: the callback worker must not finish a task whose
+    # image is still downloading (it would report "Complete" with no result).
+    prepare_source = _prepare(state, task, kind, params, uploads)
+    await prepare_source
     mock.new_task(task, scenario)
+    return task
+
+
+async def _prepare(
+    state: Any, task: Task, kind: str, params: dict[str, Any], uploads: dict[str, tuple[str, bytes]]
+) -> None:
     limit = state.settings.taskpic_max_image_bytes
     if "image_file" in uploads:
         source: bytes | None = uploads["image_file"][1]
@@ -281,15 +291,14 @@ async def create(
             )
         except sources.FetchError as exc:
             task.forced_failure = (-3, f"{errors.TASKPIC_FAILURES[-3]}: {exc}")
-            return task
+            return
         source = None if fetched.too_large else fetched.data
     if source is None or len(source) > limit:
         task.forced_failure = (-5, None)
-        return task
+        return
     # A plausible, deterministic download time in milliseconds.
     task.meta["download_ms"] = 100 + len(source) % 900
     make_outputs(kind, params, source, task)
-    return task
 
 
 async def poll(mock: Mock, request: Request) -> Response:

@@ -1,6 +1,7 @@
 """Tencent Cloud AI Art `ReplaceBackground` (document 003), TC3-HMAC-SHA256 signed JSON at `POST /`.
 
-Checked like the real service, in this order: protocol (POST + JSON), Authorization shape
+Only POST with a JSON body is emulated (the SDK default; GET answers 405). Checked like the real
+service, in this order: Authorization shape
 (AuthFailure.InvalidAuthorization), X-TC-Action (InvalidAction), X-TC-Version (NoSuchVersion),
 X-TC-Region, X-TC-Timestamp, SecretId (AuthFailure.SecretIdNotFound), clock skew over 5 minutes
 against the mock clock (AuthFailure.SignatureExpire), then the signature itself over the
