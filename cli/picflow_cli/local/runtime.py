@@ -30,7 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["FunctionSpec", "LambdaRuntime", "install"]
+__all__ = ["FunctionSpec", "LambdaRuntime", "defer_s3_notifications", "install"]
 
 log = logging.getLogger(__name__)
 
@@ -145,5 +145,48 @@ def install(runtime: LambdaRuntime) -> Callable[[], None]:
 
     def undo() -> None:
         LambdaFunction._invoke_lambda = original  # type: ignore[method-assign]
+
+    return undo
+
+
+def defer_s3_notifications() -> Callable[[], None]:
+    """S3 events only after the object is complete, as in AWS; returns the undo function.
+
+    moto sends a PUT's notification before it stores the object's metadata, so a trigger
+    reading ``x-amz-meta-*`` would see none. Events raised while a key request is being
+    handled are held and sent when the handler returns.
+    """
+    from moto.s3 import notifications
+    from moto.s3.responses import S3Response
+
+    held = threading.local()
+    original_send = notifications.send_event
+    original_key_response = S3Response._key_response
+
+    def send_event(*args: Any, **kwargs: Any) -> None:
+        pending = getattr(held, "pending", None)
+        if pending is None:
+            original_send(*args, **kwargs)
+        else:
+            pending.append((args, kwargs))
+
+    def _key_response(self: Any, request: Any, full_url: str) -> Any:
+        if getattr(held, "pending", None) is not None:
+            return original_key_response(self, request, full_url)
+        held.pending = []
+        try:
+            response = original_key_response(self, request, full_url)
+        finally:
+            pending, held.pending = held.pending, None
+        for args, kwargs in pending:
+            original_send(*args, **kwargs)
+        return response
+
+    notifications.send_event = send_event
+    S3Response._key_response = _key_response  # type: ignore[method-assign]
+
+    def undo() -> None:
+        notifications.send_event = original_send
+        S3Response._key_response = original_key_response  # type: ignore[method-assign]
 
     return undo

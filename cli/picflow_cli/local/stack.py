@@ -10,7 +10,10 @@ moto leaves (shared/offline-aws.md) are filled after ``create_stack``, each in o
 4. CloudFormation's state machines land in moto's non-executing backend → created again,
    same name and definition, in the executing one;
 5. Lambda needs Docker → :mod:`picflow_cli.local.runtime` runs handlers in-process;
-6. API Gateway does not run proxy integrations → :mod:`picflow_cli.local.frontdoor`.
+6. API Gateway does not run proxy integrations → :mod:`picflow_cli.local.frontdoor`
+   (the RestApi's deployment, stage, usage plan and key are dropped: moto cannot build them);
+7. Secrets Manager is not in moto's CloudFormation → the secrets are created here;
+8. S3 notifies before a PUT's metadata is stored → events are held until the PUT is done.
 
 Local code paths (``CodeUri``, ``ContentUri``, ``DefinitionUri``) are swapped for
 placeholders before the transform and remembered, since nothing here uploads artifacts.
@@ -20,7 +23,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
+import re
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from picflow_cli.local.runtime import FunctionSpec, LambdaRuntime, install
+from picflow_cli.local.runtime import FunctionSpec, LambdaRuntime, defer_s3_notifications, install
 
 __all__ = ["LOCAL_CREDENTIALS", "LocalStack", "StackInfo", "load_template", "repo_root"]
 
@@ -115,8 +120,24 @@ def _placeholder_code(template: dict[str, Any], root: Path) -> dict[str, Functio
     return specs
 
 
+def _join_substituted(text: str, subs: Mapping[str, Any]) -> Any:
+    """``${Name}`` placeholders replaced by their values, as ``Fn::Join`` pieces.
+
+    Not ``Fn::Sub``: moto's implementation rewrites ``$$`` (JSONPath's context object) too.
+    """
+    pieces: list[Any] = []
+    pos = 0
+    for match in re.finditer(r"\$\{([A-Za-z0-9_]+)\}", text):
+        if match.group(1) not in subs:
+            continue
+        pieces += [text[pos : match.start()], subs[match.group(1)]]
+        pos = match.end()
+    pieces.append(text[pos:])
+    return {"Fn::Join": ["", pieces]} if len(pieces) > 1 else text
+
+
 def _substitutions_as_sub(resources: dict[str, Any]) -> None:
-    """Gap 1: moto ignores DefinitionSubstitutions; Fn::Sub with the same map does the same."""
+    """Gap 1: moto ignores DefinitionSubstitutions; resolve them with Fn::Join instead."""
     for res in resources.values():
         if res["Type"] != "AWS::StepFunctions::StateMachine":
             continue
@@ -127,7 +148,7 @@ def _substitutions_as_sub(resources: dict[str, Any]) -> None:
         if isinstance(text, dict) and "Fn::Join" in text:
             sep, parts = text["Fn::Join"]
             text = sep.join(parts)
-        props["DefinitionString"] = {"Fn::Sub": [text, subs]} if subs else text
+        props["DefinitionString"] = _join_substituted(str(text), subs or {})
 
 
 def _drop_api_gateway_plumbing(resources: dict[str, Any]) -> None:
@@ -219,6 +240,10 @@ class LocalStack:
     def start(self) -> StackInfo:
         from moto.server import ThreadedMotoServer
 
+        if not os.environ.get("PICFLOW_LOCAL_VERBOSE"):
+            # moto logs every failed state and task at ERROR: that is the jobs' business, not ours.
+            logging.getLogger("moto").setLevel(logging.CRITICAL)
+            logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
         self._server = ThreadedMotoServer(
             ip_address=self.host, port=self.moto_port, verbose=bool(os.environ.get("PICFLOW_LOCAL_VERBOSE"))
         )
@@ -331,6 +356,7 @@ class LocalStack:
         }
         self.runtime = LambdaRuntime(functions)
         self._undo.append(install(self.runtime))
+        self._undo.append(defer_s3_notifications())
         self._start_frontdoor(sam, physical)
         self._apply_function_env(functions)
         self._create_secrets(sam)
