@@ -80,7 +80,8 @@ class LambdaRuntime:
         self._modules: dict[Path, ModuleType] = {}
         self._import_lock = threading.Lock()
         self.invocations: list[Invocation] = []
-        self._log_lock = threading.Lock()
+        # Notified after every invocation: waiters re-check their condition then.
+        self.changed = threading.Condition()
 
     def _module(self, code_dir: Path, module_name: str) -> ModuleType:
         key = code_dir / f"{module_name}.py"
@@ -124,8 +125,9 @@ class LambdaRuntime:
                     "stackTrace": traceback.format_exception(exc)[-5:],
                 }
             )
-        with self._log_lock:
+        with self.changed:
             self.invocations.append(Invocation(name, started, time.time() - started, errored, error_type))
+            self.changed.notify_all()
         return payload, errored, ""
 
 

@@ -307,6 +307,33 @@ class LocalStack:
         assert self.info is not None
         return boto3.client(service, endpoint_url=self.info.moto_url, region_name=REGION)  # type: ignore[call-overload]
 
+    def wait_for_execution(self, name: str, timeout: float = 60.0) -> dict[str, Any]:
+        """The job execution ``name`` once it has ended (woken by each Lambda invocation)."""
+        assert self.info is not None
+        assert self.runtime is not None
+        arn = self.info.job_state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+        return self.wait_for_arn(arn, timeout)
+
+    def wait_for_arn(self, execution_arn: str, timeout: float = 60.0) -> dict[str, Any]:
+        import time
+
+        assert self.runtime is not None
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                execution: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
+            except sfn.exceptions.ExecutionDoesNotExist:
+                execution = {"status": "PENDING"}
+            if execution["status"] not in ("RUNNING", "PENDING"):
+                return execution
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{execution_arn} still {execution['status']} after {timeout} s")
+            with self.runtime.changed:
+                # Woken by the next Lambda invocation; the cap covers Wait states and the end.
+                self.runtime.changed.wait(min(remaining, 0.2))
+
     # --- deploy -------------------------------------------------------------------
 
     def _deploy(self) -> None:
