@@ -13,6 +13,7 @@ sync wait that timed out). Errors: 401 bad token, 400 bad parameters, 402 out of
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -193,12 +194,12 @@ def answer(mock: Mock, task: Task) -> JSONResponse:
     Queued now, delivered only by the worker's next tick or a flush, i.e. after this answer has
     been written: queueing in a background task instead would race a test's next control call.
     """
-    queue_callbacks(mock)
+    queue_callbacks(mock, [task])
     return JSONResponse({"status": 200, "data": render(mock, task)})
 
 
-def queue_callbacks(mock: Mock) -> None:
-    for task in mock.state.tasks.values():
+def queue_callbacks(mock: Mock, tasks: Iterable[Task] | None = None) -> None:
+    for task in mock.state.tasks.values() if tasks is None else tasks:
         if task.callback_due and task.callback_url and task.finished_at is not None:
             task.callback_due = False
             body = {"status": 200, "data": render(mock, task)}

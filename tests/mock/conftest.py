@@ -85,7 +85,8 @@ def tc3_headers(
         "X-TC-Region": region,
         "X-TC-Timestamp": str(timestamp),
         "Authorization": (
-            f"TC3-HMAC-SHA256 Credential={secret_id}/{scope}, SignedHeaders=content-type;host, Signature={signature}"
+            f"TC3-HMAC-SHA256 Credential={secret_id}/{scope}, "
+            f"SignedHeaders=content-type;host, Signature={signature}"
         ),
     }
 

@@ -38,8 +38,8 @@ def fast_fetch(mock_upstream):
 def test_mock_conforms_to_its_openapi(case, fast_fetch):
     # `/task/pic/{task_id}` (GET) overlaps `/task/pic/segmentation` (POST), so no single Allow
     # header can list "exactly" the documented methods of both templates. HD redraw and Tencent
-    # answer every error (a missing header too) with HTTP 200 by contract, so "invalid input must get a 4xx" does not
-    # apply; the response-schema check is what proves their error shape.
+    # answer every error (a missing header too) with HTTP 200 by contract, so "invalid input
+    # must get a 4xx" does not apply; the response-schema check is what proves their error shape.
     response = case.call_and_validate(
         base_url=fast_fetch.base_url,
         excluded_checks=[allow_header_conformance, negative_data_rejection, missing_required_header],

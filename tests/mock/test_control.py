@@ -28,7 +28,8 @@ def face(client, png, key="test-key"):
 def test_rate_limit_fault_fires_once_in_provider_shape(client, mock_upstream):
     mock_upstream.inject_fault("rate_limit", route="/task/pic/*", retry_after=7)
     limited = seg(client)
-    assert limited.status_code == 429 and limited.headers["retry-after"] == "7"
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "7"
     assert limited.json() == {"status": 429, "message": "too many requests"}
     assert seg(client).status_code == 200
     assert mock_upstream.count(route="/task/pic/segmentation", paid=True) == 1  # the 429 was not charged
@@ -47,7 +48,8 @@ def test_provider_error_in_each_shape(client, mock_upstream, png, tencent):
     assert face(client, png).json() == {"err_code": 1, "err_msg": "任务提交失败:GPU忙"}
     mock_upstream.inject_fault("provider_error", route="/task/pic/*", code=402, message="no money")
     paid = seg(client)
-    assert paid.status_code == 402 and paid.json() == {"status": 402, "message": "no money"}
+    assert paid.status_code == 402
+    assert paid.json() == {"status": 402, "message": "no money"}
     mock_upstream.inject_fault("provider_error", action="ReplaceBackground", code="FailedOperation.RpcFail")
     error = tencent({"ProductUrl": "https://xxx.com/product.jpg", "Prompt": "x"})["Error"]
     assert error == {"Code": "FailedOperation.RpcFail", "Message": "RPC请求失败,一般为算法微服务故障。"}
@@ -70,7 +72,8 @@ def test_seeded_probability_is_reproducible(client, mock_upstream):
         return [client.get("/task/x", headers=AUTH).status_code for _ in range(12)]
 
     first = pattern()
-    assert first == pattern() and {502, 404} == set(first)
+    assert first == pattern()
+    assert {502, 404} == set(first)
 
 
 def test_malformed_json_after_the_work_is_done(client, mock_upstream):
@@ -85,7 +88,8 @@ def test_malformed_json_after_the_work_is_done(client, mock_upstream):
 def test_wrong_content_type(client, mock_upstream, png):
     mock_upstream.inject_fault("wrong_content_type", route="/api/check_task_status")
     response = client.post("/api/check_task_status", data={"user_key": "test-key", "task_id": "x"})
-    assert response.headers["content-type"].startswith("text/html") and b"502" in response.content
+    assert response.headers["content-type"].startswith("text/html")
+    assert b"502" in response.content
 
 
 def test_latency_on_the_mock_clock(client, mock_upstream):
@@ -98,7 +102,8 @@ def test_latency_on_the_mock_clock(client, mock_upstream):
 def test_real_latency_uniform_is_small_and_applied(client, mock_upstream):
     mock_upstream.inject_fault("latency", min_seconds=0.05, max_seconds=0.06)
     response = seg(client)
-    assert response.status_code == 200 and response.elapsed.total_seconds() >= 0.05
+    assert response.status_code == 200
+    assert response.elapsed.total_seconds() >= 0.05
 
 
 @pytest.mark.parametrize(
@@ -119,7 +124,8 @@ def test_download_faults_expired_or_missing(client, mock_upstream, status, code)
     url = seg(client, {"sync": "1"}).json()["data"]["image"]
     mock_upstream.inject_fault("http_status", route="/files/*", status=status)
     response = client.get(url)
-    assert response.status_code == status and code.encode() in response.content
+    assert response.status_code == status
+    assert code.encode() in response.content
     assert client.get(url).status_code == 200
 
 
@@ -129,7 +135,8 @@ def test_download_damaged_bytes(client, mock_upstream, kind):
     good = client.get(url).content
     mock_upstream.inject_fault(kind, route="/files/*")
     bad = client.get(url).content
-    assert bad != good and (len(bad) < len(good) if kind == "truncated_body" else len(bad) == len(good))
+    assert bad != good
+    assert len(bad) < len(good) if kind == "truncated_body" else len(bad) == len(good)
     served = [e["result_sha256"] for e in mock_upstream.journal(provider="files")]
     assert served[0] != served[1]  # the journal records what actually went out
 
@@ -154,7 +161,8 @@ def test_journal_redacts_secrets_and_records_parts(client, mock_upstream, png, t
     hd_entry = mock_upstream.journal(provider="hd")[0]
     part = hd_entry["files"][0]
     assert (part["name"], part["filename"], part["size"]) == ("input_image", "face.png", len(content))
-    assert len(part["sha256"]) == 64 and hd_entry["fields"]["user_key"] == "<redacted>"
+    assert len(part["sha256"]) == 64
+    assert hd_entry["fields"]["user_key"] == "<redacted>"
     assert mock_upstream.count(marker="job-1") == 1
     assert mock_upstream.count_by("provider", paid=True) == {"hd": 1, "taskpic": 1, "tencent": 1}
 
@@ -174,7 +182,8 @@ def test_callback_delay_on_mock_clock(client, mock_upstream):
     mock_upstream.configure_callbacks(delay=10)
     seg(client, {"callback_url": mock_upstream.sink_url("late")})
     mock_upstream.flush_callbacks()
-    assert mock_upstream.sink("late") == [] and len(mock_upstream.callbacks()["pending"]) == 1
+    assert mock_upstream.sink("late") == []
+    assert len(mock_upstream.callbacks()["pending"]) == 1
     mock_upstream.advance_clock(10)
     mock_upstream.flush_callbacks()
     assert len(mock_upstream.sink("late")) == 1
@@ -217,7 +226,8 @@ def test_failed_callback_delivery_is_logged(client, mock_upstream):
     seg(client, {"callback_url": mock_upstream.url("/no/such/receiver")})
     mock_upstream.flush_callbacks()
     log = mock_upstream.callbacks()["log"]
-    assert log[0]["outcome"] == "failed" and log[0]["http_status"] == 404
+    assert log[0]["outcome"] == "failed"
+    assert log[0]["http_status"] == 404
 
 
 def test_callback_worker_delivers_without_flush(client, mock_upstream):
@@ -247,7 +257,9 @@ def test_reset_one_account(client, mock_upstream):
 
 def test_accounts_never_expose_secrets(mock_upstream):
     account = mock_upstream.account()
-    assert account["token"] == "<set>" and account["secret_key"] == "<set>" and account["user_key"] == "<set>"
+    assert account["token"] == "<set>"
+    assert account["secret_key"] == "<set>"
+    assert account["user_key"] == "<set>"
 
 
 def test_config_file_from_env(tmp_path, monkeypatch):
@@ -259,7 +271,8 @@ def test_config_file_from_env(tmp_path, monkeypatch):
     )
     monkeypatch.setenv(CONFIG_ENV, str(path))
     state = MockState()
-    assert state.account_by("token", "sk-b").taskpic_balance == 3 and state.seed == 9
+    assert state.account_by("token", "sk-b").taskpic_balance == 3
+    assert state.seed == 9
 
 
 def test_control_rejects_bad_input(client):

@@ -53,7 +53,8 @@ def size_of(client, url):
 def test_submit_task_documented_example_and_balances(hd, client):
     submitted = hd("submit_task", REDRAW)
     assert set(submitted) == {"err_code", "task_id", "remaining_count", "remaining_money"}
-    assert submitted["err_code"] == 0 and submitted["remaining_count"] == 999
+    assert submitted["err_code"] == 0
+    assert submitted["remaining_count"] == 999
     status = hd.status(submitted["task_id"])
     assert status["status"] == "Completed"
     assert set(status) == {"err_code", "status", "images_url", "remaining_count", "remaining_money"}
@@ -66,7 +67,8 @@ def test_submit_task_upscale_vector_and_generated_prompt(hd, client):
     )
     assert size_of(client, status["images_url"]) == (500, 250)
     eps = open_url(client, status["vector_url"])
-    assert eps.content.startswith(b"%!PS-Adobe-3.0 EPSF-3.0") and b"%%BoundingBox: 0 0 200 100" in eps.content
+    assert eps.content.startswith(b"%!PS-Adobe-3.0 EPSF-3.0")
+    assert b"%%BoundingBox: 0 0 200 100" in eps.content
     assert status["generated_prompt"]
 
 
@@ -93,8 +95,11 @@ def test_seamless_grid_and_1x_image(hd, client, direction, grid):
 
 def test_extract_pattern_returns_two_images_like_the_example(hd, client):
     status = hd.run("submit_extract_pattern_task", {"aspect_ratio": "16:9"})
-    assert status["images_urls"][0] == status["images_url"] and len(status["images_urls"]) == 2
-    assert status["vector_url"] == "" and status["grid_url"] == "" and status["generated_prompt"]
+    assert status["images_urls"][0] == status["images_url"]
+    assert len(status["images_urls"]) == 2
+    assert status["vector_url"] == ""
+    assert status["grid_url"] == ""
+    assert status["generated_prompt"]
     w, h = size_of(client, status["images_urls"][1])
     assert abs(w / h - 16 / 9) < 0.02
 
@@ -203,4 +208,5 @@ def test_failed_outcome(hd, mock_upstream):
 
 def test_hd_ids_are_not_uuids(hd):
     task_id = hd("submit_face_enhance_task")["task_id"]
-    assert len(task_id) == 24 and "-" not in task_id
+    assert len(task_id) == 24
+    assert "-" not in task_id

@@ -51,11 +51,13 @@ def test_segmentation_documented_example_returns_complete_png_cutout(client):
         100,
         1,
     )
-    assert data["type"] == "auto" and isinstance(data["time_elapsed"], float)
+    assert data["type"] == "auto"
+    assert isinstance(data["time_elapsed"], float)
     assert set(data["foreground_rect"]) == {"x", "y", "width", "height"}
     image, raw = fetch_image(client, data["image"])
     assert raw.headers["content-type"] == "image/png"
-    assert image.mode == "RGBA" and image.size == (data["image_width"], data["image_height"])
+    assert image.mode == "RGBA"
+    assert image.size == (data["image_width"], data["image_height"])
     assert image.getpixel((0, 0))[3] == 0  # background is transparent
     assert image.getpixel((256, 256))[3] == 255  # the subject is kept
 
@@ -71,7 +73,8 @@ def test_segmentation_output_types_return_mask(client, sample, output_type, has_
     data = response.json()["data"]
     assert bool(data["image"]) is has_image
     mask, _ = fetch_image(client, data["mask"])
-    assert mask.mode == "L" and set(mask.getdata()) <= {0, 255}
+    assert mask.mode == "L"
+    assert set(mask.getdata()) <= {0, 255}
 
 
 def test_segmentation_jpg_on_bg_color_with_crop(client, sample):
@@ -83,11 +86,14 @@ def test_segmentation_jpg_on_bg_color_with_crop(client, sample):
     )
     data = response.json()["data"]
     image, raw = fetch_image(client, data["image"])
-    assert raw.headers["content-type"] == "image/jpeg" and image.format == "JPEG"
+    assert raw.headers["content-type"] == "image/jpeg"
+    assert image.format == "JPEG"
     rect = data["foreground_rect"]
     assert image.size == (rect["width"], rect["height"]) == (data["image_width"], data["image_height"])
     r, g, b = image.getpixel((1, 1))
-    assert g > 200 and r < 60 and b < 60  # the corner outside the circle is the bg colour
+    assert g > 200
+    assert r < 60
+    assert b < 60
 
 
 def test_outputs_are_deterministic(client, mock_upstream, sample):
@@ -114,7 +120,8 @@ def test_idphoto_is_exactly_the_requested_size(client):
     )
     data = response.json()["data"]
     image, _ = fetch_image(client, data["image"])
-    assert image.size == (300, 400) and image.format == "JPEG"
+    assert image.size == (300, 400)
+    assert image.format == "JPEG"
     assert (data["image_width"], data["image_height"]) == (300, 400)
 
 
@@ -127,7 +134,8 @@ def test_background_returns_batch_size_images(client, mock_upstream):
         url_form("https://example.com/foreground.png"),
     )
     data = response.json()["data"]
-    assert len(data["images"]) == 3 and data["image"] == data["images"][0]
+    assert len(data["images"]) == 3
+    assert data["image"] == data["images"][0]
     digests = {hashlib.sha256(client.get(u).content).hexdigest() for u in data["images"]}
     assert len(digests) == 3
     assert mock_upstream.account()["taskpic_balance"] == before - 3  # price doubles per image
@@ -154,7 +162,8 @@ def test_async_task_ends_after_mock_seconds(client, mock_upstream):
     assert poll()["state"] == 4
     mock_upstream.advance_clock(1)
     done = poll()
-    assert done["state"] == 1 and done["completed_at"] - done["created_at"] == 30
+    assert done["state"] == 1
+    assert done["completed_at"] - done["created_at"] == 30
 
 
 @pytest.mark.parametrize("code", [-1, -2, -8])
@@ -163,12 +172,10 @@ def test_scenario_failure_codes(client, mock_upstream, code):
     data = submit(client, "segmentation", {"sync": "1"}, url_form("https://example.com/image.png")).json()[
         "data"
     ]
-    assert (
-        data["state"] == code
-        and data["state_detail"] == "Failed"
-        and data["err_info"]
-        and data["image"] == ""
-    )
+    assert data["state"] == code
+    assert data["state_detail"] == "Failed"
+    assert data["err_info"]
+    assert data["image"] == ""
 
 
 def test_download_failure_is_state_minus_3(client, mock_upstream):
@@ -219,7 +226,8 @@ def test_fetch_over_loopback_http(client, mock_upstream):
 def test_segmentation_bad_params_are_400(client, data, files, status):
     response = client.post("/task/pic/segmentation", headers=AUTH, data=data, files=files)
     assert response.status_code == status
-    assert response.json()["status"] == status and response.json()["message"]
+    assert response.json()["status"] == status
+    assert response.json()["message"]
 
 
 @pytest.mark.parametrize(
@@ -237,7 +245,8 @@ def test_idphoto_and_background_bad_params_are_400(client, kind, data):
     response = client.post(
         f"/task/pic/{kind}", headers=AUTH, data={"image_url": "https://example.com/a.png", **data}
     )
-    assert response.status_code == 400 and response.json()["status"] == 400
+    assert response.status_code == 400
+    assert response.json()["status"] == 400
 
 
 def test_bad_token_is_401(client):
@@ -246,7 +255,8 @@ def test_bad_token_is_401(client):
         headers={"Authorization": "Bearer nope"},
         data={"image_url": "https://example.com/a.png"},
     )
-    assert response.status_code == 401 and response.json()["status"] == 401
+    assert response.status_code == 401
+    assert response.json()["status"] == 401
     assert client.get("/task/abc").status_code == 401
 
 
@@ -266,7 +276,8 @@ def test_out_of_balance_is_402_and_not_charged(client, mock_upstream):
     mock_upstream.set_account("default", taskpic_balance=1)
     assert submit(client, "segmentation", {}, url_form("https://example.com/a.png")).status_code == 200
     response = submit(client, "segmentation", {}, url_form("https://example.com/a.png"))
-    assert response.status_code == 402 and response.json()["status"] == 402
+    assert response.status_code == 402
+    assert response.json()["status"] == 402
     assert mock_upstream.account()["taskpic_balance"] == 0
     assert mock_upstream.count(route="/task/pic/segmentation", paid=True) == 1
 
@@ -277,7 +288,8 @@ def test_result_urls_expire_after_an_hour_of_mock_time(client, mock_upstream):
     assert client.get(data["image"]).status_code == 200
     mock_upstream.advance_clock(1)
     expired = client.get(data["image"])
-    assert expired.status_code == 403 and b"AccessDenied" in expired.content
+    assert expired.status_code == 403
+    assert b"AccessDenied" in expired.content
     assert client.get(mock_upstream.url("/files/0000/none.png")).status_code == 404
 
 
@@ -289,4 +301,6 @@ def test_seed_makes_task_ids_reproducible(client, mock_upstream):
         ]
 
     a, b = first_id(), first_id()
-    assert a == b and len(a) == 36 and a[14] == "4"
+    assert a == b
+    assert len(a) == 36
+    assert a[14] == "4"

@@ -25,7 +25,7 @@ DOC_EXAMPLE = {
 }
 
 
-def sdk_client(mock_upstream, secret_key="mock-upstream-secret-key"):
+def sdk_client(mock_upstream, secret_key="mock-upstream-secret-key"):  # noqa: S107 - mock-only key
     # The SDK builds `<scheme>://<endpoint><path>`: protocol "http" and a host:port endpoint reach the mock.
     profile = ClientProfile(httpProfile=HttpProfile(protocol="http", endpoint=mock_upstream.base_url[7:]))
     return aiart_client.AiartClient(
@@ -41,9 +41,11 @@ def test_official_sdk_gets_the_documented_answer(mock_upstream, client):
     request = models.ReplaceBackgroundRequest()
     request.from_json_string(json.dumps(DOC_EXAMPLE))
     response = sdk_client(mock_upstream).ReplaceBackground(request)
-    assert response.RequestId and response.MaskImage is None  # MaskUrl was passed
+    assert response.RequestId
+    assert response.MaskImage is None
     image = Image.open(io.BytesIO(client.get(response.ResultImage).content))
-    assert image.size == (1280, 1280) and image.format == "JPEG"
+    assert image.size == (1280, 1280)
+    assert image.format == "JPEG"
     assert mock_upstream.count(provider="tencent", paid=True) == 1
 
 
@@ -52,7 +54,8 @@ def test_official_sdk_sees_signature_failure(mock_upstream):
     request.from_json_string(json.dumps(DOC_EXAMPLE))
     with pytest.raises(TencentCloudSDKException) as raised:
         sdk_client(mock_upstream, secret_key="wrong").ReplaceBackground(request)
-    assert raised.value.code == "AuthFailure.SignatureFailure" and raised.value.requestId
+    assert raised.value.code == "AuthFailure.SignatureFailure"
+    assert raised.value.requestId
 
 
 def test_base64_default_with_resolution_and_auto_mask(tencent, client):
@@ -61,7 +64,8 @@ def test_base64_default_with_resolution_and_auto_mask(tencent, client):
     )
     assert decode_b64(response["ResultImage"]).size == (720, 1280)
     mask = Image.open(io.BytesIO(client.get(response["MaskImage"]).content))
-    assert mask.size == (640, 640) and mask.mode == "L"
+    assert mask.size == (640, 640)
+    assert mask.mode == "L"
 
 
 def test_same_input_same_bytes(tencent):
@@ -72,7 +76,8 @@ def test_same_input_same_bytes(tencent):
 
 def test_logo_param_is_painted(tencent):
     logo = {"LogoUrl": "https://xxx.com/logo.jpg", "LogoRect": {"X": 10, "Y": 10, "Width": 60, "Height": 20}}
-    with_logo = decode_b64(tencent({"ProductUrl": "https://xxx.com/product.jpg", "Prompt": "x", "LogoParam": logo})[
+    product = "https://xxx.com/product.jpg"
+    with_logo = decode_b64(tencent({"ProductUrl": product, "Prompt": "x", "LogoParam": logo})[
         "ResultImage"])  # fmt: skip
     without = decode_b64(tencent({"ProductUrl": "https://xxx.com/product.jpg", "Prompt": "x", "LogoAdd": 0})[
         "ResultImage"])  # fmt: skip
@@ -81,7 +86,8 @@ def test_logo_param_is_painted(tencent):
 
 def test_url_result_expires_after_an_hour(tencent, client, mock_upstream):
     url = tencent({**DOC_EXAMPLE})["ResultImage"]
-    assert "q-sign-time=" in url and client.get(url).status_code == 200
+    assert "q-sign-time=" in url
+    assert client.get(url).status_code == 200
     mock_upstream.advance_clock(3600)
     assert client.get(url).status_code == 403
 
@@ -91,7 +97,8 @@ def test_url_result_expires_after_an_hour(tencent, client, mock_upstream):
     [
         ({"Prompt": "x"}, "MissingParameter"),
         ({"ProductUrl": "https://xxx.com/p.jpg"}, "MissingParameter"),
-        ({"ProductUrl": "https://xxx.com/p.jpg", "Prompt": "长" * 257}, "InvalidParameterValue.TextLengthExceed"),
+        ({"ProductUrl": "https://xxx.com/p.jpg", "Prompt": "长" * 257},
+         "InvalidParameterValue.TextLengthExceed"),
         ({"ProductUrl": "https://xxx.com/p.jpg", "Prompt": "x", "Resolution": "500:1000"},
          "InvalidParameterValue.ParameterValueError"),
         ({"ProductUrl": "https://xxx.com/p.jpg", "Prompt": "x", "Resolution": "600:1600"},
@@ -137,7 +144,8 @@ def test_download_and_decode_failures(tencent, mock_upstream):
 )
 def test_signature_and_header_checks(tencent, sign, code):
     response = tencent({"ProductUrl": "https://xxx.com/product.jpg", "Prompt": "x"}, **sign)
-    assert response["Error"]["Code"] == code and response["RequestId"]
+    assert response["Error"]["Code"] == code
+    assert response["RequestId"]
 
 
 def test_signature_expires_beyond_five_minutes_of_mock_time(tencent, mock_upstream):
