@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from picflow_cli.local.stack import LocalStack, StackInfo
 
 from mock_upstream.server import ThreadedServer
 from mock_upstream.testing import MockUpstream
-from picflow_cli.local.stack import LocalStack, StackInfo
 
 SAMPLES = Path(__file__).resolve().parents[2] / "mock_upstream" / "samples"
 

@@ -30,7 +30,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-__all__ = ["FunctionSpec", "LambdaRuntime", "defer_s3_notifications", "install"]
+__all__ = [
+    "FunctionSpec",
+    "LambdaRuntime",
+    "defer_s3_notifications",
+    "fix_sfn_service_integration",
+    "install",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,7 @@ class Invocation:
     duration: float
     errored: bool
     error_type: str | None = None
+    event: Any = None
 
 
 @dataclass
@@ -126,7 +133,9 @@ class LambdaRuntime:
                 }
             )
         with self.changed:
-            self.invocations.append(Invocation(name, started, time.time() - started, errored, error_type))
+            self.invocations.append(
+                Invocation(name, started, time.time() - started, errored, error_type, event)
+            )
             self.changed.notify_all()
         return payload, errored, ""
 
@@ -190,5 +199,50 @@ def defer_s3_notifications() -> Callable[[], None]:
     def undo() -> None:
         notifications.send_event = original_send
         S3Response._key_response = original_key_response  # type: ignore[method-assign]
+
+    return undo
+
+
+def fix_sfn_service_integration() -> Callable[[], None]:
+    """``states:startExecution(.sync:2)`` as AWS runs it; returns the undo function.
+
+    moto's interpreter hands the state's PascalCase parameters (``StateMachineArn``) to
+    boto3, which wants camelCase, and passes boto3's camelCase answers (``executionArn``,
+    ``output``) to the state, which AWS gives in PascalCase (``$.Output``). Both
+    directions are translated here, for the Step Functions integration only.
+    """
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+        StateTaskServiceSfn,
+    )
+
+    original_params = StateTaskServiceSfn._normalise_parameters
+    original_eval = StateTaskServiceSfn._eval_service_task
+    original_response = StateTaskServiceSfn._normalise_response
+
+    def _rename(mapping: Any, first: Callable[[str], str]) -> None:
+        if isinstance(mapping, dict):
+            for key in list(mapping):
+                mapping[first(key[0]) + key[1:]] = mapping.pop(key)
+
+    def normalise_parameters(self: Any, parameters: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        original_params(self, parameters, *args, **kwargs)
+        _rename(parameters, str.lower)
+
+    def normalise_response(self: Any, response: Any, *args: Any, **kwargs: Any) -> None:
+        _rename(response, str.upper)
+
+    def eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original_eval(self, env, *args, **kwargs)
+        _rename(env.stack[-1], str.upper)
+        return result
+
+    StateTaskServiceSfn._normalise_parameters = normalise_parameters  # type: ignore[method-assign]
+    StateTaskServiceSfn._normalise_response = normalise_response  # type: ignore[method-assign]
+    StateTaskServiceSfn._eval_service_task = eval_service_task  # type: ignore[method-assign]
+
+    def undo() -> None:
+        StateTaskServiceSfn._normalise_parameters = original_params  # type: ignore[method-assign]
+        StateTaskServiceSfn._normalise_response = original_response  # type: ignore[method-assign]
+        StateTaskServiceSfn._eval_service_task = original_eval  # type: ignore[method-assign]
 
     return undo

@@ -13,7 +13,9 @@ moto leaves (shared/offline-aws.md) are filled after ``create_stack``, each in o
 6. API Gateway does not run proxy integrations → :mod:`picflow_cli.local.frontdoor`
    (the RestApi's deployment, stage, usage plan and key are dropped: moto cannot build them);
 7. Secrets Manager is not in moto's CloudFormation → the secrets are created here;
-8. S3 notifies before a PUT's metadata is stored → events are held until the PUT is done.
+8. S3 notifies before a PUT's metadata is stored → events are held until the PUT is done;
+9. the ``states:startExecution`` integration mixes up boto3's and ASL's key casing →
+   translated both ways.
 
 Local code paths (``CodeUri``, ``ContentUri``, ``DefinitionUri``) are swapped for
 placeholders before the transform and remembered, since nothing here uploads artifacts.
@@ -34,7 +36,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from picflow_cli.local.runtime import FunctionSpec, LambdaRuntime, defer_s3_notifications, install
+from picflow_cli.local.runtime import (
+    FunctionSpec,
+    LambdaRuntime,
+    defer_s3_notifications,
+    fix_sfn_service_integration,
+    install,
+)
 
 __all__ = ["LOCAL_CREDENTIALS", "LocalStack", "StackInfo", "load_template", "repo_root"]
 
@@ -384,6 +392,7 @@ class LocalStack:
         self.runtime = LambdaRuntime(functions)
         self._undo.append(install(self.runtime))
         self._undo.append(defer_s3_notifications())
+        self._undo.append(fix_sfn_service_integration())
         self._start_frontdoor(sam, physical)
         self._apply_function_env(functions)
         self._create_secrets(sam)

@@ -1,0 +1,98 @@
+"""Orchestration guarantees: at-most-once paid submits, the provider cap, callbacks, nesting."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from urllib.parse import quote
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_duplicated_s3_event_starts_one_job_and_pays_once(system, sample):
+    key = system.upload("remove_fabric/in/f.png", sample["image.png"], {})
+    execution, _ = system.run(key)
+    assert execution["status"] == "SUCCEEDED"
+    trigger = system.info.resources["S3TriggerFunction"]
+    (first,) = [
+        i
+        for i in system.stack.runtime.invocations
+        if i.function == trigger and quote(key, safe="") in json.dumps(i.event)
+    ]
+
+    # S3 delivers at least once: the same event again, through Lambda's own invoke path.
+    answer = system.stack.client("lambda").invoke(FunctionName=trigger, Payload=json.dumps(first.event))
+    replay = json.loads(answer["Payload"].read())
+
+    assert replay["jobs"][0]["created"] is False
+    assert system.job_for_key(key)["job_id"] == replay["jobs"][0]["job_id"]
+    assert (
+        len(system.sfn.list_executions(stateMachineArn=system.info.job_state_machine_arn)["executions"]) >= 1
+    )
+    assert system.mock.count(route="/api/submit_remove_fabric_task") == 1
+
+
+def test_ten_tencent_jobs_under_a_cap_of_one_never_overlap_upstream(system, sample):
+    # Each ReplaceBackground call takes a while at the mock, so overlapping calls would collide.
+    system.mock.configure(tencent_processing_seconds=0.05)
+    keys = [
+        system.upload("replace_background/in/p.jpg", sample["product.jpg"], {"prompt": "snow"})
+        for _ in range(10)
+    ]
+
+    outcomes = [system.run(key) for key in keys]
+
+    assert [e["status"] for e, _ in outcomes] == ["SUCCEEDED"] * 10
+    calls = system.mock.journal(provider="tencent")
+    assert [c for c in calls if c.get("error_code") == "RequestLimitExceeded.JobNumExceed"] == []
+    assert system.mock.count(provider="tencent", paid=True) == 10
+
+
+def test_callback_that_never_comes_falls_back_to_polling(system, sample, monkeypatch):
+    monkeypatch.setenv("PICFLOW_CALLBACK_TIMEOUT", "1")
+    system.mock.configure_callbacks(drop=True)
+    key = system.upload("segmentation/in/p.jpg", sample["product.jpg"], {})
+
+    execution, job = system.run(key)
+
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert job["style"] == "callback"
+    assert job["polls"] >= 1
+    assert system.mock.count(route="/task/pic/segmentation") == 1
+
+
+def test_duplicate_callback_is_refused_and_recorded(system, sample):
+    system.mock.configure_callbacks(duplicate=1)
+    key = system.upload("segmentation/in/p.jpg", sample["product.jpg"], {})
+    execution, job = system.run(key)
+    system.mock.flush_callbacks()
+    assert execution["status"] == "SUCCEEDED"
+    job = system.job(job["job_id"])
+    verdicts = [c["verdict"] for c in job["callbacks"]]
+    assert verdicts[0] == "accepted"
+    assert "duplicate" in verdicts[1:]
+
+
+def test_pipeline_chains_cutout_background_and_upscale_as_nested_jobs(system, sample):
+    key = system.upload("uploads/in/p.jpg", sample["product.jpg"])
+    name = f"pipe-{uuid.uuid4().hex[:8]}"
+    started = system.sfn.start_execution(
+        stateMachineArn=system.info.pipeline_state_machine_arn,
+        name=name,
+        input=json.dumps(
+            {"input": {"bucket": system.info.input_bucket, "key": key}, "prompt": "studio", "upscale": 2}
+        ),
+    )
+    execution = system.stack.wait_for_arn(started["executionArn"], timeout=90)
+
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    out = json.loads(execution["output"])
+    assert out["cutout"]["key"].endswith(".png")
+    assert out["background"]["key"] != out["cutout"]["key"]
+    assert out["upscale"]["bucket"] == system.info.output_bucket
+    # Each step's output object fed the next step.
+    assert system.job(out["background"]["job_id"])["input"]["key"] == out["cutout"]["key"]
+    assert system.job(out["upscale"]["job_id"])["input"]["key"] == out["background"]["key"]
+    assert system.mock.count(paid=True) == 3
