@@ -257,7 +257,9 @@ def test_unknown_route_404_json(client: Api, method: str, path: str) -> None:
     assert body["error"]["type"] == "NotFound"
 
 
-def test_unexpected_failure_500_json_without_internals(client: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unexpected_failure_500_json_without_internals(
+    client: Api, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def broken(job_id: str) -> None:
         raise RuntimeError("s3://secret-bucket/key?X-Amz-Signature=abc")
 
@@ -266,6 +268,8 @@ def test_unexpected_failure_500_json_without_internals(client: Api, monkeypatch:
     assert_error(status, body, 500, None)
     assert body["error"]["type"] == "InternalError"
     assert "secret" not in client.responses[-1]
+    # The handler's EMF line counts it as a server error.
+    assert '"Api5xx":[1.0]' in capsys.readouterr().out
 
 
 # --- POST /uploads -----------------------------------------------------------------------
