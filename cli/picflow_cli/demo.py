@@ -1,11 +1,300 @@
-"""``make demo``: the main job, offline.
+"""``make demo``: the main job, offline, through the real system.
 
-Until the local stack lands (issue 5), the demo runs every operation's provider client
-against mock_upstream over loopback and prints what came back.
+Starts the mock upstream and the local stack (template.yaml deployed into moto, real
+handlers), runs the bundled sample images through all 14 operations (some by S3 upload,
+some through the jobs API), one chained pipeline (cutout → background → upscale as
+nested executions) and one job that fails on purpose with a documented upstream error,
+then writes every input and output to ``out/`` and a visual report ``out/report.html``.
 """
 
 from __future__ import annotations
 
+import html
+import json
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from picflow.jobs import from_dynamo
+
+from picflow_cli.local.stack import LocalStack, repo_root
+
+__all__ = ["DEMO_JOBS", "DemoJob", "run_demo"]
+
+
+@dataclass
+class DemoJob:
+    operation: str
+    sample: str
+    params: dict[str, Any]
+    via: str = "s3"  # s3 | api
+    title: str = ""
+    # Filled in as the job runs:
+    job_id: str = ""
+    key: str = ""
+    execution: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
+    transitions: int = 0
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+
+DEMO_JOBS: tuple[tuple[str, str, dict[str, Any], str], ...] = (
+    ("segmentation", "product.jpg", {"output_type": 1}, "s3"),
+    ("background", "foreground.png", {"prompt": "a sunny beach at noon", "batch_size": 2}, "api"),
+    ("idphoto", "portrait.png", {"size": "300x400", "format": "jpg", "bg_color": "3B7DD8"}, "s3"),
+    ("replace_background", "product.jpg", {"prompt": "on a marble kitchen counter"}, "api"),
+    ("redraw", "image.png", {"upscale": 2, "auto_generate_prompt": True}, "s3"),
+    ("vectorize", "logo.jpg", {"color_count": 4}, "s3"),
+    ("face_enhance", "portrait.png", {}, "api"),
+    ("seamless", "image.png", {"direction": 0, "fit": 0.5}, "s3"),
+    ("remove_fabric", "image.png", {}, "s3"),
+    ("edit_image", "image.png", {"prompt": "make it a watercolour", "model_version": "v2"}, "api"),
+    ("extract_pattern", "image.png", {"aspect_ratio": "1:1"}, "s3"),
+    ("remove_diamonds", "image.png", {}, "s3"),
+    ("expand_image", "image.png", {"expand_top": 0.2, "expand_left": 0.1}, "api"),
+    ("remove_watermark", "image.png", {}, "s3"),
+)
+
+
+def _samples() -> Path:
+    return repo_root() / "mock_upstream" / "samples"
+
+
+class Demo:
+    def __init__(self, stack: LocalStack, mock_url: str, out: Path) -> None:
+        import boto3
+
+        from mock_upstream.testing import MockUpstream
+
+        assert stack.info is not None
+        self.stack = stack
+        self.info = stack.info
+        self.out = out
+        self.s3 = stack.client("s3")
+        self.sfn = stack.client("stepfunctions")
+        self.table = boto3.resource(
+            "dynamodb", endpoint_url=self.info.moto_url, region_name="us-east-1"
+        ).Table(self.info.resources["JobsTable"])
+        self.mock = MockUpstream(mock_url)
+
+    # --- starting jobs ------------------------------------------------------------
+
+    def start_s3(self, job: DemoJob) -> None:
+        data = (_samples() / job.sample).read_bytes()
+        job.key = f"{job.operation}/demo/{uuid.uuid4().hex[:6]}/{job.sample}"
+        self.s3.put_object(
+            Bucket=self.info.input_bucket, Key=job.key, Body=data, Metadata={"params": json.dumps(job.params)}
+        )
+        items = [from_dynamo(i) for i in self.table.scan()["Items"]]
+        job.job_id = next(str(i["job_id"]) for i in items if i.get("input", {}).get("key") == job.key)
+
+    def start_api(self, job: DemoJob) -> None:
+        import httpx
+
+        from picflow_cli.local.frontdoor import LOCAL_API_KEY
+
+        headers = {"x-api-key": LOCAL_API_KEY}
+        data = (_samples() / job.sample).read_bytes()
+        with httpx.Client(base_url=self.info.api_url, headers=headers, timeout=30) as api:
+            upload = api.post("/uploads", json={"filename": job.sample, "content_type": "image/png"})
+            upload.raise_for_status()
+            slot = upload.json()
+            httpx.put(slot["url"], content=data, headers=slot.get("headers") or {}).raise_for_status()
+            created = api.post(
+                "/jobs",
+                json={
+                    "operation": job.operation,
+                    "params": job.params,
+                    "input": {"upload_id": slot["upload_id"]},
+                },
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )
+            created.raise_for_status()
+        job.job_id = created.json()["job_id"]
+        job.key = slot["key"]
+
+    def start(self, job: DemoJob) -> None:
+        if job.via == "api" and self._api_ready():
+            self.start_api(job)
+        else:
+            job.via = "s3"
+            self.start_s3(job)
+
+    def _api_ready(self) -> bool:
+        import httpx
+
+        from picflow_cli.local.frontdoor import LOCAL_API_KEY
+
+        try:
+            answer = httpx.get(
+                f"{self.info.api_url}/operations", headers={"x-api-key": LOCAL_API_KEY}, timeout=10
+            )
+        except httpx.HTTPError:
+            return False
+        return answer.status_code == 200
+
+    # --- collecting ---------------------------------------------------------------
+
+    def finish(self, job: DemoJob) -> None:
+        job.execution = self.stack.wait_for_execution(job.job_id, timeout=120)
+        job.record = from_dynamo(self.table.get_item(Key={"job_id": job.job_id})["Item"])
+        history = self.sfn.get_execution_history(executionArn=job.execution["executionArn"], maxResults=1000)
+        job.transitions = sum(1 for e in history["events"] if e["type"].endswith("StateEntered"))
+        folder = self.out / job.job_id
+        folder.mkdir(parents=True, exist_ok=True)
+        source = job.record.get("input", {})
+        if source.get("bucket") and source.get("key"):
+            ext = Path(str(source["key"])).suffix or ".png"
+            body = self.s3.get_object(Bucket=source["bucket"], Key=source["key"])["Body"].read()
+            (folder / f"input{ext}").write_bytes(body)
+        for out in (job.record.get("manifest") or {}).get("outputs", []):
+            name = Path(str(out["key"])).name
+            body = self.s3.get_object(Bucket=self.info.output_bucket, Key=out["key"])["Body"].read()
+            (folder / name).write_bytes(body)
+            job.outputs.append({**out, "file": f"{job.job_id}/{name}"})
+
+    def run_pipeline(self) -> DemoJob:
+        job = DemoJob("pipeline", "product.jpg", {"prompt": "studio lighting", "upscale": 2}, "sfn")
+        job.title = "pipeline: segmentation → background → redraw (nested executions)"
+        data = (_samples() / job.sample).read_bytes()
+        key = f"uploads/demo/{uuid.uuid4().hex[:6]}/{job.sample}"
+        self.s3.put_object(Bucket=self.info.input_bucket, Key=key, Body=data)
+        name = f"demo-pipeline-{uuid.uuid4().hex[:8]}"
+        started = self.sfn.start_execution(
+            stateMachineArn=self.info.pipeline_state_machine_arn,
+            name=name,
+            input=json.dumps({"input": {"bucket": self.info.input_bucket, "key": key}, **job.params}),
+        )
+        execution = self.stack.wait_for_arn(started["executionArn"], timeout=120)
+        if execution["status"] == "SUCCEEDED":
+            last = json.loads(execution["output"])["upscale"]["job_id"]
+            job.job_id = str(last)
+            self.finish(job)
+        job.execution = execution
+        job.key = key
+        return job
+
+    def run_failure(self) -> DemoJob:
+        """A documented upstream error on purpose: Tencent's content moderation says no."""
+        job = DemoJob("replace_background", "product.jpg", {"prompt": "a crowded street"}, "s3")
+        job.title = "fails on purpose: OperationDenied.ImageIllegalDetected"
+        self.mock.inject_fault(
+            "provider_error", action="ReplaceBackground", code="OperationDenied.ImageIllegalDetected"
+        )
+        self.start(job)
+        self.finish(job)
+        return job
+
+
+def _cell_images(job: DemoJob) -> str:
+    parts = []
+    for out in job.outputs:
+        label = html.escape(f"{out['kind']} {out.get('width') or ''}x{out.get('height') or ''}".strip())
+        if str(out["content_type"]).startswith("image/"):
+            src = html.escape(out["file"])
+            parts.append(f'<figure><img src="{src}" alt="{label}"><figcaption>{label}</figcaption></figure>')
+        else:
+            parts.append(f'<figure><a href="{html.escape(out["file"])}">{label} (EPS)</a></figure>')
+    return "".join(parts) or "—"
+
+
+def _row(job: DemoJob, out: Path) -> str:
+    record = job.record
+    esc = html.escape
+    inputs = sorted((out / job.job_id).glob("input.*")) if job.job_id else []
+    input_cell = f'<img src="{esc(job.job_id)}/{esc(inputs[0].name)}" alt="input">' if inputs else "—"
+    status = str(record.get("status") or job.execution.get("status", "?"))
+    error = record.get("error") or {}
+    if error:
+        status_cell = f"{esc(status)}<br><small>{esc(str(error.get('type')))}: {esc(str(error.get('code')))}"
+        status_cell += f"<br>{esc(str(error.get('message')))}</small>"
+    else:
+        status_cell = esc(status)
+    params = json.dumps(record.get("params", job.params), ensure_ascii=False, indent=1)
+    texts = (record.get("manifest") or {}).get("texts") or {}
+    prompt = f"<p>prompt: {esc(texts['prompt'])}</p>" if "prompt" in texts else ""
+    timing = (
+        f"{esc(str(record.get('style', '')))}<br>polls {record.get('polls', 0)}"
+        f"<br>transitions {job.transitions}<br>{record.get('duration_seconds', '—')} s"
+    )
+    cells = [
+        f"<b>{esc(job.title or job.operation)}</b><br><small>{esc(job.job_id)}</small><br>via {esc(job.via)}",
+        input_cell,
+        _cell_images(job),
+        f"<pre>{esc(params)}</pre>{prompt}",
+        status_cell,
+        timing,
+        f"{record.get('cost_units', '—')} × {esc(str(record.get('cost_unit', '')))}",
+    ]
+    classes = ["job", "", "outputs", "", "status", "", ""]
+    body = "".join(f'<td class="{c}">{cell}</td>' for c, cell in zip(classes[1:], cells[1:], strict=True))
+    return (
+        f'<tr class="job {esc(status.lower())}" data-job="{esc(job.job_id)}"><td>{cells[0]}</td>{body}</tr>'
+    )
+
+
+def write_report(jobs: list[DemoJob], out: Path, elapsed: float) -> Path:
+    rows = [_row(job, out) for job in jobs]
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>picflow demo report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; }}
+table {{ border-collapse: collapse; width: 100%; }}
+td, th {{ border: 1px solid #ccc; padding: .4rem; vertical-align: top; }}
+img {{ max-width: 160px; max-height: 160px;
+       background: repeating-conic-gradient(#ddd 0 25%, #fff 0 50%) 0 0/16px 16px; }}
+figure {{ display: inline-block; margin: .2rem; }} figcaption {{ font-size: .75rem; }}
+tr.failed td.status {{ color: #b00; }} tr.succeeded td.status {{ color: #070; }}
+pre {{ font-size: .75rem; margin: 0; }}
+</style></head><body>
+<h1>picflow demo</h1>
+<p>{len(jobs)} jobs through the real state machine and handlers, offline, in {elapsed:.1f} s.</p>
+<table id="jobs"><thead><tr><th>job</th><th>input</th><th>outputs</th><th>params</th><th>status</th>
+<th>style · polls · transitions · time</th><th>cost</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table></body></html>
+"""
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
 
 def run_demo(out_dir: str) -> int:
-    raise NotImplementedError("the demo lands with the provider clients")
+    from mock_upstream.server import ThreadedServer
+
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    started = time.monotonic()
+    print("picflow demo: starting the mock upstream and the local stack (template.yaml in moto)…")
+    with ThreadedServer() as mock:
+        stack = LocalStack(mock.base_url)
+        info = stack.start()
+        try:
+            print(f"  API {info.api_url}  S3 {info.moto_url}  upstream {mock.base_url}")
+            demo = Demo(stack, mock.base_url, out)
+            jobs = [DemoJob(op, sample, params, via) for op, sample, params, via in DEMO_JOBS]
+            for job in jobs:
+                demo.start(job)
+            for job in jobs:
+                demo.finish(job)
+                status = job.record.get("status")
+                print(f"  {job.operation:<20} via {job.via:<3} {status:<10} {len(job.outputs)} output(s)")
+            pipeline = demo.run_pipeline()
+            print(f"  {'pipeline':<20} via sfn {pipeline.execution.get('status')}")
+            failure = demo.run_failure()
+            error = failure.record.get("error", {})
+            print(f"  {'failure on purpose':<20} {failure.record.get('status')} {error.get('code')}")
+        finally:
+            stack.stop()
+    elapsed = time.monotonic() - started
+    report = write_report([*jobs, pipeline, failure], out, elapsed)
+    ok = all(j.record.get("status") == "SUCCEEDED" for j in [*jobs, pipeline])
+    ok = ok and failure.record.get("status") == "FAILED"
+    print(f"picflow demo: {'done' if ok else 'FAILED'} in {elapsed:.1f} s; open {report}")
+    return 0 if ok else 1
