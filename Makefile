@@ -26,9 +26,10 @@ setup: $(STAMP)
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
 
 typecheck: setup
-	$(BIN)/mypy layers/picflow/picflow mock_upstream cli/picflow_cli
+	$(BIN)/mypy layers/picflow/picflow mock_upstream cli/picflow_cli functions
 
 # Two runs: the e2e tier deploys the local stack, which points this process's AWS
 # environment at its moto server; the other tiers must not see that.

@@ -192,7 +192,8 @@ class Demo:
 def _cell_images(job: DemoJob) -> str:
     parts = []
     for out in job.outputs:
-        label = html.escape(f"{out['kind']} {out.get('width') or ''}x{out.get('height') or ''}".strip())
+        size = f" {out['width']}x{out['height']}" if out.get("width") else ""
+        label = html.escape(f"{out['kind']}{size}")
         if str(out["content_type"]).startswith("image/"):
             src = html.escape(out["file"])
             parts.append(f'<figure><img src="{src}" alt="{label}"><figcaption>{label}</figcaption></figure>')
