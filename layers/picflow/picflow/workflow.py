@@ -253,6 +253,15 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
     style = _style(op, str(state.get("mode") or "auto"))
     if not source.get("bucket") or not source.get("key"):
         raise ParamValidationError("input needs bucket and key", field="input", rule="an S3 object")
+    if state.get("notify_url"):
+        from picflow.urls import UnsafeUrlError, check_public_url
+
+        try:
+            check_public_url(str(state["notify_url"]))
+        except UnsafeUrlError as exc:
+            raise ParamValidationError(
+                f"notify_url: {exc.message}", field="notify_url", rule=exc.rule
+            ) from None
     info = _inspect_input(op, str(source["bucket"]), str(source["key"]), source.get("version_id"), svc.s3)
     now = svc.clock()
     deadline = config.env_int(config.JOB_DEADLINE, 1800)
@@ -621,5 +630,9 @@ def notify(
         if key is None:
             out["posted"] = "no signing key configured"
         else:
-            out["posted"] = post_notice(svc.providers.downloads(), str(url), key.reveal().encode(), job)
+            from picflow.urls import safe_client
+
+            # A user-given URL: connect-time address checks, no redirects (no SSRF, no rebinding).
+            with safe_client() as http:
+                out["posted"] = post_notice(http, str(url), key.reveal().encode(), job)
     return out
