@@ -12,7 +12,12 @@ PYTHON312 := $(shell \
 		ls -d "$$(pyenv root)"/versions/3.12.*/bin/python3.12 | sort -V | tail -n 1; \
 	fi)
 
-.PHONY: setup test lint typecheck unit demo clean
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_VERSION := 1.170.0
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: setup test lint typecheck unit demo build clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found (PATH or pyenv): install it, e.g. 'pyenv install 3.12'" >&2; exit 1; }
@@ -21,12 +26,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-setup: $(STAMP)
+# aws-sam-cli pins its own boto3: it gets a venv of its own.
+$(SAM):
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found (PATH or pyenv)" >&2; exit 1; }
+	$(PYTHON312) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet "aws-sam-cli==$(SAM_VERSION)"
+
+setup: $(STAMP) $(SAM)
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
+	$(SAM) validate --lint
 
 typecheck: setup
 	$(BIN)/mypy layers/picflow/picflow mock_upstream cli/picflow_cli functions
@@ -39,8 +51,12 @@ unit: setup
 
 test: lint typecheck unit
 
-demo: setup
+# sam build needs python3.12 on PATH (pyenv's shim is not enough): put its directory first.
+build: setup
+	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM) build
+
+demo: $(STAMP)
 	$(BIN)/picflow demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache out
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache out
