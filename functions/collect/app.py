@@ -17,7 +17,9 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = event["state"]
-    logger.append_keys(job_id=state["job_id"], operation=state["operation"])
+    logger.append_keys(
+        job_id=state["job_id"], execution_id=state.get("execution_id"), operation=state["operation"]
+    )
     out = workflow.collect(state)
     metrics.add_dimension(name="operation", value=state["operation"])
     metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)

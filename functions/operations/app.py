@@ -4,6 +4,7 @@ Each is its own Lambda function in template.yaml (own memory, timeout, concurren
 metrics); the code is shared, and the state machine picks the function from the job.
 """
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,14 +26,23 @@ def _operation(name: str) -> Handler:
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         state = event["state"]
-        logger.append_keys(job_id=state["job_id"], operation=name, step=event["step"])
+        logger.append_keys(
+            job_id=state["job_id"], execution_id=state.get("execution_id"), operation=name, step=event["step"]
+        )
         metrics.add_dimension(name="operation", value=name)
+        started = time.perf_counter()
         if event["step"] == "submit":
             out = workflow.submit(name, state, task_token=event.get("task_token"))
             metrics.add_metric(name="UpstreamSubmits", unit=MetricUnit.Count, value=1)
         else:
             out = workflow.check(name, state)
             metrics.add_metric(name="StatusChecks", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(
+            name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
+        )
+        for field, value in (out.get("balance") or {}).items():
+            if value is not None:
+                metrics.add_metric(name=f"Provider_{field}", unit=MetricUnit.Count, value=float(value))
         return out
 
     handler.__name__ = name

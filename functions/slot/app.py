@@ -16,7 +16,7 @@ metrics = Metrics()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     state = {**event["state"], "job_id": event["state"].get("job_id") or event.get("execution_name")}
-    logger.append_keys(job_id=state["job_id"])
+    logger.append_keys(job_id=state["job_id"], execution_id=state.get("execution_id"))
     if event["action"] == "acquire":
         return workflow.acquire_slot(state)
     return workflow.release_slot(state)

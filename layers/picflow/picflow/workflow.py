@@ -297,6 +297,7 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
     )
     return {
         "job_id": job_id,
+        "execution_id": state.get("execution_id"),
         "operation": op.name,
         "params": clean_params,
         "input": {k: info[k] for k in ("bucket", "key", "version_id")},
@@ -422,12 +423,15 @@ def submit(
             "remaining_money": submission.balance.remaining_money,
         }
     store.record_submitted(job_id, task_id, fields)
+    balance = fields.get("balance")
     status = submission.status
     if status is not None and status.state is not TaskState.PENDING:
         _raise_if_failed(status)
         # Sync answers are collected in this invocation: base64 results live only here.
-        return {"state": "collected", "task_id": task_id, **_collect(op, state, status.results, svc)}
-    return {"state": "pending", "task_id": task_id, "wait_seconds": _scaled(POLL_FLOOR[op.provider])}
+        out = {"state": "collected", "task_id": task_id, **_collect(op, state, status.results, svc)}
+    else:
+        out = {"state": "pending", "task_id": task_id, "wait_seconds": _scaled(POLL_FLOOR[op.provider])}
+    return {**out, "balance": balance} if balance else out
 
 
 def _call_provider(op: Operation, params: Any, style: Style, state: Mapping[str, Any], svc: Services) -> Any:
