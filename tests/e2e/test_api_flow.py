@@ -7,8 +7,8 @@ import uuid
 
 import httpx
 import pytest
-
 from picflow_cli.local.frontdoor import LOCAL_API_KEY
+
 from tests.e2e.test_operations import CASES
 
 pytestmark = pytest.mark.e2e

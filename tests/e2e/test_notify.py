@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from picflow.notify import verify
 from picflow_cli.local.stack import LOCAL_CREDENTIALS
 
