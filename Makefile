@@ -17,7 +17,7 @@ SAM := $(SAM_VENV)/bin/sam
 SAM_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup test lint typecheck unit demo build clean
+.PHONY: setup browser test lint typecheck unit demo build clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found (PATH or pyenv): install it, e.g. 'pyenv install 3.12'" >&2; exit 1; }
@@ -32,7 +32,13 @@ $(SAM):
 	$(PYTHON312) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet "aws-sam-cli==$(SAM_VERSION)"
 
-setup: $(STAMP) $(SAM)
+# The demo report's test opens it in Debian's headless Chromium.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium (for the report test)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+setup: $(STAMP) $(SAM) browser
 
 lint: setup
 	$(BIN)/ruff check .

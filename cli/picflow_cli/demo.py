@@ -257,7 +257,21 @@ pre {{ font-size: .75rem; margin: 0; }}
 <th>style · polls · transitions · time</th><th>cost</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
-</tbody></table></body></html>
+</tbody></table>
+<p id="image-check">checking images…</p>
+<script>
+// Tells the reader (and the report's own test) whether every picture actually loaded.
+window.addEventListener("load", () => {{
+  const images = [...document.images];
+  const broken = images.filter(img => !(img.complete && img.naturalWidth > 0));
+  const check = document.getElementById("image-check");
+  check.dataset.total = images.length;
+  check.dataset.broken = broken.length;
+  check.textContent = broken.length ? `${{broken.length}} of ${{images.length}} images failed to load`
+                                    : `all ${{images.length}} images loaded`;
+}});
+</script>
+</body></html>
 """
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
