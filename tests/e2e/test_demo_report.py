@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from picflow_cli.demo import DEMO_JOBS
 
 pytestmark = pytest.mark.e2e
