@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_module_entry_point_prints_base_url_and_serves():
-    process = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
+    process = subprocess.Popen(
         [sys.executable, "-m", "mock_upstream", "--port", "0", "--log-level", "warning"],
         stdout=subprocess.PIPE,
         text=True,
