@@ -177,7 +177,6 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "PICFLOW_JOBS_TABLE": "picflow-jobs",
         "PICFLOW_SEMAPHORE_TABLE": "picflow-semaphore",
-        "PICFLOW_IDEMPOTENCY_TABLE": "picflow-idempotency",
         "PICFLOW_INPUT_BUCKET": INPUT_BUCKET,
         "PICFLOW_OUTPUT_BUCKET": OUTPUT_BUCKET,
         "PICFLOW_RESULT_URL_TTL": "120",
@@ -202,7 +201,6 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
     with mock_aws():
         _create_table("JobsTable", env["PICFLOW_JOBS_TABLE"])
         _create_table("SemaphoreTable", env["PICFLOW_SEMAPHORE_TABLE"])
-        _create_table("IdempotencyTable", env["PICFLOW_IDEMPOTENCY_TABLE"])
         _create_bucket("InputBucket", INPUT_BUCKET)
         _create_bucket("OutputBucket", OUTPUT_BUCKET)
         arn = boto3.client("stepfunctions").create_state_machine(
