@@ -55,7 +55,8 @@ def handle_callback(job_id: str, secret: str, body: bytes, svc: Services) -> Cal
         _log(svc, job_id, job, "duplicate")
         return CallbackOutcome(409, "duplicate")
     try:
-        status = TaskPicClient.parse_callback(body)
+        # The operation names a background task's single ``image`` as IMAGES, as a poll does.
+        status = TaskPicClient.parse_callback(body, operation=str(job.get("operation") or "") or None)
     except Exception:
         _log(svc, job_id, job, "malformed")
         return CallbackOutcome(400, "malformed")

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from picflow.errors import ParamValidationError
 
@@ -108,7 +116,8 @@ class Operation:
 
 # --- shared field types -------------------------------------------------------------------
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 controls but tab/LF/CR, DEL, and the C1 controls (U+0080-U+009F).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _no_control_chars(value: str) -> str:
@@ -135,6 +144,14 @@ class Params(BaseModel):
         return self
 
 
+def _int_from_text(value: Any) -> Any:
+    # S3 metadata and form fields are text, and pydantic's Literal[1, 2] refuses "1".
+    if isinstance(value, str) and re.fullmatch(r"\s*[0-9]{1,3}\s*", value):
+        return int(value)
+    return value
+
+
+IntFromText = BeforeValidator(_int_from_text)
 HexColor = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{6}$")]
 Ratio = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,3}:[1-9][0-9]{0,3}$")]
 Expand = Annotated[float, Field(ge=0.0, le=0.3)]
@@ -154,8 +171,10 @@ class SegmentationParams(Params):
     type: Literal["person", "object", "stamp"] | None = Field(
         None, description="Foreground type; empty means detect automatically."
     )
-    output_type: Literal[1, 2, 3] = Field(2, description="1 = image + mask, 2 = image only, 3 = mask only.")
-    crop: Literal[0, 1] = Field(0, description="1 = crop to the subject's edges.")
+    output_type: Annotated[Literal[1, 2, 3], IntFromText] = Field(
+        2, description="1 = image + mask, 2 = image only, 3 = mask only."
+    )
+    crop: Annotated[Literal[0, 1], IntFromText] = Field(0, description="1 = crop to the subject's edges.")
     format: Literal["png", "jpg"] = Field("png", description="png = transparent, jpg = solid background.")
     bg_color: HexColor | None = Field(
         None, description="JPG background colour, RRGGBB; only with format=jpg."
@@ -243,7 +262,7 @@ class ReplaceBackgroundParams(Params):
     resolution: Ratio = Field(
         "1280:1280", description="W:H, each side > 500 and < 4000 px, ratio between 2:5 and 5:2."
     )
-    logo_add: Literal[0, 1] = Field(1, description="1 = add the 'AI generated' mark.")
+    logo_add: Annotated[Literal[0, 1], IntFromText] = Field(1, description="1 = add the 'AI generated' mark.")
     logo_param: LogoParam | None = None
     rsp_img_type: Literal["base64", "url"] = Field("base64", description="How the result comes back.")
 
@@ -309,7 +328,7 @@ class NoParams(Params):
 
 class SeamlessParams(Params):
     fit: float = Field(0.5, ge=0.1, le=0.9, description="Seam blending 0.1-0.9.")
-    direction: Literal[0, 1, 2] = Field(
+    direction: Annotated[Literal[0, 1, 2], IntFromText] = Field(
         0, description="0 = all sides, 1 = top/bottom only, 2 = left/right only."
     )
     expand_top: Expand = 0.0

@@ -113,13 +113,14 @@ def _store_one(
     ref: ResultRef, *, http: httpx.Client, s3: S3Client, bucket: str, prefix: str, provider: str, workdir: str
 ) -> StoredResult:
     declared: str | None = None
-    with tempfile.NamedTemporaryFile(dir=workdir, delete=False) as tmp:
-        path = tmp.name
-        if ref.url is not None:
-            sha, size, declared = _download(http, ref.url, tmp, provider)
+    path = ref.path  # removed afterwards, whatever happens: a decoded result or our download
     try:
-        if ref.path is not None:
-            path = ref.path
+        if path is None:
+            with tempfile.NamedTemporaryFile(dir=workdir, delete=False) as tmp:
+                path = tmp.name
+                if ref.url is not None:
+                    sha, size, declared = _download(http, ref.url, tmp, provider)
+        else:
             sha, size = _hash_file(path)
         with open(path, "rb") as fh:
             content_type = sniff_content_type(fh.read(64))
@@ -149,10 +150,8 @@ def _store_one(
         )
         return StoredResult(ref.kind.value, ref.index, key, content_type, size, sha, declared, width, height)
     finally:
-        if path != ref.path:
+        if path is not None:
             os.unlink(path)
-        elif ref.path is not None:
-            os.unlink(ref.path)
 
 
 def collect_results(

@@ -1,0 +1,86 @@
+"""Fixtures for the layer's unit tests: moto in-process, with tables built from template.yaml.
+
+The tables are created from the template's own KeySchema/AttributeDefinitions/GSIs/BillingMode,
+so a test cannot pass against a schema the deployed stack does not have.
+
+One boto3 session serves the whole run (loading service models is the slow part of a client);
+each test gets fresh, empty moto backends from its own ``mock_aws``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from picflow_cli.local.stack import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+FAKE_CREDENTIALS = {
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+
+
+@pytest.fixture(scope="session")
+def template_resources() -> dict[str, Any]:
+    resources: dict[str, Any] = load_template(ROOT / "template.yaml")["Resources"]
+    return resources
+
+
+@pytest.fixture(scope="session")
+def aws_session() -> boto3.Session:
+    return boto3.Session(
+        region_name=REGION,
+        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+    )
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, aws_session: boto3.Session) -> Iterator[boto3.Session]:
+    """Fresh moto backends for the test; fake credentials so no client looks any further."""
+    for name, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        yield aws_session
+
+
+def create_table_from_template(
+    session: boto3.Session, resources: dict[str, Any], logical_id: str, name: str
+) -> Any:
+    props = resources[logical_id]["Properties"]
+    schema = {
+        key: props[key]
+        for key in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes", "BillingMode")
+        if key in props
+    }
+    session.client("dynamodb").create_table(TableName=name, **schema)
+    return session.resource("dynamodb").Table(name)
+
+
+@pytest.fixture
+def jobs_table(aws: boto3.Session, template_resources: dict[str, Any]) -> Any:
+    return create_table_from_template(aws, template_resources, "JobsTable", "picflow-jobs")
+
+
+@pytest.fixture
+def semaphore_table(aws: boto3.Session, template_resources: dict[str, Any]) -> Any:
+    return create_table_from_template(aws, template_resources, "SemaphoreTable", "picflow-semaphore")
+
+
+@pytest.fixture
+def s3(aws: boto3.Session) -> Any:
+    return aws.client("s3")
+
+
+@pytest.fixture
+def sfn(aws: boto3.Session) -> Any:
+    return aws.client("stepfunctions")

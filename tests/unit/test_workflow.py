@@ -1,0 +1,294 @@
+"""picflow.workflow's pure parts (poll schedule, Validate's payload) and picflow.callbacks.
+
+Callbacks run against a fake Services: the real JobStore on moto (table from template.yaml) and a
+fake Step Functions client that records SendTaskSuccess/SendTaskFailure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from picflow.callbacks import MAX_LOG, CallbackOutcome, body_of, handle_callback
+from picflow.catalogue import Provider
+from picflow.jobs import JobStore
+from picflow.workflow import POLL_CEILING, POLL_FLOOR, next_wait, state_from_event
+
+pytestmark = pytest.mark.disable_socket
+
+# --- next_wait -----------------------------------------------------------------------------
+
+ELAPSED = st.floats(0, 7 * 86400, allow_nan=False)
+PROGRESS = st.one_of(st.none(), st.integers(-5, 105))
+
+
+@settings(deadline=None)
+@given(provider=st.sampled_from(list(Provider)), elapsed=ELAPSED, progress=PROGRESS)
+def test_next_wait_stays_between_the_provider_floor_and_the_ceiling(
+    provider: Provider, elapsed: float, progress: int | None
+) -> None:
+    wait = next_wait(provider, elapsed, progress)
+    assert POLL_FLOOR[provider] <= wait <= POLL_CEILING
+
+
+@settings(deadline=None)
+@given(elapsed=ELAPSED, progress=PROGRESS)
+def test_next_wait_hd_redraw_never_polls_faster_than_its_3_second_status_cache(
+    elapsed: float, progress: int | None
+) -> None:
+    assert next_wait(Provider.HDREDRAW, elapsed, progress) >= 3.0
+
+
+def test_next_wait_starts_at_the_floor() -> None:
+    assert next_wait(Provider.HDREDRAW, 0, None) == 3.0
+    assert next_wait(Provider.TASKPIC, 0, None) == 1.0
+
+
+@settings(deadline=None)
+@given(a=ELAPSED, b=ELAPSED)
+def test_next_wait_without_progress_never_shrinks_as_time_passes(a: float, b: float) -> None:
+    early, late = sorted((a, b))
+    assert next_wait(Provider.HDREDRAW, early, None) <= next_wait(Provider.HDREDRAW, late, None)
+
+
+def test_next_wait_backs_off_then_caps() -> None:
+    assert next_wait(Provider.HDREDRAW, 100, None) == pytest.approx(8.0)
+    assert next_wait(Provider.HDREDRAW, 10_000, None) == POLL_CEILING
+
+
+def test_next_wait_near_completion_progress_shortens_the_wait() -> None:
+    # 95% after 100 s: about 5 s left, sooner than the 8 s the elapsed time alone suggests.
+    assert next_wait(Provider.HDREDRAW, 100, 95) == pytest.approx(100 * 5 / 95)
+    assert next_wait(Provider.HDREDRAW, 100, 99) == 3.0  # but never under the floor
+
+
+@pytest.mark.parametrize("progress", [None, 0, 100, 10])
+def test_next_wait_progress_without_information_or_far_from_done_changes_nothing(
+    progress: int | None,
+) -> None:
+    assert next_wait(Provider.TASKPIC, 100, progress) == pytest.approx(8.0)
+
+
+# --- state_from_event ----------------------------------------------------------------------
+
+
+def test_state_from_event_names_the_job_after_the_execution() -> None:
+    event = {
+        "request": {"operation": "redraw", "params": {}},
+        "execution_name": "api-abc",
+        "execution_id": "arn:x",
+    }
+    state = state_from_event(event)
+    assert state == {"operation": "redraw", "params": {}, "job_id": "api-abc", "execution_id": "arn:x"}
+    assert "job_id" not in event["request"]  # the event itself is left alone
+
+
+def test_state_from_event_keeps_a_job_id_the_caller_chose() -> None:
+    event = {"request": {"job_id": "pipeline-7"}, "execution_name": "other", "execution_id": "arn:y"}
+    assert state_from_event(event)["job_id"] == "pipeline-7"
+
+
+def test_state_from_event_without_request_is_just_the_names() -> None:
+    assert state_from_event({"execution_name": "n", "execution_id": "e"}) == {
+        "job_id": "n",
+        "execution_id": "e",
+    }
+
+
+# --- callbacks -----------------------------------------------------------------------------
+
+SECRET = "s3cr3t-per-job-token-urlsafe"
+TOKEN = "task-token-abc"
+
+
+@dataclass
+class FakeSfn:
+    """Records the task-token calls; ``error`` makes them fail the way Step Functions does."""
+
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    error: str | None = None
+
+    def _call(self, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append((name, kwargs))
+        if self.error:
+            raise ClientError({"Error": {"Code": self.error, "Message": "x"}}, name)
+        return {}
+
+    def send_task_success(self, **kwargs: Any) -> dict[str, Any]:
+        return self._call("send_task_success", kwargs)
+
+    def send_task_failure(self, **kwargs: Any) -> dict[str, Any]:
+        return self._call("send_task_failure", kwargs)
+
+
+@dataclass
+class FakeServices:
+    store: JobStore
+    sfn: FakeSfn = field(default_factory=FakeSfn)
+    clock: Any = field(default=lambda: 1_700_000_000.0)
+
+
+@pytest.fixture
+def svc(jobs_table: Any) -> FakeServices:
+    store = JobStore(jobs_table)
+    store.create(
+        {
+            "job_id": "job-1",
+            "operation": "segmentation",
+            "status": "RUNNING",
+            "callback_secret_sha256": hashlib.sha256(SECRET.encode()).hexdigest(),
+            "task_token": TOKEN,
+            "polls": 2,
+        }
+    )
+    return FakeServices(store)
+
+
+def body(state: int, **data: Any) -> bytes:
+    return json.dumps({"status": 200, "data": {"task_id": "t-1", "state": state, **data}}).encode()
+
+
+DONE = body(1, image="https://oss.example/out.png", mask="https://oss.example/mask.png", progress=100)
+
+
+def callback(
+    svc: FakeServices, raw: bytes = DONE, *, secret: str = SECRET, job_id: str = "job-1"
+) -> CallbackOutcome:
+    return handle_callback(job_id, secret, raw, svc)
+
+
+def verdicts(svc: FakeServices) -> list[str]:
+    job = svc.store.get("job-1") or {}
+    return [entry["verdict"] for entry in job.get("callbacks", [])]
+
+
+def test_handle_callback_done_sends_task_success_once_with_the_parsed_status(svc: FakeServices) -> None:
+    assert callback(svc) == CallbackOutcome(200, "accepted")
+    ((name, kwargs),) = svc.sfn.calls
+    assert name == "send_task_success"
+    assert kwargs["taskToken"] == TOKEN
+    output = json.loads(kwargs["output"])
+    assert output["state"] == "done"
+    assert output["task_id"] == "t-1"
+    assert output["polls"] == 2
+    assert [(r["kind"], r["url"]) for r in output["results"]] == [
+        ("image", "https://oss.example/out.png"),
+        ("mask", "https://oss.example/mask.png"),
+    ]
+    job = svc.store.get("job-1")
+    assert job is not None
+    assert job["callback_received_at"]
+    assert verdicts(svc) == ["accepted"]
+
+
+def test_handle_callback_wrong_secret_is_403_and_recorded(svc: FakeServices) -> None:
+    assert callback(svc, secret="guess") == CallbackOutcome(403, "rejected")
+    assert svc.sfn.calls == []
+    job = svc.store.get("job-1")
+    assert job is not None
+    assert "callback_received_at" not in job
+    assert verdicts(svc) == ["rejected"]
+    assert "guess" not in json.dumps(job["callbacks"])
+
+
+def test_handle_callback_job_without_a_secret_refuses_every_caller(svc: FakeServices) -> None:
+    svc.store.create({"job_id": "job-2", "operation": "segmentation", "task_token": TOKEN})
+    assert callback(svc, job_id="job-2", secret="") == CallbackOutcome(403, "rejected")
+    assert svc.sfn.calls == []
+
+
+def test_handle_callback_unknown_job_is_404(svc: FakeServices) -> None:
+    assert callback(svc, job_id="nope") == CallbackOutcome(404, "unknown_job")
+    assert svc.sfn.calls == []
+
+
+def test_handle_callback_duplicate_is_409_and_not_forwarded_again(svc: FakeServices) -> None:
+    callback(svc)
+    assert callback(svc) == CallbackOutcome(409, "duplicate")
+    assert len(svc.sfn.calls) == 1
+    assert verdicts(svc) == ["accepted", "duplicate"]
+
+
+def test_handle_callback_for_a_finished_job_is_409(svc: FakeServices) -> None:
+    svc.store.update("job-1", {"status": "SUCCEEDED"})
+    assert callback(svc) == CallbackOutcome(409, "duplicate")
+    assert svc.sfn.calls == []
+
+
+def test_handle_callback_failed_task_sends_task_failure_and_records_the_error(svc: FakeServices) -> None:
+    outcome = callback(svc, body(-5, state_detail="image over 15 MB"))
+    assert outcome == CallbackOutcome(200, "accepted")
+    ((name, kwargs),) = svc.sfn.calls
+    assert name == "send_task_failure"
+    assert kwargs["taskToken"] == TOKEN
+    assert kwargs["error"] == "UpstreamTaskFailedError"
+    assert kwargs["cause"].startswith("-5: ")
+    assert len(kwargs["cause"]) <= 256
+    error = svc.store.get("job-1")["last_error"]
+    assert (error["type"], error["code"], error["provider"]) == ("UpstreamTaskFailedError", -5, "taskpic")
+
+
+def test_handle_callback_progress_notice_keeps_waiting(svc: FakeServices) -> None:
+    assert callback(svc, body(4, progress=40)) == CallbackOutcome(202, "progress")
+    assert svc.sfn.calls == []
+    assert callback(svc) == CallbackOutcome(200, "accepted")  # the final notice still counts
+
+
+@pytest.mark.parametrize(
+    "raw", [b"not json", b"[]", b'{"status": 200}', body(1)], ids=["text", "list", "nodata", "noresult"]
+)
+def test_handle_callback_malformed_body_is_400(svc: FakeServices, raw: bytes) -> None:
+    assert callback(svc, raw) == CallbackOutcome(400, "malformed")
+    assert svc.sfn.calls == []
+    assert verdicts(svc) == ["malformed"]
+
+
+def test_handle_callback_without_a_waiting_execution_is_accepted_for_polling(svc: FakeServices) -> None:
+    svc.store.update("job-1", {"task_token": ""})
+    assert callback(svc) == CallbackOutcome(202, "accepted")
+    assert svc.sfn.calls == []
+
+
+@pytest.mark.parametrize("code", ["TaskTimedOut", "InvalidToken", "TaskDoesNotExist"])
+def test_handle_callback_after_the_wait_timed_out_is_still_accepted(svc: FakeServices, code: str) -> None:
+    svc.sfn.error = code
+    assert callback(svc) == CallbackOutcome(200, "accepted")
+
+
+def test_handle_callback_other_step_functions_error_propagates(svc: FakeServices) -> None:
+    svc.sfn.error = "ThrottlingException"
+    with pytest.raises(ClientError):
+        callback(svc)
+
+
+def test_handle_callback_log_keeps_only_the_latest_attempts(svc: FakeServices) -> None:
+    for _ in range(MAX_LOG + 5):
+        callback(svc, secret="wrong")
+    assert verdicts(svc) == ["rejected"] * MAX_LOG
+
+
+def test_handle_callback_background_single_image_is_an_images_result(svc: FakeServices) -> None:
+    # The poll path names a background result `images`; the callback path must agree.
+    svc.store.update("job-1", {"operation": "background"})
+    callback(svc, body(1, image="https://oss.example/bg.png"))
+    output = json.loads(svc.sfn.calls[0][1]["output"])
+    assert [r["kind"] for r in output["results"]] == ["images"]
+
+
+@pytest.mark.parametrize(
+    ("event", "raw"),
+    [
+        ({"body": '{"a": 1}'}, b'{"a": 1}'),
+        ({"body": "eyJhIjogMX0=", "isBase64Encoded": True}, b'{"a": 1}'),
+        ({"body": None}, b""),
+        ({}, b""),
+    ],
+)
+def test_body_of_reads_api_gateway_bodies(event: dict[str, Any], raw: bytes) -> None:
+    assert body_of(event) == raw
