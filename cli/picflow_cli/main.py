@@ -1,5 +1,14 @@
 """``picflow``: the command line of picflow.
 
+    picflow local up|down                   the whole system offline (moto + mock upstream)
+    picflow run OPERATION INPUT [...]       upload, start jobs, follow them, download results
+    picflow jobs | status ID | cancel ID    the jobs API's reads and its cancel
+    picflow operations                      the catalogue with each parameter's rule
+    picflow deploy                          sam build + sam deploy, then what to set
+    picflow demo                            the main job, offline, with out/report.html
+
+Commands that talk to the jobs API find it through ``--api-url``/``--api-key``, else
+``$PICFLOW_API_URL``/``$PICFLOW_API_KEY``, else the state file of ``picflow local up``.
 Errors print one clear line to stderr and exit non-zero; read commands take ``--json``.
 """
 
@@ -8,12 +17,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from picflow.catalogue import describe_catalogue
 from picflow.errors import PicflowError
 
-__all__ = ["main"]
+from picflow_cli import settings
+from picflow_cli.errors import CliError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from picflow_cli.client import PicflowClient
+
+__all__ = ["build_parser", "main"]
+
+JOB_STATUSES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+MODES = ("auto", "sync", "poll", "callback")
 
 
 def _print_operations(as_json: bool) -> None:
@@ -32,31 +54,285 @@ def _print_operations(as_json: bool) -> None:
         print(f"    results: {', '.join(op['results'])}; cost: {op['cost']['unit']}")
 
 
+def _state_file(args: argparse.Namespace) -> Path:
+    return Path(args.state_file) if args.state_file else settings.default_state_file()
+
+
+def _client(args: argparse.Namespace) -> PicflowClient:
+    from picflow_cli.client import PicflowClient, resolve_endpoint
+
+    return PicflowClient(resolve_endpoint(args.api_url, args.api_key, _state_file(args)), http=args.http)
+
+
+# --- handlers -----------------------------------------------------------------------------
+
+
+def _cmd_operations(args: argparse.Namespace) -> int:
+    _print_operations(args.json)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from picflow_cli.demo import run_demo
+
+    return run_demo(args.out)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from picflow_cli.local.state import read_state
+    from picflow_cli.run import parse_params, run
+
+    params = parse_params(args.param)
+    with _client(args) as client:
+        state = read_state(_state_file(args))
+        local = state is not None and state.api_url.rstrip("/") == client.endpoint.api_url
+        return run(
+            client,
+            args.operation,
+            args.input,
+            params=params,
+            mode=args.mode,
+            out_dir=Path(args.out),
+            wait=args.wait,
+            idempotency_key=args.idempotency_key,
+            input_bucket=state.input_bucket if local and state is not None else None,
+            interval=args.interval,
+            timeout=args.timeout,
+        )
+
+
+def _answer(
+    args: argparse.Namespace,
+    fetch: Callable[[PicflowClient], Any],
+    render: Callable[[Any, TextIO], None],
+) -> int:
+    """One API call; its answer as JSON with ``--json``, else rendered for people."""
+    with _client(args) as client:
+        answer = fetch(client)
+    if args.json:
+        print(json.dumps(answer, ensure_ascii=False, indent=2))
+    else:
+        render(answer, sys.stdout)
+    return 0
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from picflow_cli.show import print_jobs
+
+    def fetch(client: PicflowClient) -> Any:
+        return client.list_jobs(
+            status=args.status, operation=args.operation, limit=args.limit, cursor=args.cursor
+        )
+
+    return _answer(args, fetch, print_jobs)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from picflow_cli.show import print_job
+
+    return _answer(args, lambda client: client.get_job(args.job_id), print_job)
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from picflow_cli.show import print_cancel
+
+    return _answer(args, lambda client: client.cancel_job(args.job_id), print_cancel)
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from picflow_cli.deploy import deploy
+
+    return deploy(
+        stack_name=args.stack_name,
+        region=args.region,
+        guided=args.guided,
+        parameters=args.parameter,
+        out=sys.stdout,
+    )
+
+
+def _cmd_local_up(args: argparse.Namespace) -> int:
+    from picflow_cli.local.up import up
+
+    return up(
+        _state_file(args),
+        moto_port=args.moto_port,
+        api_port=args.api_port,
+        upstream_port=args.upstream_port,
+        out=sys.stdout,
+    )
+
+
+def _cmd_local_down(args: argparse.Namespace) -> int:
+    from picflow_cli.local.up import down
+
+    return down(_state_file(args), out=sys.stdout)
+
+
+# --- the parser ---------------------------------------------------------------------------
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {port} (0 picks a free one)")
+    return port
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text}")
+    return value
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be 1 to 100: {value}")
+    return value
+
+
+def _command(
+    sub: Any, name: str, handler: Callable[[argparse.Namespace], int], **kwargs: Any
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, **kwargs)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="picflow", description="AI image jobs on AWS, reliably and cheaply."
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    ops = sub.add_parser("operations", help="the operation catalogue with each parameter's rule")
-    ops.add_argument("--json", action="store_true", help="machine-readable output")
-    demo = sub.add_parser("demo", help="run the main job offline (mock upstream)")
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument(
+        "--state-file",
+        metavar="PATH",
+        help=f"the local stack's state file (default ${settings.STATE_FILE_ENV} or "
+        f"{settings.STATE_FILE_NAME} in the repository)",
+    )
+    api = argparse.ArgumentParser(add_help=False, parents=[state])
+    api.add_argument("--api-url", metavar="URL", help=f"the jobs API (default ${settings.API_URL_ENV})")
+    api.add_argument("--api-key", metavar="KEY", help=f"its API key (default ${settings.API_KEY_ENV})")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="the API's answer as JSON")
+
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _command(
+        sub,
+        "operations",
+        _cmd_operations,
+        parents=[as_json],
+        help="the operation catalogue with each parameter's rule",
+    )
+
+    run = _command(
+        sub, "run", _cmd_run, parents=[api], help="run an operation on an image, a folder or an S3 object"
+    )
+    run.add_argument("operation", help="a name from `picflow operations`")
+    run.add_argument(
+        "input", help="an image file, a folder of images, s3://<input bucket>/<key> or an https URL"
+    )
+    run.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="an operation parameter; V as JSON when it parses (3, true, [1,2]), else as a string",
+    )
+    run.add_argument("--mode", choices=MODES, default="auto", help="interaction style (default auto)")
+    run.add_argument("--out", default="out", metavar="DIR", help="results go to DIR/<job id>/ (default out)")
+    run.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="follow the jobs and download their results (default), or print the job ids and return",
+    )
+    run.add_argument(
+        "--idempotency-key",
+        metavar="K",
+        help="retry-safe key (K-0, K-1, … for a folder); the same key and request return the same job",
+    )
+    run.add_argument("--interval", type=_positive, default=1.0, metavar="S", help="seconds between polls")
+    run.add_argument("--timeout", type=_positive, default=900.0, metavar="S", help="give up waiting after S")
+
+    jobs = _command(sub, "jobs", _cmd_jobs, parents=[api, as_json], help="list jobs, newest first")
+    jobs.add_argument("--status", choices=JOB_STATUSES)
+    jobs.add_argument("--operation", metavar="O")
+    jobs.add_argument("--limit", type=_limit, metavar="N", help="1 to 100 (the API's default: 50)")
+    jobs.add_argument("--cursor", help="the next page, from a previous answer")
+
+    status = _command(sub, "status", _cmd_status, parents=[api, as_json], help="a job's status and results")
+    status.add_argument("job_id", metavar="ID")
+
+    cancel = _command(sub, "cancel", _cmd_cancel, parents=[api, as_json], help="cancel a job")
+    cancel.add_argument("job_id", metavar="ID")
+
+    deploy = _command(sub, "deploy", _cmd_deploy, help="sam build + sam deploy, then what to set")
+    deploy.add_argument(
+        "--stack-name", default="picflow", help="lower case: it names the buckets (default picflow)"
+    )
+    deploy.add_argument("--region", help="AWS region (default: your AWS configuration's)")
+    deploy.add_argument(
+        "--guided",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sam deploy --guided (default), or deploy with these flags and an SAM-managed bucket",
+    )
+    deploy.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a template parameter override (e.g. HdRedrawBaseUrl=https://…)",
+    )
+
+    demo = _command(sub, "demo", _cmd_demo, help="run the main job offline (mock upstream)")
     demo.add_argument("--out", default="out", help="where results and the report go")
+
+    local = sub.add_parser("local", help="the whole system offline: moto, the template, the mock upstream")
+    local_sub = local.add_subparsers(dest="local_command", required=True, metavar="up|down")
+    up = _command(local_sub, "up", _cmd_local_up, parents=[state], help="start it and print the endpoints")
+    for flag, default, what in (
+        ("--api-port", settings.DEFAULT_API_PORT, "the jobs API front door"),
+        ("--moto-port", settings.DEFAULT_MOTO_PORT, "moto (S3 and the other AWS APIs)"),
+        ("--upstream-port", settings.DEFAULT_UPSTREAM_PORT, "the mock upstream"),
+    ):
+        up.add_argument(
+            flag, type=_port, default=default, metavar="N", help=f"{what} (default {default}; 0: any)"
+        )
+    _command(local_sub, "down", _cmd_local_down, parents=[state], help="stop what `local up` started")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, http: httpx.Client | None = None) -> int:
+    """Run one command; ``http`` is the transport seam for the API commands (tests)."""
     args = build_parser().parse_args(argv)
+    args.http = http
+    handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        if args.command == "operations":
-            _print_operations(args.json)
-        elif args.command == "demo":
-            from picflow_cli.demo import run_demo
-
-            return run_demo(args.out)
+        return handler(args)
+    except CliError as exc:
+        print(f"picflow: {exc}", file=sys.stderr)
+        return exc.exit_code
     except PicflowError as exc:
         print(f"picflow: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    return 0
+    except KeyboardInterrupt:
+        print("picflow: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
