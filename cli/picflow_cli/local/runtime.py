@@ -17,6 +17,7 @@ S3 write fires a notification that invokes another function synchronously.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import logging
 import sys
@@ -161,7 +162,9 @@ def install(runtime: LambdaRuntime) -> Callable[[], None]:
 
 
 def defer_s3_notifications() -> Callable[[], None]:
-    """S3 events only after the object is complete, as in AWS; returns the undo function.
+    """S3 events as AWS sends them; returns the undo function.
+
+    Events carry the object's ``versionId`` and a ``sequencer`` (moto's have neither).
 
     moto sends a PUT's notification before it stores the object's metadata, so a trigger
     reading ``x-amz-meta-*`` would see none. Events raised while a key request is being
@@ -173,6 +176,17 @@ def defer_s3_notifications() -> Callable[[], None]:
     held = threading.local()
     original_send = notifications.send_event
     original_key_response = S3Response._key_response
+    original_event = notifications._get_s3_event
+    sequence = itertools.count(1)
+
+    def _get_s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
+        # AWS records carry the object's versionId and a sequencer (ordering, deduplication).
+        event: dict[str, Any] = original_event(event_name, bucket, key, notification_id)
+        obj = event["Records"][0]["s3"]["object"]
+        if getattr(key, "version_id", None) and key.version_id != "null":
+            obj["versionId"] = key.version_id
+        obj["sequencer"] = f"{next(sequence):016X}"
+        return event
 
     def send_event(*args: Any, **kwargs: Any) -> None:
         pending = getattr(held, "pending", None)
@@ -194,10 +208,12 @@ def defer_s3_notifications() -> Callable[[], None]:
         return response
 
     notifications.send_event = send_event
+    notifications._get_s3_event = _get_s3_event
     S3Response._key_response = _key_response  # type: ignore[method-assign]
 
     def undo() -> None:
         notifications.send_event = original_send
+        notifications._get_s3_event = original_event
         S3Response._key_response = original_key_response  # type: ignore[method-assign]
 
     return undo

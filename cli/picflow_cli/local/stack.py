@@ -15,7 +15,8 @@ moto leaves (shared/offline-aws.md) are filled after ``create_stack``, each in o
 7. Secrets Manager is not in moto's CloudFormation → the secrets are created here;
 8. S3 notifies before a PUT's metadata is stored → events are held until the PUT is done;
 9. the ``states:startExecution`` integration mixes up boto3's and ASL's key casing →
-   translated both ways.
+   translated both ways;
+10. bucket ``VersioningConfiguration`` is ignored → applied with the S3 API.
 
 Local code paths (``CodeUri``, ``ContentUri``, ``DefinitionUri``) are swapped for
 placeholders before the transform and remembered, since nothing here uploads artifacts.
@@ -383,6 +384,7 @@ class LocalStack:
         self.info.resources = physical
         self._recreate_state_machines(resources, physical)
         self._apply_notifications(notifications, physical)
+        self._apply_versioning(resources, physical)
         functions = {
             physical[logical_id]: FunctionSpec(
                 physical[logical_id], spec.code_dir, spec.handler, spec.memory_mb, spec.timeout_s
@@ -428,6 +430,17 @@ class LocalStack:
                 Bucket=physical[bucket_id],
                 NotificationConfiguration={"LambdaFunctionConfigurations": lambdas},
             )
+
+    def _apply_versioning(self, resources: Mapping[str, Any], physical: Mapping[str, str]) -> None:
+        """Gap 10: moto's CloudFormation ignores VersioningConfiguration; without it a re-upload
+        of the same key would be the same object version (and so the same job) locally."""
+        s3 = self.client("s3")
+        for logical_id, res in resources.items():
+            status = res.get("Properties", {}).get("VersioningConfiguration", {}).get("Status")
+            if res["Type"] == "AWS::S3::Bucket" and status:
+                s3.put_bucket_versioning(
+                    Bucket=physical[logical_id], VersioningConfiguration={"Status": status}
+                )
 
     def _start_frontdoor(self, sam: Mapping[str, Any], physical: Mapping[str, str]) -> None:
         from picflow_cli.local.frontdoor import FrontDoor, routes_from_template

@@ -31,7 +31,7 @@ MAX_LOG = 20
 @dataclass(frozen=True)
 class CallbackOutcome:
     status_code: int
-    verdict: str  # accepted | rejected | duplicate | unknown_job | malformed
+    verdict: str  # accepted | rejected | duplicate | unknown_job | malformed | wrong_task | progress
 
 
 def _log(svc: Services, job_id: str, job: dict[str, Any], verdict: str) -> None:
@@ -60,6 +60,11 @@ def handle_callback(job_id: str, secret: str, body: bytes, svc: Services) -> Cal
     except Exception:
         _log(svc, job_id, job, "malformed")
         return CallbackOutcome(400, "malformed")
+    expected_task = str(job.get("provider_task_id") or "")
+    if expected_task and status.task_id != expected_task:
+        # The right secret with another task's result: never hand that to the execution.
+        _log(svc, job_id, job, "wrong_task")
+        return CallbackOutcome(409, "wrong_task")
     if status.state is TaskState.PENDING:
         # A progress notice: the execution keeps waiting (and polling as a fallback).
         _log(svc, job_id, job, "progress")
