@@ -829,6 +829,21 @@ def test_replace_background_429_with_retry_after_rate_limited(
     assert route.call_count == 1
 
 
+def test_replace_background_429_with_a_tencent_error_keeps_retry_after(
+    router: respx.MockRouter, sleeps: list[float]
+) -> None:
+    # A gateway's 429 may carry Tencent's own error body: the code decides the class, the
+    # header still says when to come back.
+    response = tencent_error("RequestLimitExceeded", status=429)
+    response.headers["Retry-After"] = "7"
+    route = router.post("/").mock(return_value=response)
+    with pytest.raises(RateLimitedError) as caught:
+        make_client(sleeps).replace_background({"prompt": "x"}, PRODUCT)
+    assert (caught.value.code, caught.value.retry_after) == ("RequestLimitExceeded", 7.0)
+    assert route.call_count == 1
+    assert sleeps == []
+
+
 @pytest.mark.parametrize(
     ("status", "expected"),
     [(401, AuthError), (403, AuthError), (413, InvalidRequestError), (404, InvalidRequestError)],

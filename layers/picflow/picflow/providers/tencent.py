@@ -581,7 +581,7 @@ class TencentClient:
         request_id = body.get("RequestId") if isinstance(body.get("RequestId"), str) else None
         error = body.get("Error")
         if isinstance(error, dict):
-            raise self._provider_error(error, response.status_code, request_id)
+            raise self._provider_error(error, response, request_id)
         if response.status_code != 200:
             raise _status_error(
                 response.status_code, response.headers, f"HTTP {response.status_code} without an Error"
@@ -605,8 +605,9 @@ class TencentClient:
         return Submission(provider=PROVIDER, task_id=None, status=status, request_id=request_id)
 
     def _provider_error(
-        self, error: Mapping[str, Any], http_status: int, request_id: str | None
+        self, error: Mapping[str, Any], response: httpx.Response, request_id: str | None
     ) -> PicflowError:
+        http_status = response.status_code
         code = str(error.get("Code") or "")
         message = self._scrub(str(error.get("Message") or code or "error without a message"))
         if not code:
@@ -618,7 +619,20 @@ class TencentClient:
                 request_id=request_id,
             )
         cls = error_class(code)
-        return cls(message, provider=PROVIDER, code=code, http_status=http_status, request_id=request_id)
+        # A throttled answer (e.g. HTTP 429 with a Tencent body) may say when to come back.
+        retry_after = (
+            parse_retry_after(response.headers.get("Retry-After"))
+            if issubclass(cls, RateLimitedError)
+            else None
+        )
+        return cls(
+            message,
+            provider=PROVIDER,
+            code=code,
+            http_status=http_status,
+            request_id=request_id,
+            retry_after=retry_after,
+        )
 
     def _scrub(self, text: str) -> str:
         # Defensive: a provider message must never echo our credentials into logs.
