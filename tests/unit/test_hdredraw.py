@@ -699,7 +699,7 @@ def test_status_429_outliving_retries_raises_rate_limited(client, router, sleeps
     assert (route.call_count, sleeps) == (3, [1.0, 1.0])
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
+@pytest.mark.parametrize("status", [500, 503])
 def test_submit_5xx_raises_transient_without_retrying(client, router, status):
     route = router.post("/api/submit_task").mock(
         return_value=httpx.Response(status, text="<html>bad gateway")
@@ -969,3 +969,14 @@ def test_submit_prompt_length_boundary_1024(length):
         with pytest.raises(ParamValidationError):
             client.submit("edit_image", {"prompt": prompt}, png())
         assert len(router.calls) == 0
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_submit_gateway_error_without_vendor_body_is_outcome_unknown(status):
+    with respx.mock(base_url=BASE_URL) as router:
+        route = router.post("/api/submit_face_enhance_task").respond(status, text="<html>Bad Gateway</html>")
+        client = HdRedrawClient(httpx.Client(base_url=BASE_URL), Secret(USER_KEY))
+        with pytest.raises(OutcomeUnknownError) as info:
+            client.submit("face_enhance", {}, ImageInput(file=io.BytesIO(PNG), filename="f.png"))
+    assert info.value.http_status == status
+    assert route.call_count == 1

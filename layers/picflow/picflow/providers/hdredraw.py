@@ -151,7 +151,7 @@ class HdRedrawClient:
         body = _json_object(response)
         status = response.status_code
         if not response.is_success:
-            raise self._http_error(response, body)
+            raise self._http_error(response, body, paid=not idempotent)
         if body is None or "err_code" not in body:
             kind = OutcomeUnknownError if not idempotent else TransientError
             content_type = response.headers.get("Content-Type", "")
@@ -166,7 +166,9 @@ class HdRedrawClient:
             return body
         raise self._vendor_error(body.get("err_msg"), err_code, http_status=status)
 
-    def _http_error(self, response: httpx.Response, body: dict[str, Any] | None) -> PicflowError:
+    def _http_error(
+        self, response: httpx.Response, body: dict[str, Any] | None, *, paid: bool
+    ) -> PicflowError:
         status = response.status_code
         err_msg = body.get("err_msg") if body else None
         message = self._redact(err_msg) if isinstance(err_msg, str) and err_msg else f"HTTP {status}"
@@ -175,8 +177,12 @@ class HdRedrawClient:
             return RateLimitedError(
                 message, provider=PROVIDER, code=status, http_status=status, retry_after=retry_after
             )
+        if status in (502, 504) and paid and body is None:
+            # A gateway's own 502/504 (the vendor always answers JSON): the vendor may have taken
+            # and billed the task before the answer was lost, so this is not retried.
+            return OutcomeUnknownError(message, provider=PROVIDER, code=status, http_status=status)
         if status >= 500:
-            # On a submit too: a 5xx answer means the vendor did not accept the task.
+            # The vendor's own 5xx, or a 500/503 before it: the task was not accepted.
             return TransientError(message, provider=PROVIDER, code=status, http_status=status)
         if status in (401, 403):
             return AuthError(message, provider=PROVIDER, code=status, http_status=status)
