@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import picflow.catalogue  # noqa: F401 - every invocation needs it: load it during init
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext

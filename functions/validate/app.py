@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import picflow.catalogue  # noqa: F401 - every invocation needs it: load it during init
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from picflow import workflow

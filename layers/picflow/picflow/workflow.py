@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from picflow import config
-from picflow.catalogue import Operation, Provider, ResultKind, Style, get_operation, validate_params
 from picflow.errors import (
     DeadlineExceededError,
     InvalidRequestError,
@@ -33,16 +32,20 @@ from picflow.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
-from picflow.images import inspect_image
 from picflow.jobs import JobStatus, JobStore, now_iso
-from picflow.providers.base import ImageInput, ResultRef, TaskState, TaskStatus
-from picflow.providers.registry import Registry, registry
 from picflow.semaphore import Semaphore
 
+# The catalogue (pydantic models), the provider clients (httpx) and images (Pillow) are imported
+# where they are used, so the Slot, Finalize and Notify functions never load them
+# (bench/coldstart.py); the handlers that need them on every invocation import them at init.
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
+
+    from picflow.catalogue import Operation, Provider, Style
+    from picflow.providers.base import ResultRef, TaskStatus
+    from picflow.providers.registry import Registry
 
 __all__ = [
     "Services",
@@ -62,9 +65,15 @@ __all__ = [
 # Polling schedule: start at the provider's floor, then wait ~8% of the time elapsed so far,
 # so a finished task is detected within ~10% of its duration while polls grow only
 # logarithmically with it. HD redraw caches status for 3 s: polling faster buys nothing.
-POLL_FLOOR = {Provider.TASKPIC: 1.0, Provider.HDREDRAW: 3.0, Provider.TENCENT: 1.0}
+# The ceiling keeps long tasks detected sooner than a fixed 30 s poll would (bench/polling.py).
+POLL_FLOOR: dict[str, float] = {"taskpic": 1.0, "hdredraw": 3.0, "tencent": 1.0}  # by Provider
 POLL_RATIO = 0.08
-POLL_CEILING = 60.0
+POLL_CEILING = 20.0
+# Short waits are slept inside the Check invocation rather than through the state machine: a
+# WaitToCheck -> Check -> Finished loop is 3 transitions ($0.000075), the price of ~22 s of a
+# 256 MB arm64 Lambda. Up to INLINE_BUDGET seconds of waiting per invocation stays well inside
+# the operation functions' 30 s timeout; the reads happen at the same times either way.
+INLINE_BUDGET = 15.0
 SLOT_WAIT = 2.0
 MAX_CHECK_ERRORS = 8
 
@@ -80,13 +89,23 @@ class Services:
         semaphore: Semaphore | None = None,
         providers: Registry | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._store = store
         self._s3 = s3
         self._semaphore = semaphore
         self._sfn: SFNClient | None = None
-        self.providers = providers or registry()
+        self._providers = providers
         self.clock = clock
+        self.sleep = sleep
+
+    @property
+    def providers(self) -> Registry:
+        if self._providers is None:
+            from picflow.providers.registry import registry
+
+            self._providers = registry()
+        return self._providers
 
     @property
     def store(self) -> JobStore:
@@ -162,6 +181,8 @@ def _record_error(args: Any, kwargs: Any, error: dict[str, Any]) -> None:
 
 
 def _style(op: Operation, mode: str) -> Style:
+    from picflow.catalogue import Style
+
     if mode != "auto":
         style = Style(mode)
         if style not in op.styles:
@@ -182,6 +203,8 @@ def _inspect_input(
     op: Operation, bucket: str, key: str, version_id: str | None, s3: S3Client
 ) -> dict[str, Any]:
     from botocore.exceptions import ClientError
+
+    from picflow.images import inspect_image
 
     kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if version_id:
@@ -232,6 +255,8 @@ def state_from_event(event: Mapping[str, Any]) -> dict[str, Any]:
 @_records_errors
 def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
     """Check everything that can be checked before money is spent; create/refresh the job."""
+    from picflow.catalogue import get_operation, validate_params
+
     svc = svc or services()
     job_id = str(state["job_id"])
     source = state.get("input") or {}
@@ -352,6 +377,9 @@ def _refs_to_state(refs: tuple[ResultRef, ...]) -> list[dict[str, Any]]:
 
 
 def _refs_from_state(raw: list[Mapping[str, Any]]) -> list[ResultRef]:
+    from picflow.catalogue import ResultKind
+    from picflow.providers.base import ResultRef
+
     return [
         ResultRef(
             kind=ResultKind(r["kind"]), url=r.get("url"), text=r.get("text"), index=int(r.get("index", 0))
@@ -372,6 +400,8 @@ def _status_out(status: TaskStatus, wait: float, polls: int) -> dict[str, Any]:
 
 
 def _raise_if_failed(status: TaskStatus) -> None:
+    from picflow.providers.base import TaskState
+
     if status.state is TaskState.FAILED:
         raise UpstreamTaskFailedError(
             status.error_message or status.detail or "upstream task failed",
@@ -385,6 +415,9 @@ def submit(
     operation: str, state: Mapping[str, Any], task_token: str | None = None, svc: Services | None = None
 ) -> dict[str, Any]:
     """Make the one paid call of a job (never twice; see JobStore.claim_submit)."""
+    from picflow.catalogue import Style, get_operation, validate_params
+    from picflow.providers.base import TaskState
+
     svc = svc or services()
     op = get_operation(operation)
     job_id = str(state["job_id"])
@@ -435,6 +468,9 @@ def submit(
 
 
 def _call_provider(op: Operation, params: Any, style: Style, state: Mapping[str, Any], svc: Services) -> Any:
+    from picflow.catalogue import Provider, Style
+    from picflow.providers.base import ImageInput
+
     source = state["input"]
     if op.provider is Provider.TENCENT:
         return svc.providers.tencent().replace_background(
@@ -483,6 +519,9 @@ def next_wait(provider: Provider, elapsed: float, progress: int | None) -> float
 
 @_records_errors
 def check(operation: str, state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
+    from picflow.catalogue import Provider, get_operation
+    from picflow.providers.base import TaskState
+
     svc = svc or services()
     op = get_operation(operation)
     job_id = str(state["job_id"])
@@ -491,29 +530,40 @@ def check(operation: str, state: Mapping[str, Any], svc: Services | None = None)
     task_id = str(
         record.get("provider_task_id") or (state.get("submit") or {}).get("Payload", {}).get("task_id")
     )
-    now = svc.clock()
-    started = float(record.get("submitted_epoch") or now)
+    invoked = svc.clock()
+    started = float(record.get("submitted_epoch") or invoked)
     previous = state.get("poll") or {}
     errors = int(previous.get("errors", 0))
-    try:
-        client = svc.providers.taskpic() if op.provider is Provider.TASKPIC else svc.providers.hdredraw()
-        status = client.status(task_id)
-    except (TransientError, RateLimitedError) as exc:
-        # A failed status read says nothing about the task: keep polling until the deadline.
-        errors += 1
-        if errors > MAX_CHECK_ERRORS:
-            raise
-        polls = svc.store.add_polls(job_id, None)
-        wait = exc.retry_after if exc.retry_after is not None else next_wait(op.provider, now - started, None)
+    client = svc.providers.taskpic() if op.provider is Provider.TASKPIC else svc.providers.hdredraw()
+    scale = config.env_float(config.WAIT_SCALE, 1.0)
+    inline = 0.0  # unscaled seconds waited in this invocation (bounded even when scale is 0)
+    while True:
+        now = svc.clock()
+        try:
+            status = client.status(task_id)
+        except (TransientError, RateLimitedError) as exc:
+            # A failed status read says nothing about the task: keep polling until the deadline.
+            errors += 1
+            if errors > MAX_CHECK_ERRORS:
+                raise
+            polls = svc.store.add_polls(job_id, None)
+            retry_after = exc.retry_after
+            wait = retry_after if retry_after is not None else next_wait(op.provider, now - started, None)
+            _enforce_deadline(job_meta, now, polls)
+            return {"state": "pending", "task_id": task_id, "wait_seconds": _scaled(wait), "polls": polls,
+                    "errors": errors, "results": []}  # fmt: skip
+        errors = 0
+        polls = svc.store.add_polls(job_id, status.progress)
+        _raise_if_failed(status)
+        if status.state is TaskState.DONE:
+            return {**_status_out(status, 0, polls), "errors": errors}
         _enforce_deadline(job_meta, now, polls)
-        return {"state": "pending", "task_id": task_id, "wait_seconds": _scaled(wait), "polls": polls,
-                "errors": errors, "results": []}  # fmt: skip
-    polls = svc.store.add_polls(job_id, status.progress)
-    _raise_if_failed(status)
-    if status.state is TaskState.DONE:
-        return {**_status_out(status, 0, polls), "errors": errors}
-    _enforce_deadline(job_meta, now, polls)
-    return {**_status_out(status, next_wait(op.provider, now - started, status.progress), polls), "errors": 0}
+        wait = next_wait(op.provider, now - started, status.progress)
+        spent = svc.clock() - invoked
+        if inline + wait > INLINE_BUDGET or spent + wait * scale > INLINE_BUDGET:
+            return {**_status_out(status, wait, polls), "errors": errors}
+        inline += wait
+        svc.sleep(wait * scale)
 
 
 def _enforce_deadline(job_meta: Mapping[str, Any], now: float, polls: int) -> None:
@@ -566,6 +616,8 @@ def _collect(op: Operation, state: Mapping[str, Any], refs: Any, svc: Services) 
 @_records_errors
 def collect(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
     """Copy the results named by the last Check (or callback) into S3; mark the job SUCCEEDED."""
+    from picflow.catalogue import get_operation
+
     svc = svc or services()
     op = get_operation(str(state["operation"]))
     outcome = state.get("poll") or {}

@@ -1,0 +1,239 @@
+"""Cold start: import + initialise each handler in a fresh process, against a bare ``import boto3``.
+
+Each measurement is a new interpreter started the way Lambda starts one as far as imports go:
+``-S`` (no site-packages), and on ``sys.path`` only the function's code directory, the layer's
+source and a "layer site" holding the distributions the layer installs (layers/picflow/
+requirements.txt and their dependencies, symlinked from the venv) plus boto3, which the runtime
+provides. So optional packages the dev venv happens to hold (requests, rich, moto...) are not
+imported by accident, as they would not be in AWS. The environment is a Lambda's:
+``LAMBDA_TASK_ROOT`` (so powertools' Tracer is enabled and patches, as with ``Tracing: Active``),
+``AWS_LAMBDA_FUNCTION_NAME``, the template's ``POWERTOOLS_*``, and dummy ``PICFLOW_*`` values.
+
+The handler module is loaded from its file path (Lambda's bootstrap imports ``app`` from
+/var/task) and the handler attribute is looked up; the time is perf_counter around that in the
+child. Each distinct module is measured RUNS times; the other operation entry points (same
+functions/operations/app.py) once each; medians, with boto3 runs interleaved (one per 8
+handler runs) so load drifts hit both.
+Goal: every handler <= 1.25x the boto3 import. Exits non-zero when missed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = 5
+GOAL = 1.25
+
+CHILD = r"""
+import sys, time
+started = time.perf_counter()
+if sys.argv[1] == "boto3":
+    import boto3
+else:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["app"] = module
+    spec.loader.exec_module(module)
+    getattr(module, sys.argv[2])
+elapsed = time.perf_counter() - started
+print(elapsed * 1000)
+print(" ".join(sorted(m for m in ("pydantic", "httpx", "PIL.Image", "aws_xray_sdk.core", "botocore.client")
+                      if m in sys.modules)))
+"""
+
+
+def requirements() -> list[str]:
+    lines = (ROOT / "layers" / "picflow" / "requirements.txt").read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()] + ["boto3"]
+
+
+def _name_and_extras(requirement: str) -> tuple[str, set[str]]:
+    match = re.match(r"([A-Za-z0-9_.-]+)(?:\[([^\]]+)\])?", requirement)
+    assert match is not None, requirement
+    extras = {e.strip() for e in (match.group(2) or "").split(",") if e.strip()}
+    return match.group(1), extras
+
+
+def closure(roots: list[str]) -> set[str]:
+    """Distribution names needed by ``roots`` (with their extras), following Requires-Dist."""
+    seen: set[str] = set()
+    todo = [_name_and_extras(r) for r in roots]
+    while todo:
+        name, extras = todo.pop()
+        key = name.lower().replace("_", "-")
+        if key in seen:
+            continue
+        seen.add(key)
+        dist = metadata.distribution(name)
+        for req in dist.requires or []:
+            spec, _, marker = req.partition(";")
+            marker = marker.strip()
+            if marker:
+                wanted = any(f'extra == "{e}"' in marker for e in extras)
+                if "extra ==" in marker and not wanted:
+                    continue
+                if "extra ==" not in marker and ("python_version <" in marker or "sys_platform" in marker):
+                    continue
+            todo.append(_name_and_extras(spec.strip()))
+    return seen
+
+
+def layer_site(dest: Path) -> list[str]:
+    """Symlink the top-level packages of the layer's distributions into ``dest``."""
+    names = closure(requirements())
+    for name in sorted(names):
+        dist = metadata.distribution(name)
+        tops: set[str] = set()
+        for file in dist.files or []:
+            first = file.parts[0]
+            if first.endswith((".dist-info", ".data")) or first in ("..", "bin") or first.startswith("__"):
+                continue
+            tops.add(first)
+        for top in tops:
+            source = Path(str(dist.locate_file(top)))
+            target = dest / top
+            if source.exists() and not target.exists():
+                target.symlink_to(source)
+    return sorted(names)
+
+
+def lambda_env(code_dir: Path, handler: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "LAMBDA_TASK_ROOT": str(code_dir),
+        "AWS_LAMBDA_FUNCTION_NAME": f"picflow-{code_dir.name}",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "_HANDLER": handler,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "POWERTOOLS_SERVICE_NAME": "picflow",
+        "POWERTOOLS_METRICS_NAMESPACE": "picflow",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "PYTHONDONTWRITEBYTECODE": "",
+    }
+    for name in (
+        "JOBS_TABLE",
+        "SEMAPHORE_TABLE",
+        "INPUT_BUCKET",
+        "OUTPUT_BUCKET",
+        "PROVIDER_SECRET",
+        "TASKPIC_BASE_URL",
+        "TENCENT_ENDPOINT",
+        "HDREDRAW_BASE_URL",
+        "STATE_MACHINE_ARN",
+        "CALLBACK_BASE_URL",
+        "EVENT_BUS_NAME",
+        "FUNCTION_PREFIX",
+    ):
+        env[f"PICFLOW_{name}"] = f"dummy-{name.lower()}"
+    env |= {
+        "PICFLOW_CONCURRENCY": "taskpic=8,tencent=1,hdredraw=4",
+        "PICFLOW_JOB_DEADLINE": "1800",
+        "PICFLOW_CALLBACK_TIMEOUT": "600",
+        "PICFLOW_WAIT_SCALE": "1",
+        "PICFLOW_JOB_TTL_DAYS": "30",
+    }
+    env.pop("PYTHONDONTWRITEBYTECODE")
+    return env
+
+
+def entry_points() -> list[tuple[str, Path, str]]:
+    """(label, app.py, attribute) for every handler of template.yaml's functions/ code."""
+    handlers = re.findall(
+        r"CodeUri: (functions/\w+)/\s*\n(?:.*\n){0,6}?\s*Handler: app\.(\w+)",
+        (ROOT / "template.yaml").read_text(),
+    )
+    seen: list[tuple[str, Path, str]] = []
+    for code_uri, attr in handlers:
+        label = Path(code_uri).name + ("" if attr == "lambda_handler" else f".{attr}")
+        entry = (label, ROOT / code_uri / "app.py", attr)
+        if entry not in seen:
+            seen.append(entry)
+    return seen
+
+
+def measure(site: Path, target: str, attr: str, code_dir: Path) -> tuple[float, str]:
+    env = lambda_env(code_dir, f"app.{attr}")
+    env["PYTHONPATH"] = os.pathsep.join([str(code_dir), str(ROOT / "layers" / "picflow"), str(site)])
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", CHILD, target, attr],
+        env=env,
+        cwd=code_dir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{target}: {out.stderr[-2000:]}")
+    ms, modules = out.stdout.splitlines()[-2:]
+    return float(ms), modules
+
+
+def main() -> int:
+    entries = entry_points()
+    with tempfile.TemporaryDirectory(prefix="picflow-layer-site-") as tmp:
+        site = Path(tmp)
+        dists = layer_site(site)
+        print(f"layer site: {', '.join(dists)}")
+        # A first pass warms the page cache and writes .pyc files; it is not counted.
+        measure(site, "boto3", "-", ROOT)
+        modules: dict[Path, str] = {}  # app.py -> the entry measured RUNS times
+        for label, path, attr in entries:
+            measure(site, str(path), attr, path.parent)
+            modules.setdefault(path, label)
+        boto: list[float] = []
+        times: dict[str, list[float]] = {label: [] for label, _, _ in entries}
+        loaded: dict[str, str] = {}
+        for run in range(RUNS):
+            for index, (label, path, attr) in enumerate(entries):
+                if index % 8 == 0:
+                    boto.append(measure(site, "boto3", "-", ROOT)[0])
+                # The other operation entry points load the very same module: one run each shows it.
+                if run == 0 or modules[path] == label:
+                    ms, loaded[label] = measure(site, str(path), attr, path.parent)
+                    times[label].append(ms)
+    base = statistics.median(boto)
+    print(f"\nbare `import boto3`: median {base:.0f} ms over {len(boto)} processes\n")
+    header = f"{'handler':30} {'median ms':>9} {'ratio':>6}  heavy modules loaded at init"
+    print(header)
+    print("-" * (len(header) + 20))
+    worst = ("", 0.0)
+    misses = []
+    rows = {}
+    for label, _, _ in entries:
+        median = statistics.median(times[label])
+        ratio = median / base
+        rows[label] = {"ms": round(median, 1), "ratio": round(ratio, 3)}
+        if ratio > worst[1]:
+            worst = (label, ratio)
+        if ratio > GOAL:
+            misses.append(label)
+        runs = "" if len(times[label]) > 1 else " (1 run)"
+        print(f"{label:30} {median:>9.0f} {ratio:>6.2f}  {loaded[label] or '-'}{runs}")
+    if os.environ.get("BENCH_JSON"):
+        Path(os.environ["BENCH_JSON"]).write_text(json.dumps({"boto3_ms": base, "handlers": rows}, indent=2))
+    verdict = "OK" if not misses else f"MISSED ({len(misses)} over: {', '.join(misses)})"
+    print(
+        f"\nsummary: boto3 {base:.0f} ms; worst {worst[0]} {worst[1]:.2f}x over {len(entries)} handlers,"
+        f" goal <= {GOAL}x {verdict}"
+    )
+    return 0 if not misses else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
