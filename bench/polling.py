@@ -2,10 +2,9 @@
 
 Every job is a real upstream task on the mock (scenario ``seconds=d``) on the mock's frozen,
 controllable clock: nothing really waits. picflow's own ``workflow.check`` reads the status
-through the real provider clients; for picflow the next wait is the one Check returns (short
-waits slept inside the invocation, see ``workflow.INLINE_BUDGET``), for the baselines (the AWS
-job-poller sample: a fixed Wait between status checks) Check reads once per invocation and
-the next wait is a fixed 5 s or 30 s.
+through the real provider clients; for picflow the next wait is the one Check returns, for the
+baselines (the AWS job-poller sample: a fixed Wait between status checks) a fixed 5 s or 30 s.
+Every wait is a Wait state: no Lambda sleeps while polling.
 
 A task that ends exactly on a baseline's poll grid (30 s, 120 s, 600 s for fixed-30) would be
 detected with no delay by luck, so each nominal duration D is run as SAMPLES tasks spread
@@ -25,8 +24,6 @@ import os
 import statistics
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,7 @@ from typing import Any
 import httpx
 from picflow import workflow
 from picflow.catalogue import Provider
+from picflow.durations import MemoryDurationHistory
 from picflow.http import build_client
 from picflow.providers.base import Secret
 from picflow.providers.hdredraw import HdRedrawClient
@@ -55,8 +53,8 @@ USD_PER_TRANSITION = 0.025 / 1000
 USD_PER_GB_S = 0.0000133334
 USD_PER_REQUEST = 0.20 / 1_000_000
 
-# Stated, not measured: billed duration of one invocation in AWS (excluding the inline waits,
-# which are counted exactly). Loopback timings say nothing about a real upstream's latency.
+# Stated, not measured: billed duration of one invocation in AWS.
+# Loopback timings say nothing about a real upstream's latency.
 ASSUMED_MS = {
     "validate": 300,  # S3 HEAD + GET of the input, Pillow header parse, two DynamoDB writes
     "slot": 50,  # one DynamoDB conditional update
@@ -222,16 +220,6 @@ class Run:
     inline: float  # seconds waited inside Check invocations (billed Lambda time)
 
 
-@contextmanager
-def inline_budget(seconds: float) -> Iterator[None]:
-    saved = workflow.INLINE_BUDGET
-    workflow.INLINE_BUDGET = seconds
-    try:
-        yield
-    finally:
-        workflow.INLINE_BUDGET = saved
-
-
 def png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (32, 32), (200, 40, 40)).save(buffer, "PNG")
@@ -277,19 +265,24 @@ def run_job(
         "poll": {"errors": 0},
     }
     clock.inline = 0.0
-    clock.wait_state(fixed if fixed is not None else workflow._scaled(workflow.POLL_FLOOR[provider]))
+    first = workflow.first_wait(provider, svc.durations.recent(operation))
+    clock.wait_state(fixed if fixed is not None else first)
     checks = 0
-    with inline_budget(0.0 if fixed is not None else workflow.INLINE_BUDGET):
-        while True:
-            checks += 1
-            out = workflow.check(operation, state, svc)
-            state["poll"] = out
-            if out["state"] == "done":
-                return Run(int(out["polls"]), checks, clock() - began - seconds, clock.inline)
-            clock.wait_state(fixed if fixed is not None else out["wait_seconds"])
+    while True:
+        checks += 1
+        out = workflow.check(operation, state, svc)
+        state["poll"] = out
+        if out["state"] == "done":
+            learned = workflow.task_duration(out, clock() - began)
+            if fixed is None and learned is not None:  # what Collect records for the next job
+                svc.durations.record(operation, learned)
+            return Run(int(out["polls"]), checks, clock() - began - seconds, clock.inline)
+        clock.wait_state(fixed if fixed is not None else out["wait_seconds"])
 
 
 IMAGE = png()
+# A fixed shuffle of the spread: durations do not arrive sorted.
+ORDER = [5, 0, 9, 3, 7, 1, 10, 4, 8, 2, 6]
 
 
 # --- cost -----------------------------------------------------------------------------------
@@ -371,12 +364,14 @@ def main() -> int:
             store=FakeStore(),  # type: ignore[arg-type]
             providers=MockRegistry(server.base_url),
             clock=clock,
-            sleep=clock.inline_sleep,
         )
         http = httpx.Client(base_url=server.base_url, timeout=10.0, trust_env=False)
         for family in FAMILIES:
             for nominal in DURATIONS:
-                spread = [nominal * (0.9 + 0.2 * k / (SAMPLES - 1)) for k in range(SAMPLES)]
+                # An operation whose tasks take about D: its history starts empty (the first
+                # job polls blind) and is learned from its own jobs, in a shuffled order.
+                svc._durations = MemoryDurationHistory()
+                spread = [nominal * (0.9 + 0.2 * k / (SAMPLES - 1)) for k in ORDER]
                 for strategy, fixed in (("picflow", None), ("fixed-5s", 5), ("fixed-30s", 30)):
                     runs = [run_job(svc, clock, http, family, d, fixed) for d in spread]
                     checks = statistics.mean(r.checks for r in runs)

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
     from picflow.catalogue import Operation, Provider, Style
+    from picflow.durations import DurationHistory
     from picflow.providers.base import ResultRef, TaskStatus
     from picflow.providers.registry import Registry
 
@@ -52,6 +53,7 @@ __all__ = [
     "acquire_slot",
     "check",
     "collect",
+    "first_wait",
     "next_wait",
     "notify",
     "record_failure",
@@ -59,21 +61,22 @@ __all__ = [
     "services",
     "state_from_event",
     "submit",
+    "task_duration",
     "validate",
 ]
 
-# Polling schedule: start at the provider's floor, then wait ~8% of the time elapsed so far,
-# so a finished task is detected within ~10% of its duration while polls grow only
-# logarithmically with it. HD redraw caches status for 3 s: polling faster buys nothing.
-# The ceiling keeps long tasks detected sooner than a fixed 30 s poll would (bench/polling.py).
+# Polling schedule (bench/polling.py measures it). A task that ends at t should be noticed
+# within max(2 s, 10 % of t): after a read at t the next comes at most that much later
+# (times POLL_MARGIN), and never sooner than the provider's floor (HD redraw caches status
+# for 3 s: polling faster buys nothing) nor later than POLL_CEILING (long tasks are noticed
+# sooner than by a fixed 30 s poll). The first read waits for what the operation's recent
+# tasks took (picflow.durations), so short and long tasks alike cost a few reads.
 POLL_FLOOR: dict[str, float] = {"taskpic": 1.0, "hdredraw": 3.0, "tencent": 1.0}  # by Provider
-POLL_RATIO = 0.08
-POLL_CEILING = 20.0
-# Short waits are slept inside the Check invocation rather than through the state machine: a
-# WaitToCheck -> Check -> Finished loop is 3 transitions ($0.000075), the price of ~22 s of a
-# 256 MB arm64 Lambda. Up to INLINE_BUDGET seconds of waiting per invocation stays well inside
-# the operation functions' 30 s timeout; the reads happen at the same times either way.
-INLINE_BUDGET = 15.0
+POLL_MIN_DELAY = 2.0
+POLL_RATIO = 0.1
+POLL_MARGIN = 0.95
+POLL_CEILING = 15.0
+POLL_SPREAD = 0.9
 SLOT_WAIT = 2.0
 MAX_CHECK_ERRORS = 8
 
@@ -88,16 +91,16 @@ class Services:
         s3: S3Client | None = None,
         semaphore: Semaphore | None = None,
         providers: Registry | None = None,
+        durations: DurationHistory | None = None,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._store = store
         self._s3 = s3
         self._semaphore = semaphore
+        self._durations = durations
         self._sfn: SFNClient | None = None
         self._providers = providers
         self.clock = clock
-        self.sleep = sleep
 
     @property
     def providers(self) -> Registry:
@@ -137,12 +140,22 @@ class Services:
         return client
 
     @property
+    def durations(self) -> DurationHistory:
+        if self._durations is None:
+            from picflow.durations import DynamoDurationHistory
+
+            self._durations = DynamoDurationHistory(self._coordination_table())
+        return self._durations
+
+    def _coordination_table(self) -> Any:
+        import boto3
+
+        return boto3.resource("dynamodb").Table(config.env(config.SEMAPHORE_TABLE))
+
+    @property
     def semaphore(self) -> Semaphore:
         if self._semaphore is None:
-            import boto3
-
-            table = boto3.resource("dynamodb").Table(config.env(config.SEMAPHORE_TABLE))
-            self._semaphore = Semaphore(table, clock=self.clock)
+            self._semaphore = Semaphore(self._coordination_table(), clock=self.clock)
         return self._semaphore
 
 
@@ -299,7 +312,7 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
         "max_polls": config.env_int(config.MAX_POLLS, 200),
         "callback_timeout": callback_timeout,
         "heartbeat": max(1, callback_timeout - 1),
-        "first_wait": _scaled(POLL_FLOOR[op.provider]),
+        "first_wait": _scaled(first_wait(op.provider, svc.durations.recent(op.name))),
         "slot_ttl": deadline + 300,
         "cost_units": op.cost.units(params),
         "cost_unit": op.cost.unit,
@@ -506,20 +519,47 @@ def _call_provider(op: Operation, params: Any, style: Style, state: Mapping[str,
 # --- Check -------------------------------------------------------------------------------
 
 
+def _allowed_delay(elapsed: float) -> float:
+    return POLL_MARGIN * max(POLL_MIN_DELAY, POLL_RATIO * elapsed)
+
+
 def next_wait(provider: Provider, elapsed: float, progress: int | None) -> float:
     """Seconds until the next status check (unscaled)."""
     floor = POLL_FLOOR[provider]
-    wait = max(floor, POLL_RATIO * elapsed)
+    wait = max(floor, min(POLL_CEILING, _allowed_delay(elapsed)))
     if progress and 0 < progress < 100 and elapsed > 0:
         # The provider's progress gives a direct estimate of the time left.
         remaining = elapsed * (100 - progress) / progress
         wait = min(wait, max(floor, remaining))
-    return min(wait, POLL_CEILING)
+    return wait
+
+
+def task_duration(poll: Mapping[str, Any], since_submit: float) -> float | None:
+    """A safe (never too long) figure for how long the upstream task took, or None.
+
+    Polled: the last read that still saw it running is a lower bound; when the very first read
+    already saw it done there is none, and nothing is learned. Called back: the provider
+    called as it finished, so the time since submit is close to exact.
+    """
+    if "elapsed" not in poll:
+        return since_submit
+    lower = float(poll.get("last_pending") or 0.0)
+    return lower if lower > 0 else None
+
+
+def first_wait(provider: Provider, recent: list[float]) -> float:
+    """Seconds from submit to the first status check (unscaled), from recent task durations."""
+    floor = POLL_FLOOR[provider]
+    if not recent:
+        return floor
+    # Allow for a task somewhat quicker than any seen, and read just past it.
+    quickest = POLL_SPREAD * min(recent)
+    return max(floor, quickest + min(POLL_CEILING, _allowed_delay(quickest)))
 
 
 @_records_errors
 def check(operation: str, state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
-    from picflow.catalogue import Provider, get_operation
+    from picflow.catalogue import get_operation
     from picflow.providers.base import TaskState
 
     svc = svc or services()
@@ -530,40 +570,45 @@ def check(operation: str, state: Mapping[str, Any], svc: Services | None = None)
     task_id = str(
         record.get("provider_task_id") or (state.get("submit") or {}).get("Payload", {}).get("task_id")
     )
-    invoked = svc.clock()
-    started = float(record.get("submitted_epoch") or invoked)
+    # Every wait is a Wait state of the state machine (data it gets back from here): a Lambda
+    # never sleeps while polling, and the execution history shows each status read.
+    now = svc.clock()
+    started = float(record.get("submitted_epoch") or now)
     previous = state.get("poll") or {}
     errors = int(previous.get("errors", 0))
-    client = svc.providers.taskpic() if op.provider is Provider.TASKPIC else svc.providers.hdredraw()
-    scale = config.env_float(config.WAIT_SCALE, 1.0)
-    inline = 0.0  # unscaled seconds waited in this invocation (bounded even when scale is 0)
-    while True:
-        now = svc.clock()
-        try:
-            status = client.status(task_id)
-        except (TransientError, RateLimitedError) as exc:
-            # A failed status read says nothing about the task: keep polling until the deadline.
-            errors += 1
-            if errors > MAX_CHECK_ERRORS:
-                raise
-            polls = svc.store.add_polls(job_id, None)
-            retry_after = exc.retry_after
-            wait = retry_after if retry_after is not None else next_wait(op.provider, now - started, None)
-            _enforce_deadline(job_meta, now, polls)
-            return {"state": "pending", "task_id": task_id, "wait_seconds": _scaled(wait), "polls": polls,
-                    "errors": errors, "results": []}  # fmt: skip
-        errors = 0
-        polls = svc.store.add_polls(job_id, status.progress)
-        _raise_if_failed(status)
-        if status.state is TaskState.DONE:
-            return {**_status_out(status, 0, polls), "errors": errors}
+    # The last read that saw the task running bounds its duration from below: Collect records
+    # it for the next job's first wait (picflow.durations).
+    seen = {"elapsed": round(now - started, 3), "last_pending": float(previous.get("last_pending") or 0.0)}
+    try:
+        status = _read_status(svc, op, task_id)
+    except (TransientError, RateLimitedError) as exc:
+        # A failed status read says nothing about the task: keep polling until the deadline.
+        errors += 1
+        if errors > MAX_CHECK_ERRORS:
+            raise
+        polls = svc.store.add_polls(job_id, None)
+        retry_after = exc.retry_after
+        wait = retry_after if retry_after is not None else next_wait(op.provider, now - started, None)
         _enforce_deadline(job_meta, now, polls)
-        wait = next_wait(op.provider, now - started, status.progress)
-        spent = svc.clock() - invoked
-        if inline + wait > INLINE_BUDGET or spent + wait * scale > INLINE_BUDGET:
-            return {**_status_out(status, wait, polls), "errors": errors}
-        inline += wait
-        svc.sleep(wait * scale)
+        return {"state": "pending", "task_id": task_id, "wait_seconds": _scaled(wait), "polls": polls,
+                "errors": errors, "results": [], "progress": None, **seen}  # fmt: skip
+    polls = svc.store.add_polls(job_id, status.progress)
+    _raise_if_failed(status)
+    if status.state is TaskState.DONE:
+        return {**_status_out(status, 0, polls), "errors": 0, **seen}
+    _enforce_deadline(job_meta, now, polls)
+    seen["last_pending"] = seen["elapsed"]  # it was still running at this read
+    wait = next_wait(op.provider, now - started, status.progress)
+    return {**_status_out(status, wait, polls), "errors": 0, **seen}
+
+
+def _read_status(svc: Services, op: Operation, task_id: str) -> TaskStatus:
+    from picflow.catalogue import Provider
+
+    if op.provider is Provider.TASKPIC:
+        # The operation lets a single-image background answer be labelled as "images".
+        return svc.providers.taskpic().status(task_id, operation=op.name)
+    return svc.providers.hdredraw().status(task_id)
 
 
 def _enforce_deadline(job_meta: Mapping[str, Any], now: float, polls: int) -> None:
@@ -605,6 +650,12 @@ def _collect(op: Operation, state: Mapping[str, Any], refs: Any, svc: Services) 
             "duration_seconds": round(now - float(record.get("submitted_epoch") or now), 3),
         },
     )
+    if (state.get("job") or {}).get("style") != "sync":
+        # Statistics must never fail a job whose results are safely stored.
+        duration = task_duration(state.get("poll") or {}, now - float(record.get("submitted_epoch") or now))
+        if duration is not None:
+            with contextlib.suppress(Exception):
+                svc.durations.record(op.name, duration)
     images = [o for o in manifest["outputs"] if str(o["content_type"]).startswith("image/")]
     return {
         "manifest_key": manifest["manifest_key"],
