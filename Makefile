@@ -16,6 +16,9 @@ SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_VERSION := 1.170.0
 export SAM_CLI_TELEMETRY := 0
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_VERSION := 3.3.30
 
 .PHONY: setup browser test lint typecheck unit demo build clean
 
@@ -32,19 +35,27 @@ $(SAM):
 	$(PYTHON312) -m venv $(SAM_VENV)
 	$(SAM_VENV)/bin/python -m pip install --quiet "aws-sam-cli==$(SAM_VERSION)"
 
+# checkov pins much of its own world (boto3, pydantic...): a venv of its own too. It runs with
+# --skip-download: nothing leaves the machine (no Prisma Cloud guidelines).
+$(CHECKOV):
+	@test -n "$(PYTHON312)" || { echo "python3.12 not found (PATH or pyenv)" >&2; exit 1; }
+	$(PYTHON312) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov==$(CHECKOV_VERSION)"
+
 # The demo report's test opens it in Debian's headless Chromium.
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "installing Debian's chromium (for the report test)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-setup: $(STAMP) $(SAM) browser
+setup: $(STAMP) $(SAM) $(CHECKOV) browser
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
 	$(SAM) validate --lint
+	$(CHECKOV) -f template.yaml --framework cloudformation --quiet --compact --skip-download
 
 typecheck: setup
 	$(BIN)/mypy layers/picflow/picflow mock_upstream cli/picflow_cli functions
@@ -65,4 +76,4 @@ demo: $(STAMP)
 	$(BIN)/picflow demo
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache out
+	rm -rf $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .aws-sam .mypy_cache .ruff_cache .pytest_cache out

@@ -160,6 +160,11 @@ def resolve_endpoint(
 # --- the client ----------------------------------------------------------------------------
 
 
+# API Gateway's own refusals of a request without a valid key (or to no route), by response type.
+_GATEWAY_KEY_REFUSALS = frozenset({"INVALID_API_KEY", "MISSING_AUTHENTICATION_TOKEN"})
+_KEY_HINT = f": check the API key (--api-key, ${settings.API_KEY_ENV}) and the URL"
+
+
 def _api_error(response: httpx.Response) -> ApiError:
     request_id = response.headers.get("x-amzn-requestid") or response.headers.get("x-amz-apigw-id")
     try:
@@ -168,10 +173,13 @@ def _api_error(response: httpx.Response) -> ApiError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         err = body["error"]
+        said = str(err.get("message") or response.reason_phrase)
+        if err.get("type") in _GATEWAY_KEY_REFUSALS:
+            said += _KEY_HINT
         return ApiError(
             response.status_code,
             str(err.get("type") or "Error"),
-            str(err.get("message") or response.reason_phrase),
+            said,
             field=err.get("field"),
             rule=err.get("rule"),
             request_id=request_id,
@@ -181,7 +189,7 @@ def _api_error(response: httpx.Response) -> ApiError:
     text = str(message or response.text or response.reason_phrase).strip().splitlines()
     message = text[0][:200] if text else response.reason_phrase
     if response.status_code == 403 and message in ("Forbidden", "Missing Authentication Token"):
-        message += f": check the API key (--api-key, ${settings.API_KEY_ENV}) and the URL"
+        message += _KEY_HINT
     return ApiError(response.status_code, response.reason_phrase or "Error", message, request_id=request_id)
 
 

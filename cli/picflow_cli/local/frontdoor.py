@@ -4,7 +4,9 @@ What ``sam local start-api`` does, without Docker: routes come from the template
 ``Api`` events, requests become proxy events for the function behind the route, and the
 function's ``{statusCode, headers, body}`` becomes the HTTP response. Routes that require
 an API key refuse requests without ``x-api-key: LOCAL_API_KEY`` with a 403, as API Gateway
-does; the provider-callback route is open, as in the template.
+does; the provider-callback route is open, as in the template. The gateway's own refusals
+use the template's ``GatewayResponses`` (``DEFAULT_4XX``/``DEFAULT_5XX`` bodies) when it has
+them (the door serves both APIs under one stage, so the first API's templates apply to all).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from picflow_cli.local.runtime import LambdaRuntime
 
-__all__ = ["LOCAL_API_KEY", "STAGE", "FrontDoor", "Route", "routes_from_template"]
+__all__ = ["LOCAL_API_KEY", "STAGE", "FrontDoor", "Route", "gateway_templates", "routes_from_template"]
 
 LOCAL_API_KEY = "picflow-local-api-key"  # documented in the README; the local stack only
 STAGE = "v1"
@@ -69,18 +71,47 @@ def routes_from_template(sam: Mapping[str, Any], physical: Mapping[str, str]) ->
     return routes
 
 
+def gateway_templates(sam: Mapping[str, Any]) -> dict[str, str]:
+    """``DEFAULT_4XX``/``DEFAULT_5XX`` JSON body templates of the template's APIs."""
+    out: dict[str, str] = {}
+    for res in sam["Resources"].values():
+        if res["Type"] != "AWS::Serverless::Api":
+            continue
+        for kind, response in res.get("Properties", {}).get("GatewayResponses", {}).items():
+            template = response.get("ResponseTemplates", {}).get("application/json")
+            if template is not None:
+                out.setdefault(str(kind), str(template))
+    return out
+
+
 def _json(status: int, payload: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
 
 
 class FrontDoor:
-    def __init__(self, runtime: LambdaRuntime, routes: list[Route], host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        runtime: LambdaRuntime,
+        routes: list[Route],
+        host: str = "127.0.0.1",
+        templates: Mapping[str, str] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.routes = routes
         self.host = host
+        self.templates = dict(templates or {})
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
+
+    def refusal(self, status: int, kind: str, message: str) -> tuple[int, dict[str, str], bytes]:
+        """One of the gateway's own answers, rendered as API Gateway renders its templates."""
+        template = self.templates.get("DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX")
+        if template is None:
+            return _json(status, {"message": message})
+        body = template.replace("$context.error.responseType", kind)
+        body = body.replace("$context.error.messageString", json.dumps(message))
+        return status, {"Content-Type": "application/json"}, body.encode()
 
     def dispatch(
         self,
@@ -93,17 +124,19 @@ class FrontDoor:
         split = urlsplit(raw_path)
         prefix = f"/{STAGE}"
         if not (split.path == prefix or split.path.startswith(prefix + "/")):
-            return _json(404, {"message": "Not Found"})
+            return self.refusal(404, "RESOURCE_NOT_FOUND", "Not Found")
         path = split.path[len(prefix) :] or "/"
         matches = [(r, m) for r in self.routes if (m := r.pattern.match(path))]
         route_match = next(((r, m) for r, m in matches if r.method == method), None)
         if route_match is None:
             # API Gateway answers an unknown route with 403 "Missing Authentication Token".
-            return _json(403 if not matches else 405, {"message": "Missing Authentication Token"})
+            return self.refusal(
+                403 if not matches else 405, "MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token"
+            )
         route, match = route_match
         lower = {k.lower(): v for k, v in headers.items()}
         if route.api_key_required and lower.get("x-api-key") != LOCAL_API_KEY:
-            return _json(403, {"message": "Forbidden"})
+            return self.refusal(403, "INVALID_API_KEY", "Forbidden")
         query = parse_qs(split.query, keep_blank_values=True)
         text_body: str | None
         try:
@@ -136,7 +169,7 @@ class FrontDoor:
         }
         payload, errored, _ = self.runtime.invoke(route.function, event)
         if errored:
-            return _json(502, {"message": "Internal server error"})
+            return self.refusal(502, "INTEGRATION_FAILURE", "Internal server error")
         response = json.loads(payload)
         out_body = response.get("body") or ""
         data = base64.b64decode(out_body) if response.get("isBase64Encoded") else str(out_body).encode()
@@ -154,7 +187,7 @@ class FrontDoor:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_BODY:
-                    status, headers, data = _json(413, {"message": "Request Too Long"})
+                    status, headers, data = door.refusal(413, "REQUEST_TOO_LARGE", "Request Too Long")
                 else:
                     body = self.rfile.read(length) if length else b""
                     status, headers, data = door.dispatch(
@@ -166,9 +199,15 @@ class FrontDoor:
                         self.send_header(key, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815
+            def __getattr__(self, name: str) -> Any:
+                # Every method (do_GET, do_QUERY...) reaches dispatch, which refuses one without
+                # a route as the gateway does, never with http.server's HTML 501.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

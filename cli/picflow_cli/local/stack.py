@@ -443,11 +443,16 @@ class LocalStack:
                 )
 
     def _start_frontdoor(self, sam: Mapping[str, Any], physical: Mapping[str, str]) -> None:
-        from picflow_cli.local.frontdoor import FrontDoor, routes_from_template
+        from picflow_cli.local.frontdoor import FrontDoor, gateway_templates, routes_from_template
 
         assert self.info is not None
         assert self.runtime is not None
-        self.frontdoor = FrontDoor(self.runtime, routes_from_template(sam, physical), host=self.host)
+        self.frontdoor = FrontDoor(
+            self.runtime,
+            routes_from_template(sam, physical),
+            host=self.host,
+            templates=gateway_templates(sam),
+        )
         self.frontdoor.start(self.api_port)
         self.info.api_url = self.frontdoor.base_url
 

@@ -280,12 +280,13 @@ def _responses(ok: int, description: str, *errors: int, also: dict[int, Any] | N
     out: dict[int, Any] = {ok: {"description": description}, **(also or {})}
     reasons = {
         400: "Body is not JSON",
+        403: "No valid API key (API Gateway's answer, in the same shape)",
         404: "Not found",
         409: "Conflict",
         415: "Body is not application/json",
         422: "A field breaks a rule",
     }
-    for code in (*errors, 422):
+    for code in (*errors, 403, 422):
         out[code] = {
             "description": reasons[code],
             "content": {content_types.APPLICATION_JSON: {"model": ErrorResponse}},
@@ -341,6 +342,21 @@ def _request_error(exc: RequestValidationError) -> Response[str]:
     )
 
 
+@_handles(UnicodeDecodeError)
+def _not_utf8(exc: UnicodeDecodeError) -> Response[str]:
+    # powertools decodes the body as UTF-8 before parsing it: bytes that are not are not JSON.
+    try:
+        app.current_event.decoded_body  # noqa: B018 - the same decode, to tell bad input from a bug
+    except UnicodeDecodeError:
+        pass
+    else:
+        raise exc
+    detail = ErrorDetail(
+        type="InvalidJson", message="the body is not UTF-8 JSON", field="body", rule="a JSON object"
+    )
+    return _error_response(400, detail)
+
+
 @_handles(NotImplementedError)
 def _unsupported_body(exc: NotImplementedError) -> Response[str]:
     # powertools raises NotImplementedError for a body that is neither JSON nor a form.
@@ -390,7 +406,7 @@ def _safe_filename(name: str) -> str:
 @app.post(
     "/uploads",
     summary="Presigned PUT for an input image",
-    responses=_responses(201, "Upload URL created"),
+    responses=_responses(201, "Upload URL created", 400, 415),
     tags=["uploads"],
 )
 def create_upload(body: UploadRequest) -> Response[UploadResponse]:
