@@ -1,4 +1,4 @@
-"""Collect: copy the results into the output bucket at once (provider URLs expire)."""
+"""Collect: copy the results into the output bucket at once (provider URLs expire), or reuse cached ones."""
 
 from typing import Any
 
@@ -21,8 +21,13 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     logger.append_keys(
         job_id=state["job_id"], execution_id=state.get("execution_id"), operation=state["operation"]
     )
-    out = workflow.collect(state)
     metrics.add_dimension(name="operation", value=state["operation"])
+    if event.get("action") == "reuse":
+        # A result-cache hit: the earlier outputs are copied, nothing is paid.
+        out = workflow.reuse(state)
+        metrics.add_metric(name="JobsReused", unit=MetricUnit.Count, value=1)
+        return out
+    out = workflow.collect(state)
     metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
     metrics.add_metric(
         name="PollsPerJob", unit=MetricUnit.Count, value=(state.get("poll") or {}).get("polls", 0)

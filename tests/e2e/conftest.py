@@ -81,13 +81,19 @@ def system(local_stack: LocalStack, mock_upstream: MockUpstream) -> System:
 
     info = local_stack.info
     assert info is not None
+    ddb = boto3.resource("dynamodb", endpoint_url=info.moto_url, region_name="us-east-1")
+    # The result cache outlives tests (one stack per session): each test starts with none, so a
+    # test that pays for an image is not answered by an earlier test's results.
+    cache = ddb.Table(info.resources["ResultCacheTable"])
+    for item in cache.scan(ProjectionExpression="cache_key")["Items"]:
+        cache.delete_item(Key={"cache_key": item["cache_key"]})
     return System(
         stack=local_stack,
         info=info,
         mock=mock_upstream,
         s3=local_stack.client("s3"),
         sfn=local_stack.client("stepfunctions"),
-        ddb=boto3.resource("dynamodb", endpoint_url=info.moto_url, region_name="us-east-1"),
+        ddb=ddb,
     )
 
 

@@ -37,9 +37,10 @@ def test_duplicated_s3_event_starts_one_job_and_pays_once(system, sample):
 def test_ten_tencent_jobs_under_a_cap_of_one_never_overlap_upstream(system, sample):
     # Each ReplaceBackground call takes a while at the mock, so overlapping calls would collide.
     system.mock.configure(tencent_processing_seconds=0.05)
+    # Ten different prompts: the same image and params would be paid once (the result cache).
     keys = [
-        system.upload("replace_background/in/p.jpg", sample["product.jpg"], {"prompt": "snow"})
-        for _ in range(10)
+        system.upload("replace_background/in/p.jpg", sample["product.jpg"], {"prompt": f"snow {i}"})
+        for i in range(10)
     ]
 
     outcomes = [system.run(key) for key in keys]

@@ -77,6 +77,11 @@ def semaphore_table(aws: boto3.Session, template_resources: dict[str, Any]) -> A
 
 
 @pytest.fixture
+def result_cache_table(aws: boto3.Session, template_resources: dict[str, Any]) -> Any:
+    return create_table_from_template(aws, template_resources, "ResultCacheTable", "picflow-result-cache")
+
+
+@pytest.fixture
 def s3(aws: boto3.Session) -> Any:
     return aws.client("s3")
 

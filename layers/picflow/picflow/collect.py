@@ -28,7 +28,7 @@ from picflow.providers.base import ResultRef
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["CHUNK", "StoredResult", "collect_results", "result_key"]
+__all__ = ["CHUNK", "StoredResult", "collect_results", "result_key", "reuse_results"]
 
 CHUNK = 1024 * 1024
 _EXT = {
@@ -177,6 +177,20 @@ def collect_results(
             ref, http=http, s3=s3, bucket=bucket, prefix=prefix, provider=provider, workdir=workdir
         )
         outputs.append(asdict(stored))
+    return _write_manifest(s3, bucket, prefix, job, provider=provider, outputs=outputs, texts=texts)
+
+
+def _write_manifest(
+    s3: S3Client,
+    bucket: str,
+    prefix: str,
+    job: Mapping[str, Any],
+    *,
+    provider: str,
+    outputs: list[dict[str, Any]],
+    texts: Mapping[str, str],
+    **extra: Any,
+) -> dict[str, Any]:
     manifest = {
         "job_id": job["job_id"],
         "operation": job["operation"],
@@ -185,7 +199,8 @@ def collect_results(
         "input": job.get("input", {}),
         "bucket": bucket,
         "outputs": outputs,
-        "texts": texts,
+        "texts": dict(texts),
+        **extra,
     }
     key = f"{prefix}manifest.json"
     s3.put_object(
@@ -196,3 +211,39 @@ def collect_results(
     )
     manifest["manifest_key"] = key
     return manifest
+
+
+def reuse_results(
+    earlier: Mapping[str, Any],
+    *,
+    s3: S3Client,
+    bucket: str,
+    prefix: str,
+    provider: str,
+    job: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Server-side copies of an earlier job's outputs (a result-cache entry) under ``prefix``.
+
+    The new job's results are its own objects at its own prefix (an S3-upload job's user looks
+    there), with the same checksums, and a manifest naming the job they were reused from.
+    """
+    outputs: list[dict[str, Any]] = []
+    for output in earlier.get("outputs") or []:
+        key = prefix + str(output["key"]).rsplit("/", 1)[-1]
+        s3.copy_object(
+            Bucket=bucket,
+            Key=key,
+            CopySource={"Bucket": str(earlier["bucket"]), "Key": str(output["key"])},
+            MetadataDirective="COPY",
+        )
+        outputs.append({**output, "key": key})
+    return _write_manifest(
+        s3,
+        bucket,
+        prefix,
+        job,
+        provider=provider,
+        outputs=outputs,
+        texts=earlier.get("texts") or {},
+        reused_from=earlier.get("job_id"),
+    )

@@ -7,7 +7,8 @@ State shape, built up as the execution runs::
 
     {job_id, operation, params, input{bucket,key,version_id}, notify_url, mode, out_prefix,
      job{provider, style, function, deadline_at, callback_timeout, heartbeat, slot_ttl},
-     slot{acquired, wait_seconds}, submit{Payload{...}}, poll{...}, result{...}, error{...}}
+     cache{hit, key, entry?}, slot{acquired, wait_seconds}, submit{Payload{...}}, poll{...},
+     result{...}, error{...}}
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from picflow import config
+from picflow.cache import cache_key
 from picflow.errors import (
     DeadlineExceededError,
     InvalidRequestError,
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
 
+    from picflow.cache import ResultCache
     from picflow.catalogue import Operation, Provider, Style
     from picflow.durations import DurationHistory
     from picflow.providers.base import ResultRef, TaskStatus
@@ -58,6 +61,7 @@ __all__ = [
     "notify",
     "record_failure",
     "release_slot",
+    "reuse",
     "services",
     "state_from_event",
     "submit",
@@ -92,9 +96,11 @@ class Services:
         semaphore: Semaphore | None = None,
         providers: Registry | None = None,
         durations: DurationHistory | None = None,
+        cache: ResultCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._cache = cache
         self._s3 = s3
         self._semaphore = semaphore
         self._durations = durations
@@ -115,6 +121,14 @@ class Services:
         if self._store is None:
             self._store = JobStore()
         return self._store
+
+    @property
+    def cache(self) -> ResultCache:
+        if self._cache is None:
+            from picflow.cache import ResultCache
+
+            self._cache = ResultCache()
+        return self._cache
 
     @property
     def s3(self) -> S3Client:
@@ -282,6 +296,7 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
             "input": source,
             "source": state.get("source", "sfn"),
             "execution_id": state.get("execution_id"),
+            "batch_id": state.get("batch_id"),
         }
     )
     op = get_operation(str(state.get("operation", "")))
@@ -318,6 +333,8 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
         "cost_unit": op.cost.unit,
     }
     clean_params = params.model_dump(mode="json", exclude_none=True)
+    key = cache_key(op.name, info["sha256"], clean_params)
+    meta["cache_key"] = key
     out_prefix = state.get("out_prefix") or f"jobs/{job_id}/"
     svc.store.update(
         job_id,
@@ -342,7 +359,24 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
         "notify_url": state.get("notify_url"),
         "out_prefix": out_prefix,
         "job": meta,
+        "cache": _cache_lookup(svc, key, enabled=state.get("reuse", True) is not False),
     }
+
+
+def _cache_lookup(svc: Services, key: str, *, enabled: bool) -> dict[str, Any]:
+    """A hit is an entry whose every output still exists (objects can be deleted or expire)."""
+    from botocore.exceptions import ClientError
+
+    entry = svc.cache.get(key) if enabled else None
+    if entry is None:
+        return {"hit": False, "key": key}
+    try:
+        for output in entry.get("outputs") or []:
+            svc.s3.head_object(Bucket=str(entry["bucket"]), Key=str(output["key"]))
+    except ClientError:
+        return {"hit": False, "key": key, "stale": True}
+    kept = ("job_id", "bucket", "manifest_key", "outputs", "texts")
+    return {"hit": True, "key": key, "entry": {k: entry.get(k) for k in kept}}
 
 
 # --- provider slot -----------------------------------------------------------------------
@@ -656,12 +690,58 @@ def _collect(op: Operation, state: Mapping[str, Any], refs: Any, svc: Services) 
         if duration is not None:
             with contextlib.suppress(Exception):
                 svc.durations.record(op.name, duration)
+    key = (state.get("job") or {}).get("cache_key")
+    if key:
+        # The next job with this input, operation and params reuses these results. A lost
+        # entry costs one paid call later, never this job.
+        entry = {k: manifest[k] for k in ("job_id", "operation", "bucket", "outputs", "texts")}
+        with contextlib.suppress(Exception):
+            svc.cache.put(str(key), {**entry, "manifest_key": manifest["manifest_key"]})
+    return _result(manifest, reused=False)
+
+
+def _result(manifest: Mapping[str, Any], *, reused: bool) -> dict[str, Any]:
     images = [o for o in manifest["outputs"] if str(o["content_type"]).startswith("image/")]
     return {
         "manifest_key": manifest["manifest_key"],
         "primary_key": images[0]["key"] if images else None,
         "outputs": len(manifest["outputs"]),
+        "reused": reused,
     }
+
+
+@_records_errors
+def reuse(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
+    """A result-cache hit: copy the earlier job's outputs; the job succeeds without a paid call."""
+    from picflow.collect import reuse_results
+
+    svc = svc or services()
+    job_id = str(state["job_id"])
+    earlier = (state.get("cache") or {})["entry"]
+    record = svc.store.get(job_id) or {}
+    manifest = reuse_results(
+        earlier,
+        s3=svc.s3,
+        bucket=config.env(config.OUTPUT_BUCKET),
+        prefix=str(state.get("out_prefix") or f"jobs/{job_id}/"),
+        provider=str(state["job"]["provider"]),
+        job={**record, "job_id": job_id, "operation": state["operation"]},
+    )
+    now = svc.clock()
+    svc.store.update(
+        job_id,
+        {
+            "status": JobStatus.SUCCEEDED.value,
+            "manifest": {k: manifest[k] for k in ("bucket", "outputs", "texts")}
+            | {"key": manifest["manifest_key"]},
+            "reused": True,
+            "reused_from": earlier.get("job_id"),
+            "cost_units": 0,
+            "completed_at": now_iso(now),
+            "duration_seconds": 0,
+        },
+    )
+    return _result(manifest, reused=True)
 
 
 @_records_errors
