@@ -100,6 +100,27 @@ HOSTILE = [
     ("http://2852039166/", "a public host"),
     ("http://0xa9.0xfe.0xa9.0xfe/", "a public host"),
     ("http://0/", "a public host"),
+    # case, trailing dots, zone ids, more IPv4-in-IPv6 spellings and reserved ranges
+    ("HTTP://127.0.0.1/", "a public host"),
+    ("http://127.0.0.1./", "a public host"),
+    ("http://[fe80::1%25eth0]/", "a public host"),
+    ("http://[::ffff:7f00:1]/", "a public host"),
+    ("http://[0:0:0:0:0:ffff:127.0.0.1]/", "a public host"),
+    ("http://[::ffff:169.254.169.254]/", "a public host"),
+    ("http://[fc00::1]/", "a public host"),
+    ("http://[64:ff9b:1::a9fe:a9fe]/", "a public host"),
+    ("http://[2001::1]/", "a public host"),
+    ("http://[2001:db8::1]/", "a public host"),
+    ("http://[100::1]/", "a public host"),
+    ("http://198.18.0.1/", "a public host"),
+    # parser confusion: where the host ends is read the way the HTTP client reads it
+    ("http://images.example.com\\@127.0.0.1/", "no user-info"),
+    ("http://127.0.0.1:80\\@images.example.com/", "no user-info"),
+    ("http://127.0.0.1%2f@images.example.com/", "no user-info"),
+    ("http://%31%32%37.0.0.1/", "ASCII host (punycode)"),
+    ("http://images.example.com%00.127.0.0.1/", "ASCII host (punycode)"),
+    ("http://127.0.0.1\t/", "a well-formed URL"),
+    (" http://127.0.0.1/", "a well-formed URL"),
 ]
 
 
