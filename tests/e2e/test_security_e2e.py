@@ -1,0 +1,233 @@
+"""Security properties of the running system: no secret leaks, refused callbacks, short-lived URLs.
+
+1. Jobs on all three providers (one refused for its credentials, one with a completion notice)
+   run with the local stack's known secrets; every log line (all loggers at DEBUG, and the
+   processes' stdout/stderr), execution history (exception messages and causes), API answer,
+   job record, notice and the mock's journal is searched for each secret, raw, base64 and
+   URL-encoded. The per-job callback secrets may reach the provider (that is their job) and
+   nowhere else.
+2. Provider callbacks with a wrong secret, another job's secret, no secret or a replayed
+   delivery are refused; those that reach the function are recorded on the job.
+3. Result URLs are presigned for PICFLOW_RESULT_URL_TTL seconds. moto does not enforce
+   ``X-Amz-Expires`` (it serves an expired URL), so the test asserts on the signed expiry.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, quote, quote_plus, urlsplit
+
+import httpx
+import pytest
+from picflow_cli.local.frontdoor import LOCAL_API_KEY
+from picflow_cli.local.stack import LOCAL_CREDENTIALS
+
+pytestmark = pytest.mark.e2e
+
+
+def _forms(secret: str) -> set[str]:
+    raw = secret.encode()
+    return {
+        secret,
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        quote(secret, safe=""),
+        quote_plus(secret),
+    }
+
+
+class _Everything(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "httpx" and "/callbacks/" in record.getMessage():
+            return  # the mock's own callback delivery: in AWS that request leaves the provider
+        text = json.dumps(vars(record), default=str)
+        if record.exc_info:
+            text += logging.Formatter().formatException(record.exc_info)
+        self.lines.append(record.getMessage() + " " + text)
+
+
+@pytest.fixture
+def captured_logs(system) -> Iterator[_Everything]:
+    """Every record of every logger at DEBUG, beside (never before) the handlers' own."""
+    runtime = system.stack.runtime
+    for name in runtime.functions:
+        runtime.handler(name)  # imports every handler module: their loggers exist now
+    handler = _Everything()
+    manager = logging.Logger.manager
+    loggers = [logging.getLogger()] + [
+        lg
+        for name, lg in manager.loggerDict.items()
+        if isinstance(lg, logging.Logger) and (lg.handlers or name.startswith(("picflow", "httpx")))
+    ]
+    saved = [(lg, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)  # appended: powertools reads its formatter from handlers[0]
+        if lg.name.startswith(("picflow", "httpx")) or lg is logging.getLogger():
+            lg.setLevel(logging.DEBUG)
+    # botocore at DEBUG prints whole responses (GetSecretValue's too): Lambda never runs it so.
+    for name in ("botocore", "boto3", "urllib3", "s3transfer", "moto", "werkzeug"):
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.level))
+        lg.setLevel(max(lg.level, logging.INFO))
+    yield handler
+    for lg in loggers:
+        lg.removeHandler(handler)
+    for lg, level in saved:
+        lg.setLevel(level)
+
+
+@pytest.fixture
+def api(system) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=system.info.api_url, headers={"x-api-key": LOCAL_API_KEY}, timeout=30
+    ) as client:
+        yield client
+
+
+def _wait_until(system, condition: Callable[[], Any], timeout: float = 15.0) -> Any:
+    """Re-check ``condition`` after each Lambda invocation of the stack (no fixed sleeps)."""
+    runtime = system.stack.runtime
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"not reached within {timeout} s"
+        with runtime.changed:
+            runtime.changed.wait(min(remaining, 0.2))
+    return found
+
+
+def test_no_configured_secret_appears_in_anything_captured(system, sample, api, captured_logs, capfd):
+    sink = system.mock.sink_url("secrets")
+    keys = [
+        system.upload("segmentation/sec/p.jpg", sample["product.jpg"], {}, **{"notify-url": sink}),
+        system.upload("face_enhance/sec/f.png", sample["image.png"], {}),
+    ]
+    slot = api.post("/uploads", json={"filename": "p.png", "content_type": "image/png"}).json()
+    assert httpx.put(slot["url"], content=sample["image.png"], headers=slot["headers"]).status_code == 200
+    answers = [
+        api.post(
+            "/jobs",
+            json={
+                "operation": "replace_background",
+                "params": {"prompt": "a beach"},
+                "input": {"upload_id": slot["upload_id"]},
+            },
+        )
+    ]
+    job_ids = [str(system.job_for_key(k)["job_id"]) for k in keys] + [answers[0].json()["job_id"]]
+    executions = [system.stack.wait_for_execution(j) for j in job_ids]
+    assert [e["status"] for e in executions] == ["SUCCEEDED"] * 3
+    # A provider refusing the credentials: the error path must not quote them either.
+    system.mock.set_account("default", user_key="rotated-elsewhere")
+    refused_key = system.upload("remove_watermark/sec/r.png", sample["image.png"], {})
+    execution, refused = system.run(refused_key)
+    assert (execution["status"], refused["error"]["type"]) == ("FAILED", "AuthError")
+    job_ids.append(str(refused["job_id"]))
+
+    answers += [api.get(f"/jobs/{j}") for j in job_ids] + [api.get("/jobs", params={"limit": 100})]
+    history = [
+        system.sfn.get_execution_history(executionArn=e["executionArn"], maxResults=1000)["events"]
+        for e in [*executions, execution]
+    ]
+    records = [system.job(j) for j in job_ids]
+    notices = system.mock.sink("secrets", wait_for=1)
+    journal = system.mock.journal()
+    out, err = capfd.readouterr()
+    assert any('"name": "picflow' in line for line in captured_logs.lines), "picflow's loggers not captured"
+    assert any(j in " ".join(captured_logs.lines) + out + err for j in job_ids)
+
+    everywhere = {
+        "logs": "\n".join(captured_logs.lines) + out + err,
+        "execution history": json.dumps([executions, execution, history], default=str),
+        "API answers": "\n".join(a.text for a in answers),
+        "job records": json.dumps(records, default=str),
+        "notices": json.dumps(notices, default=str),
+        "mock journal": json.dumps(journal, default=str),
+    }
+    for name, secret in LOCAL_CREDENTIALS.items():
+        for form in _forms(secret):
+            for where, text in everywhere.items():
+                assert form not in text, f"{name} ({form!r}) appears in the {where}"
+    # Per-job callback secrets go to the provider (in the callback URL) and nowhere else.
+    callback_secrets = [
+        e["fields"]["callback_url"].rsplit("/", 1)[1]
+        for e in journal
+        if "callback_url" in e.get("fields", {})
+    ]
+    assert len(callback_secrets) == 1
+    for secret in callback_secrets:
+        for form in _forms(secret):
+            for where in ("logs", "API answers", "job records", "notices"):
+                assert form not in everywhere[where], f"a callback secret appears in the {where}"
+
+
+def _callback(system, job_id: str, secret: str, body: dict[str, Any] | None = None) -> httpx.Response:
+    return httpx.post(f"{system.info.api_url}/callbacks/{job_id}/{secret}", json=body or {}, timeout=30)
+
+
+def test_callbacks_with_a_wrong_missing_or_replayed_secret_are_refused_and_recorded(system, sample):
+    system.mock.configure_callbacks(drop=True)  # the provider's own deliveries never come
+    keys = [system.upload(f"segmentation/cb/{n}.jpg", sample["product.jpg"], {}) for n in ("a", "b")]
+    jobs = [str(system.job_for_key(k)["job_id"]) for k in keys]
+    waiting = _wait_until(
+        system,
+        lambda: all({"task_token", "provider_task_id"} <= set(system.job(j)) for j in jobs)
+        and [system.job(j) for j in jobs],
+    )
+    tasks = [system.mock.task(j["provider_task_id"]) for j in waiting]
+    secrets = [t["callback_url"].rsplit("/", 1)[1] for t in tasks]
+    system.mock.advance_clock(60)  # both tasks end; their results are published
+    task = system.mock.task(waiting[0]["provider_task_id"])
+    image = next(url for name, url in task["urls"].items() if name.startswith("image"))
+    result = {
+        "status": 200,
+        "data": {"task_id": task["task_id"], "state": 1, "progress": 100, "image": image},
+    }
+    job_a = jobs[0]
+
+    assert _callback(system, job_a, "not-" + secrets[0], result).status_code == 403
+    assert _callback(system, job_a, secrets[1], result).status_code == 403  # job b's secret
+    assert _callback(system, job_a, "", result).status_code == 403  # no route: the gateway refuses
+    assert httpx.post(f"{system.info.api_url}/callbacks/{job_a}", json=result).status_code == 403
+    assert _callback(system, "no-such-job", secrets[0], result).status_code == 404
+
+    record = system.job(job_a)
+    assert [c["verdict"] for c in record["callbacks"]] == ["rejected", "rejected"]
+    assert not any(s in json.dumps(record["callbacks"]) for s in secrets)
+    assert "callback_received_at" not in record
+    assert system.sfn.describe_execution(executionArn=record["execution_arn"])["status"] == "RUNNING"
+
+    assert _callback(system, job_a, secrets[0], result).status_code == 200
+    assert system.stack.wait_for_execution(job_a)["status"] == "SUCCEEDED"
+    replay = _callback(system, job_a, secrets[0], result)
+    assert (replay.status_code, replay.json()) == (409, {"verdict": "duplicate"})
+    verdicts = [c["verdict"] for c in system.job(job_a)["callbacks"]]
+    assert verdicts == ["rejected", "rejected", "accepted", "duplicate"]
+
+
+def test_result_urls_are_signed_for_the_configured_ttl(system, sample, api, monkeypatch):
+    key = system.upload("remove_watermark/ttl/w.png", sample["image.png"], {})
+    _, job = system.run(key)
+    for ttl in (60, 3600):
+        monkeypatch.setenv("PICFLOW_RESULT_URL_TTL", str(ttl))
+        before = datetime.now(UTC).replace(microsecond=0)
+        view = api.get(f"/jobs/{job['job_id']}").json()
+        urls = [r["url"] for r in view["results"]] + [view["manifest_url"]]
+        assert [r["expires_in"] for r in view["results"]] == [ttl] * len(view["results"])
+        for url in urls:
+            query = parse_qs(urlsplit(url).query)
+            signed_at = datetime.strptime(query["X-Amz-Date"][0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+            assert query["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
+            assert query["X-Amz-Expires"] == [str(ttl)]  # bound into the signature (signed query)
+            assert 0 <= (signed_at - before).total_seconds() < 30
+            assert "X-Amz-Signature" in query
