@@ -212,8 +212,11 @@ class FrontDoor:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # http.server's 5 resets bursts of clients; API Gateway does not
+
         try:
-            self._server = ThreadingHTTPServer((self.host, port), Handler)
+            self._server = Server((self.host, port), Handler)
         except OSError as exc:
             raise OSError(f"the API front door cannot listen on {self.host}:{port}: {exc.strerror}") from exc
         self._server.daemon_threads = True
