@@ -69,6 +69,7 @@ def run_jobs(stack: LocalStack, count: int) -> dict[str, Any]:
                 "mode": mode,
                 "input": {"bucket": info.input_bucket, "key": key},
                 "source": "bench",
+                "reuse": False,  # one image for every job: measure paid jobs, not the result cache
             }
             sfn.start_execution(
                 stateMachineArn=info.job_state_machine_arn, name=job_id, input=json.dumps(request)

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from picflow_cli.local.frontdoor import LOCAL_API_KEY
 from picflow_cli.local.stack import LocalStack, StackInfo
 
 from mock_upstream.server import ThreadedServer
@@ -95,6 +97,15 @@ def system(local_stack: LocalStack, mock_upstream: MockUpstream) -> System:
         sfn=local_stack.client("stepfunctions"),
         ddb=ddb,
     )
+
+
+@pytest.fixture
+def api(system: System) -> Iterator[httpx.Client]:
+    """The jobs API through the local front door, with the local API key."""
+    with httpx.Client(
+        base_url=system.info.api_url, headers={"x-api-key": LOCAL_API_KEY}, timeout=60
+    ) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

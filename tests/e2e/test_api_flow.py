@@ -7,19 +7,12 @@ import uuid
 
 import httpx
 import pytest
-from picflow_cli.local.frontdoor import LOCAL_API_KEY
 
 from tests.e2e.test_operations import CASES
 
 pytestmark = pytest.mark.e2e
 
-
-@pytest.fixture
-def api(system):
-    with httpx.Client(
-        base_url=system.info.api_url, headers={"x-api-key": LOCAL_API_KEY}, timeout=30
-    ) as client:
-        yield client
+# the `api` fixture: tests/e2e/conftest.py
 
 
 def _upload(api, data: bytes, name: str) -> str:

@@ -386,6 +386,26 @@ def finalize_failure(r: Replay) -> None:
     assert (job["status"], job["error"]) == ("FAILED", expected)
 
 
+def batch_report(r: Replay) -> None:
+    batch_id = f"batch-ev{uuid.uuid4().hex[:12]}"
+    items = [
+        {"i": i, "bucket": r.info.input_bucket, "key": f"batches/catalogue/{i}.png", "params": {}}
+        for i in (0, 1)
+    ]
+    r.system.s3.put_object(
+        Bucket=r.info.output_bucket, Key=f"batches/{batch_id}/items.json", Body=json.dumps(items).encode()
+    )
+    r.job_id = f"{batch_id}-0"  # item 0 has its job; item 1 has not started
+    r.create_job("remove_fabric", items[0]["key"], batch_id=batch_id, status="FAILED", error={"type": "X"})
+
+    out = r(BATCH_ID=batch_id, OUTPUT_BUCKET=r.info.output_bucket)
+
+    assert out["counts"]["FAILED"] == 1
+    assert out["counts"]["NOT_STARTED"] == 1
+    lines = r.system.output(out["results_key"]).decode().splitlines()
+    assert [json.loads(line)["status"] for line in lines] == ["FAILED", "NOT_STARTED"]
+
+
 def notify(r: Replay) -> None:
     r.create_job("segmentation", notify_url=r.system.mock.sink_url(r.job_id))
     r.store.update(r.job_id, {"status": "SUCCEEDED"})
@@ -452,6 +472,7 @@ SCENARIOS: dict[str, Callable[[Replay], None]] = {
     "collect.json": collect,
     "finalize_failure.json": finalize_failure,
     "notify.json": notify,
+    "batch_report.json": batch_report,
     "callback.json": callback,
 }
 

@@ -807,6 +807,9 @@ def test_openapi_document_is_valid_3_0_with_api_key_on_every_route() -> None:
         ("GET", "/jobs/{job_id}"),
         ("DELETE", "/jobs/{job_id}"),
         ("GET", "/operations"),
+        ("POST", "/batches"),
+        ("GET", "/batches/{batch_id}"),
+        ("DELETE", "/batches/{batch_id}"),
     }
     for item in doc["paths"].values():
         for operation in item.values():

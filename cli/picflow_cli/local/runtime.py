@@ -35,6 +35,7 @@ __all__ = [
     "FunctionSpec",
     "LambdaRuntime",
     "defer_s3_notifications",
+    "enforce_tolerated_failures",
     "fix_sfn_service_integration",
     "install",
 ]
@@ -260,5 +261,64 @@ def fix_sfn_service_integration() -> Callable[[], None]:
         StateTaskServiceSfn._normalise_parameters = original_params  # type: ignore[method-assign]
         StateTaskServiceSfn._normalise_response = original_response  # type: ignore[method-assign]
         StateTaskServiceSfn._eval_service_task = original_eval  # type: ignore[method-assign]
+
+    return undo
+
+
+def enforce_tolerated_failures() -> Callable[[], None]:
+    """A Distributed Map fails past its ToleratedFailurePercentage/Count, as in AWS; returns the undo.
+
+    moto evaluates both fields (``MapRunRecord`` holds them) but never acts on them: a map run
+    with every item failed still succeeds. Here the run's item counts are checked when it ends
+    and, past the threshold, the state fails with ``States.ExceedToleratedFailureThreshold``
+    (AWS checks as items fail and stops the remaining ones early; the outcome is the same).
+    """
+    from moto.stepfunctions.parser.api import HistoryEventType, MapRunFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (  # noqa: E501
+        DistributedIterationComponent,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = DistributedIterationComponent._map_run
+
+    def _map_run(self: Any, env: Any, eval_input: Any) -> None:
+        original(self, env, eval_input)
+        record = eval_input.map_run_record
+        counts = record.item_counter
+        total = counts.total.get()
+        failed = counts.failed.get() + counts.timed_out.get()
+        percentage = float(record.tolerated_failure_percentage or 0)
+        count = int(record.tolerated_failure_count or 0)
+        # A threshold left at 0 is not set; with neither set, any failed item fails the run.
+        limits = [failed > count] if count else []
+        if percentage:
+            limits.append(100.0 * failed / max(total, 1) > percentage)
+        if not (any(limits) if limits else failed > 0):
+            return
+        error = StatesErrorName(typ=StatesErrorNameType.StatesExceedToleratedFailureThreshold)
+        cause = f"{failed} of {total} items failed; tolerated: {percentage:g}% or {count} items"
+        raise FailureEventException(
+            FailureEvent(
+                env=env,
+                error_name=error,
+                event_type=HistoryEventType.MapRunFailed,
+                event_details=EventDetails(  # type: ignore[typeddict-item]
+                    mapRunFailedEventDetails=MapRunFailedEventDetails(error=error.error_name, cause=cause)
+                ),
+            )
+        )
+
+    DistributedIterationComponent._map_run = _map_run  # type: ignore[method-assign]
+
+    def undo() -> None:
+        DistributedIterationComponent._map_run = original  # type: ignore[method-assign]
 
     return undo

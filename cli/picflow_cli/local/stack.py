@@ -16,7 +16,10 @@ moto leaves (shared/offline-aws.md) are filled after ``create_stack``, each in o
 8. S3 notifies before a PUT's metadata is stored → events are held until the PUT is done;
 9. the ``states:startExecution`` integration mixes up boto3's and ASL's key casing →
    translated both ways;
-10. bucket ``VersioningConfiguration`` is ignored → applied with the S3 API.
+10. bucket ``VersioningConfiguration`` is ignored → applied with the S3 API;
+11. a Distributed Map never fails past its ToleratedFailurePercentage/Count → enforced when the
+    map run ends (``runtime.enforce_tolerated_failures``). Also known, not needed: its
+    ResultWriter writes a manifest with no result files (the batch report reads the job records).
 
 Local code paths (``CodeUri``, ``ContentUri``, ``DefinitionUri``) are swapped for
 placeholders before the transform and remembered, since nothing here uploads artifacts.
@@ -41,6 +44,7 @@ from picflow_cli.local.runtime import (
     FunctionSpec,
     LambdaRuntime,
     defer_s3_notifications,
+    enforce_tolerated_failures,
     fix_sfn_service_integration,
     install,
 )
@@ -104,6 +108,10 @@ class StackInfo:
     @property
     def pipeline_state_machine_arn(self) -> str:
         return self.resources["PipelineStateMachine"]
+
+    @property
+    def batch_state_machine_arn(self) -> str:
+        return self.resources["BatchStateMachine"]
 
 
 def _placeholder_code(template: dict[str, Any], root: Path) -> dict[str, FunctionSpec]:
@@ -395,6 +403,7 @@ class LocalStack:
         self._undo.append(install(self.runtime))
         self._undo.append(defer_s3_notifications())
         self._undo.append(fix_sfn_service_integration())
+        self._undo.append(enforce_tolerated_failures())
         self._start_frontdoor(sam, physical)
         self._apply_function_env(functions)
         self._create_secrets(sam)
@@ -514,6 +523,7 @@ class LocalStack:
         try:
             sfn = self.client("stepfunctions")
             for arn in (
+                self.info.resources.get("BatchStateMachine"),
                 self.info.resources.get("JobStateMachine"),
                 self.info.resources.get("PipelineStateMachine"),
             ):

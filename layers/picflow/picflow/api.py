@@ -5,6 +5,9 @@
     GET    /jobs             list (status, operation, since, cursor) 200 | 422
     GET    /jobs/{job_id}    status, timings, cost, results (presigned GETs) 200 | 404
     DELETE /jobs/{job_id}    cancel: mark CANCELLED, stop execution, free slot 200 | 404 | 409
+    POST   /batches          a prefix or manifest through one operation  202 new, 200 replay | 409 | 4xx
+    GET    /batches/{id}     counts by status, progress, reuse, cost, results manifest 200 | 404
+    DELETE /batches/{id}     stop the batch and cancel its unfinished jobs 200 | 404 | 409
     GET    /operations       the catalogue                          200
 
 Every refusal is ``{"error": {"type", "message", "field", "rule"}}``: 400 for a body that is
@@ -42,7 +45,7 @@ from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from picflow import config, urls
+from picflow import batches, config, urls
 from picflow.catalogue import (
     OPERATIONS,
     Operation,
@@ -232,6 +235,83 @@ class CancelResult(_Model):
 
 class OperationList(_Model):
     operations: list[dict[str, Any]]
+
+
+class BatchRequest(_Model):
+    """Exactly one source of items: a prefix of the input bucket or a manifest in it."""
+
+    operation: str = Field(min_length=1, max_length=64, description="A name from GET /operations.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Every item's parameters.")
+    prefix: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="Every image under this key prefix of the input bucket.",
+    )
+    manifest: str | None = Field(
+        None,
+        min_length=1,
+        max_length=1024,
+        description="Key of a CSV (header: key, params) or JSON Lines ({key, params}) file in the input "
+        "bucket; an item's params override the batch's.",
+    )
+    max_concurrency: int | None = Field(
+        None, ge=1, le=1000, description="Items in flight; default: the provider's concurrency cap."
+    )
+    tolerated_failure_percentage: float = Field(
+        5, ge=0, le=100, description="The batch fails (and stops) once more than this share of items fail."
+    )
+    reuse: bool = Field(True, description="Reuse earlier results of the same image, operation and params.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        given = [name for name in ("prefix", "manifest") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ParamValidationError(
+                f"a batch needs exactly one of prefix, manifest (got {', '.join(given) or 'none'})",
+                field="prefix",
+                rule="exactly one of prefix, manifest",
+            )
+        return self
+
+
+class BatchCreated(_Model):
+    batch_id: str
+    status: str
+    created: bool = Field(description="False when an Idempotency-Key replay returned an existing batch.")
+    total: int = Field(description="Items in the batch.")
+    max_concurrency: int
+    links: dict[str, str]
+
+
+class BatchView(_Model):
+    batch_id: str
+    status: str = Field(description="RUNNING, SUCCEEDED, FAILED (too many items failed), ABORTED (stopped).")
+    operation: str
+    params: dict[str, Any]
+    source: dict[str, str]
+    total: int
+    counts: dict[str, int] = Field(description="Items by job status; NOT_STARTED: no job yet.")
+    done: int
+    progress: float = Field(description="Finished items / total, 0..1.")
+    reused: int = Field(description="Items answered from the result cache (nothing paid).")
+    cost: CostView = Field(description="What the provider was paid for so far.")
+    max_concurrency: int
+    tolerated_failure_percentage: float
+    results_key: str | None = Field(
+        None, description="The results manifest (JSON Lines), once the batch ends."
+    )
+    results_url: str | None = None
+    error: dict[str, Any] | None = None
+    links: dict[str, str]
+
+
+class BatchStopped(_Model):
+    batch_id: str
+    status: str
+    execution_stopped: bool
+    jobs_cancelled: int
+    note: str
 
 
 # --- the resolver ------------------------------------------------------------------------
@@ -430,7 +510,25 @@ def create_upload(body: UploadRequest) -> Response[UploadResponse]:
 # --- POST /jobs --------------------------------------------------------------------------
 
 
-def _fingerprint(body: CreateJobRequest) -> str:
+def _idempotency_key(what: str) -> Any:
+    return Header(
+        alias="idempotency-key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description=f"Retry-safe key: the same key and body return the same {what}.",
+    )
+
+
+def _start_responses(what: str, model: type[BaseModel]) -> dict[int, Any]:
+    replay = {
+        "description": f"Idempotency-Key replay: the {what} this key started",
+        "content": {content_types.APPLICATION_JSON: {"model": model}},
+    }
+    return _responses(202, f"{what.capitalize()} started", 400, 409, 415, also={200: replay})
+
+
+def _fingerprint(body: BaseModel) -> str:
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -559,33 +657,11 @@ def _conflict() -> ApiError:
     summary="Start a job",
     description="202 for a new job; 200 with created=false when an Idempotency-Key is replayed "
     "with the same body; 409 when it is reused with another body.",
-    responses=_responses(
-        202,
-        "Job started",
-        400,
-        409,
-        415,
-        also={
-            200: {
-                "description": "Idempotency-Key replay: the job this key started",
-                "content": {content_types.APPLICATION_JSON: {"model": JobCreated}},
-            }
-        },
-    ),
+    responses=_start_responses("job", JobCreated),
     tags=["jobs"],
 )
 def create_job(
-    body: CreateJobRequest,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="idempotency-key",
-            min_length=1,
-            max_length=255,
-            pattern=r"^[\x21-\x7e]+$",
-            description="Retry-safe key: the same key and body return the same job.",
-        ),
-    ] = None,
+    body: CreateJobRequest, idempotency_key: Annotated[str | None, _idempotency_key("job")] = None
 ) -> Response[JobCreated]:
     svc = _services()
     try:
@@ -816,7 +892,11 @@ def list_jobs(
 )
 def cancel_job(job_id: Annotated[str, Path(pattern=_JOB_ID)]) -> CancelResult:
     svc = _services()
-    job = _job_or_404(svc, job_id)
+    return _cancel(svc, _job_or_404(svc, job_id))
+
+
+def _cancel(svc: Services, job: Mapping[str, Any]) -> CancelResult:
+    job_id = str(job["job_id"])
     # Marked first, conditionally: a job that finished meanwhile stays finished (409) and
     # nothing is stopped; the running execution's later writes are refused once it is final.
     updated = None
@@ -853,6 +933,209 @@ def cancel_job(job_id: Annotated[str, Path(pattern=_JOB_ID)]) -> CancelResult:
         status=JobStatus.CANCELLED.value,
         execution_stopped=stopped,
         slot_released=released,
+        note=_CANCEL_NOTE,
+    )
+
+
+# --- /batches ----------------------------------------------------------------------------
+
+
+def _batch_arn(batch_id: str) -> str:
+    machine = config.env(config.BATCH_STATE_MACHINE_ARN)
+    return machine.replace(":stateMachine:", ":execution:") + f":{batch_id}"
+
+
+def _batch_execution(svc: Services, batch_id: str) -> dict[str, Any] | None:
+    try:
+        execution: dict[str, Any] = dict(svc.sfn.describe_execution(executionArn=_batch_arn(batch_id)))
+    except svc.sfn.exceptions.ExecutionDoesNotExist:
+        return None
+    return execution
+
+
+def _batch_created(batch_id: str, request: Mapping[str, Any], *, created: bool) -> Response[BatchCreated]:
+    body = BatchCreated(
+        batch_id=batch_id,
+        status="RUNNING" if created else str(request.get("status", "RUNNING")),
+        created=created,
+        total=int(request["total"]),
+        max_concurrency=int(request["max_concurrency"]),
+        links={"self": f"/batches/{batch_id}"},
+    )
+    return Response(
+        status_code=202 if created else 200, content_type=content_types.APPLICATION_JSON, body=body
+    )
+
+
+def _replay(svc: Services, batch_id: str, fingerprint: str) -> Response[BatchCreated] | None:
+    execution = _batch_execution(svc, batch_id)
+    if execution is None:
+        return None
+    request = json.loads(execution.get("input") or "{}")
+    if request.get("request_sha256") != fingerprint:
+        raise _conflict()
+    return _batch_created(batch_id, {**request, "status": execution["status"]}, created=False)
+
+
+@app.post(
+    "/batches",
+    summary="Run one operation over a prefix or manifest of images",
+    description="One job per image, as a Distributed Map: at most max_concurrency in flight, the batch "
+    "fails once more than tolerated_failure_percentage of its items fail, and items already done "
+    "(same image, operation and params) reuse their results without paying again.",
+    responses=_start_responses("batch", BatchCreated),
+    tags=["batches"],
+)
+def create_batch(
+    body: BatchRequest, idempotency_key: Annotated[str | None, _idempotency_key("batch")] = None
+) -> Response[BatchCreated]:
+    from botocore.exceptions import ClientError
+
+    svc = _services()
+    try:
+        op = get_operation(body.operation)
+    except ParamValidationError as exc:
+        raise ApiError.invalid(exc, "operation") from None
+    fingerprint = _fingerprint(body)
+    batch_id = batches.batch_id_for(idempotency_key)
+    if idempotency_key is not None and (replay := _replay(svc, batch_id, fingerprint)) is not None:
+        return replay
+    bucket = config.env(config.INPUT_BUCKET)
+    if body.manifest is not None:
+        try:
+            rows = batches.read_manifest(svc.s3, bucket, body.manifest)
+        except ClientError:
+            raise ApiError(
+                422,
+                "InputNotFound",
+                f"no object {body.manifest!r} in the input bucket",
+                field="manifest",
+                rule="an existing object",
+            ) from None
+    else:
+        rows = batches.list_prefix(svc.s3, bucket, str(body.prefix))
+    items = batches.plan_items(op, body.params, rows, bucket)
+    svc.s3.put_object(
+        Bucket=config.env(config.OUTPUT_BUCKET),
+        Key=batches.items_key(batch_id),
+        Body=json.dumps(items, separators=(",", ":")).encode(),
+        ContentType="application/json",
+    )
+    cap = config.concurrency_caps().get(op.provider.value, 1)
+    request = {
+        "batch_id": batch_id,
+        "operation": op.name,
+        "params": body.params,
+        "source": {"prefix": str(body.prefix)} if body.manifest is None else {"manifest": body.manifest},
+        "items_key": batches.items_key(batch_id),
+        "total": len(items),
+        "max_concurrency": body.max_concurrency or cap,
+        "tolerated_failure_percentage": body.tolerated_failure_percentage,
+        "reuse": body.reuse,
+        "request_sha256": fingerprint,
+        "created_at": now_iso(),
+    }
+    try:
+        svc.sfn.start_execution(
+            stateMachineArn=config.env(config.BATCH_STATE_MACHINE_ARN),
+            name=batch_id,
+            input=json.dumps(request),
+        )
+    except svc.sfn.exceptions.ExecutionAlreadyExists:
+        # Two requests with one key raced: the other one started it.
+        replay = _replay(svc, batch_id, fingerprint)
+        if replay is not None:
+            return replay
+        raise
+    return _batch_created(batch_id, request, created=True)
+
+
+def _batch_or_404(svc: Services, batch_id: str) -> dict[str, Any]:
+    execution = _batch_execution(svc, batch_id)
+    if execution is None:
+        raise ApiError(404, "NotFound", f"no batch {batch_id}", field="batch_id", rule="an existing batch")
+    return execution
+
+
+@app.get(
+    "/batches/<batch_id>",
+    summary="A batch's progress, cost and results",
+    responses=_responses(200, "The batch", 404),
+    tags=["batches"],
+)
+def get_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchView:
+    from botocore.exceptions import ClientError
+
+    svc = _services()
+    execution = _batch_or_404(svc, batch_id)
+    request = json.loads(execution.get("input") or "{}")
+    summary = batches.summarise(list(batches.item_records(svc.store.table, batch_id)), int(request["total"]))
+    bucket = config.env(config.OUTPUT_BUCKET)
+    results_key: str | None = batches.results_key(batch_id)
+    try:
+        svc.s3.head_object(Bucket=bucket, Key=str(results_key))
+    except ClientError:
+        results_key = None
+    ttl = config.env_int(config.RESULT_URL_TTL, RESULT_URL_TTL_DEFAULT)
+    error = None
+    if execution.get("error") or execution.get("cause"):
+        error = {"type": execution.get("error"), "message": execution.get("cause")}
+    return BatchView(
+        batch_id=batch_id,
+        status=str(execution["status"]),
+        operation=str(request["operation"]),
+        params=dict(request.get("params") or {}),
+        source={k: str(v) for k, v in (request.get("source") or {}).items()},
+        total=summary["total"],
+        counts=summary["counts"],
+        done=summary["done"],
+        progress=summary["progress"],
+        reused=summary["reused"],
+        cost=CostView(**summary["cost"]),
+        max_concurrency=int(request["max_concurrency"]),
+        tolerated_failure_percentage=float(request["tolerated_failure_percentage"]),
+        results_key=results_key,
+        results_url=None if results_key is None else _presign(bucket, results_key, ttl),
+        error=error,
+        links={"self": f"/batches/{batch_id}"},
+    )
+
+
+@app.delete(
+    "/batches/<batch_id>",
+    summary="Stop a batch",
+    description="Stops the batch (no new items start) and cancels its unfinished jobs. " + _CANCEL_NOTE,
+    responses=_responses(200, "Stopped", 404, 409),
+    tags=["batches"],
+)
+def stop_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchStopped:
+    svc = _services()
+    execution = _batch_or_404(svc, batch_id)
+    if execution["status"] != "RUNNING":
+        raise ApiError(
+            409,
+            "BatchFinal",
+            f"batch {batch_id} is already {execution['status']}",
+            field="batch_id",
+            rule="a batch that has not finished",
+        )
+    svc.sfn.stop_execution(
+        executionArn=_batch_arn(batch_id), error="Cancelled", cause="stopped through the API"
+    )
+    cancelled = 0
+    for job in batches.item_records(svc.store.table, batch_id):
+        if JobStatus(job["status"]) in FINAL:
+            continue
+        try:
+            _cancel(svc, job)
+            cancelled += 1
+        except ApiError:
+            pass  # it finished meanwhile
+    return BatchStopped(
+        batch_id=batch_id,
+        status="ABORTED",
+        execution_stopped=True,
+        jobs_cancelled=cancelled,
         note=_CANCEL_NOTE,
     )
 

@@ -24,12 +24,14 @@ if TYPE_CHECKING:
 
     from picflow.workflow import Services
 
-__all__ = ["SIDECAR_SUFFIX", "UPLOADS_PREFIX", "S3Upload", "job_request", "uploads"]
+__all__ = ["BATCH_INPUTS_PREFIX", "SIDECAR_SUFFIX", "UPLOADS_PREFIX", "S3Upload", "job_request", "uploads"]
 
 SIDECAR_SUFFIX = ".params.json"
 # The API's own inputs (presigned uploads, fetched URLs): a job for them starts through
 # POST /jobs, so an object arriving here must not start one by itself.
 UPLOADS_PREFIX = "uploads/"
+# Images a batch will process (POST /batches with a prefix under it): uploading them starts nothing.
+BATCH_INPUTS_PREFIX = "batches/"
 # Metadata keys that are picflow's own, not operation parameters.
 _RESERVED = {"params", "notify-url", "mode"}
 
@@ -60,7 +62,7 @@ def uploads(event: Mapping[str, Any]) -> Iterator[S3Upload]:
         key = unquote_plus(s3["object"]["key"])
         if key.endswith(SIDECAR_SUFFIX) or key.endswith("/") or "/" not in key:
             continue
-        if key.startswith(UPLOADS_PREFIX):
+        if key.startswith((UPLOADS_PREFIX, BATCH_INPUTS_PREFIX)):
             continue
         yield S3Upload(
             bucket=s3["bucket"]["name"],

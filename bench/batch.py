@@ -1,0 +1,149 @@
+"""Batch throughput and cost: ITEMS images through one operation as one batch, then the same batch again.
+
+Deploys template.yaml into moto (``LocalStack``, waits scaled to 0, the HD redraw cap raised to
+CAP so the derived MaxConcurrency is CAP), uploads ITEMS distinct images under a prefix and
+starts ``POST /batches`` (face_enhance, HD redraw, poll style) through the API front door; times
+it to the end of the batch execution; then runs the same batch again (the result cache answers
+every item) and times that.
+
+Per run it prints items/s, Step Functions state transitions per item (the batch execution's own,
+the Distributed Map's child per item (one Task state: moto runs map items inline, so it is
+counted, not read) and every job execution's, read from their histories), and the cost per
+1,000 items: provider calls paid (mock journal) and the AWS orchestration at list prices
+(transitions $0.025/1,000; Lambda arm64 $0.0000133334/GB-s with each invocation's in-process
+duration (a lower bound: no cold starts, no network), $0.20/1M requests; S3 and DynamoDB
+requests left out). The summary line is last.
+
+``python bench/batch.py [ITEMS]``: 2,000 by default; on 2 cores moto runs ~1-2 items/s, so
+pass fewer to stay within minutes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+import uuid
+import warnings
+from typing import Any
+
+import httpx
+from picflow_cli.local.frontdoor import LOCAL_API_KEY
+from picflow_cli.local.stack import LocalStack
+from PIL import Image
+
+from mock_upstream.server import ThreadedServer
+from mock_upstream.testing import MockUpstream
+
+ITEMS = 2000
+CAP = 16
+OPERATION = "face_enhance"
+PER_TRANSITION = 0.025 / 1000
+PER_GB_S = 0.0000133334
+PER_REQUEST = 0.20 / 1_000_000
+
+
+def image(i: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64 + i % 200, 64 + i // 200), (i % 256, (i // 256) % 256, 90)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def transitions(sfn: Any, arn: str) -> int:
+    count = 0
+    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        count += sum(1 for e in page["events"] if e["type"].endswith("StateEntered"))
+        if not page.get("nextToken"):
+            return count
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def run(stack: LocalStack, api: httpx.Client, mock: MockUpstream, prefix: str, items: int) -> dict[str, Any]:
+    assert stack.info is not None
+    assert stack.runtime is not None
+    sfn = stack.client("stepfunctions")
+    paid_before = mock.count(paid=True)
+    invocations_before = len(stack.runtime.invocations)
+    started = time.perf_counter()
+    answer = api.post("/batches", json={"operation": OPERATION, "prefix": prefix})
+    answer.raise_for_status()
+    batch_id = answer.json()["batch_id"]
+    arn = stack.info.batch_state_machine_arn.replace(":stateMachine:", ":execution:") + f":{batch_id}"
+    execution = stack.wait_for_arn(arn, timeout=3600)
+    elapsed = time.perf_counter() - started
+    view = api.get(f"/batches/{batch_id}").json()
+    job_arn = stack.info.job_state_machine_arn.replace(":stateMachine:", ":execution:")
+    job_transitions = sum(transitions(sfn, f"{job_arn}:{batch_id}-{i}") for i in range(items))
+    map_children = items  # one Task state per item (the Distributed Map's child executions)
+    total_transitions = transitions(sfn, arn) + map_children + job_transitions
+    calls = stack.runtime.invocations[invocations_before:]
+    memory = {spec.name: spec.memory_mb for spec in stack.runtime.functions.values()}
+    gb_s = sum(max(c.duration, 0.001) * memory[c.function] / 1024 for c in calls)
+    aws = total_transitions * PER_TRANSITION + gb_s * PER_GB_S + len(calls) * PER_REQUEST
+    return {
+        "batch": batch_id,
+        "status": execution["status"],
+        "succeeded": view["counts"]["SUCCEEDED"],
+        "reused": view["reused"],
+        "seconds": elapsed,
+        "items_per_s": items / elapsed,
+        "transitions_per_item": total_transitions / items,
+        "lambda_invocations_per_item": len(calls) / items,
+        "provider_calls_per_1000": (mock.count(paid=True) - paid_before) * 1000 / items,
+        "aws_usd_per_1000": aws * 1000 / items,
+    }
+
+
+def main() -> int:
+    os.environ.setdefault("PICFLOW_LOCAL_LOG_LEVEL", "ERROR")
+    warnings.filterwarnings("ignore")  # moto's CloudFormation and powertools' shared Metrics
+    items = int(sys.argv[1]) if len(sys.argv) > 1 else ITEMS
+    with ThreadedServer() as server:
+        mock = MockUpstream(server.base_url)
+        mock.reset()
+        stack = LocalStack(
+            server.base_url, parameters={"ProviderConcurrency": f"taskpic=8,tencent=1,hdredraw={CAP}"}
+        )
+        stack.start()
+        try:
+            assert stack.info is not None
+            s3 = stack.client("s3")
+            prefix = f"batches/bench-{uuid.uuid4().hex[:8]}/"
+            for i in range(items):
+                s3.put_object(Bucket=stack.info.input_bucket, Key=f"{prefix}{i:05d}.png", Body=image(i))
+            with httpx.Client(
+                base_url=stack.info.api_url, headers={"x-api-key": LOCAL_API_KEY}, timeout=300
+            ) as api:
+                rows = {"first run": run(stack, api, mock, prefix, items)}
+                rows["re-run (cached)"] = run(stack, api, mock, prefix, items)
+        finally:
+            stack.stop()
+            mock.close()
+    print(f"{items} items of {OPERATION} (HD redraw, poll), MaxConcurrency {CAP}, local stack on moto")
+    print(f"{'run':<16} {'status':<10} {'ok':>5} {'reused':>6} {'s':>7} {'items/s':>8} "
+          f"{'trans/item':>10} {'λ/item':>7} {'paid/1k':>8} {'AWS $/1k':>9}")  # fmt: skip
+    for name, r in rows.items():
+        print(f"{name:<16} {r['status']:<10} {r['succeeded']:>5} {r['reused']:>6} {r['seconds']:>7.1f} "
+              f"{r['items_per_s']:>8.2f} {r['transitions_per_item']:>10.1f} "
+              f"{r['lambda_invocations_per_item']:>7.1f} {r['provider_calls_per_1000']:>8.0f} "
+              f"{r['aws_usd_per_1000']:>9.4f}")  # fmt: skip
+    first, again = rows["first run"], rows["re-run (cached)"]
+    ok = first["status"] == again["status"] == "SUCCEEDED" and again["reused"] == items
+    print(
+        f"SUMMARY items={items} items_per_s={first['items_per_s']:.2f} "
+        f"transitions_per_item={first['transitions_per_item']:.1f} "
+        f"aws_usd_per_1000={first['aws_usd_per_1000']:.3f} "
+        f"provider_calls_per_1000={first['provider_calls_per_1000']:.0f} "
+        f"rerun_items_per_s={again['items_per_s']:.2f} "
+        f"rerun_aws_usd_per_1000={again['aws_usd_per_1000']:.3f} "
+        f"rerun_provider_calls_per_1000={again['provider_calls_per_1000']:.0f} "
+        f"{'OK' if ok else 'FAILED'}"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Batch report: the batch state machine's last step writes the results manifest (picflow.batches)."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from picflow import batches
+from picflow.workflow import services
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="batch.batch_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    svc = services()
+    summary = batches.report(event["batch"], s3=svc.s3, table=svc.store.table)
+    metrics.add_metric(name="BatchItems", unit=MetricUnit.Count, value=summary["total"])
+    metrics.add_metric(name="BatchItemsReused", unit=MetricUnit.Count, value=summary["reused"])
+    return summary

@@ -1,0 +1,237 @@
+"""Batches: one operation over a whole prefix or manifest of images, run as one Distributed Map.
+
+    POST /batches ─ plan: list the prefix / read the manifest, merge and validate each item's
+                    params, write ``batches/<id>/items.json`` (output bucket), start the batch
+    statemachine/batch.asl.json ─ Map (DISTRIBUTED) reads items.json from S3 (never through
+                    state) and runs one job per item as a child execution named
+                    ``<batch id>-<index>`` (a re-run under the same batch id starts nothing twice)
+                  ─ Report: joins items.json with the items' job records (the jobs table's
+                    ``by_batch`` index) into ``batches/<id>/results.jsonl``
+
+The batch's record is its execution (name = batch id; input = the request); its per-item truth
+is the job records, which carry ``batch_id``. Counts, progress, reuse and cost are read from
+them, so ``GET /batches/{id}`` is live while the map runs. The items file is a snapshot: a
+prefix batch is exactly the objects listed when it was created, and item indices never move.
+
+Manifests: CSV with a header row (``key`` and optionally ``params``, a JSON object), or JSON
+Lines (``{"key": ..., "params": {...}}``), one item per row; per-item params override the
+batch's. Keys name objects in the input bucket.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from picflow import config
+from picflow.errors import ParamValidationError
+from picflow.jobs import FINAL, JobStatus, from_dynamo
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+    from mypy_boto3_s3 import S3Client
+
+    from picflow.catalogue import Operation
+
+__all__ = [
+    "BATCH_PREFIX",
+    "IMAGE_SUFFIXES",
+    "MAX_ITEMS",
+    "batch_id_for",
+    "item_records",
+    "items_key",
+    "list_prefix",
+    "plan_items",
+    "read_manifest",
+    "report",
+    "results_key",
+    "summarise",
+]
+
+BATCH_PREFIX = "batches/"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# A Lambda reads and writes the items file in one go: ~100 bytes an item.
+MAX_ITEMS = 100_000
+
+
+def batch_id_for(idempotency_key: str | None) -> str:
+    from picflow.starter import job_id_for
+
+    return f"batch-{uuid.uuid4().hex}" if idempotency_key is None else job_id_for("batch", idempotency_key)
+
+
+def items_key(batch_id: str) -> str:
+    return f"{BATCH_PREFIX}{batch_id}/items.json"
+
+
+def results_key(batch_id: str) -> str:
+    return f"{BATCH_PREFIX}{batch_id}/results.jsonl"
+
+
+def _too_many(where: str) -> ParamValidationError:
+    return ParamValidationError(
+        f"{where} holds more than {MAX_ITEMS} images", field=where, rule=f"≤ {MAX_ITEMS}"
+    )
+
+
+def list_prefix(s3: S3Client, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """The images under ``prefix``, in key order (the order S3 lists them)."""
+    rows: list[dict[str, Any]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"].lower().endswith(IMAGE_SUFFIXES):
+                rows.append({"key": obj["Key"]})
+        if len(rows) > MAX_ITEMS:
+            raise _too_many("prefix")
+    return rows
+
+
+def _rows(text: str, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    if name.lower().endswith(".csv"):
+        for line, row in enumerate(csv.DictReader(io.StringIO(text)), start=2):
+            out: dict[str, Any] = {k: v for k, v in row.items() if k and v}
+            if "params" in out:
+                try:
+                    out["params"] = json.loads(out["params"])
+                except ValueError:
+                    out["params"] = None
+            yield line, out
+        return
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            loaded = json.loads(raw)
+        except ValueError:
+            loaded = None
+        if not isinstance(loaded, dict):
+            raise ParamValidationError(
+                f"manifest line {line} is not a JSON object", field="manifest", rule="JSON Lines"
+            )
+        yield line, loaded
+
+
+def read_manifest(s3: S3Client, bucket: str, key: str) -> list[dict[str, Any]]:
+    """Rows ``{"key", "params"?, "line"}`` of a CSV or JSON Lines manifest."""
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8-sig")
+    rows: list[dict[str, Any]] = []
+    for line, row in _rows(body, key):
+        if row.get("url") and not row.get("key"):
+            raise ParamValidationError(
+                f"manifest line {line}: URL items are not supported yet; copy the image into the bucket",
+                field="manifest",
+                rule="a key per item",
+            )
+        if not isinstance(row.get("key"), str) or not row["key"]:
+            raise ParamValidationError(
+                f"manifest line {line} has no key", field="manifest", rule="a key per item"
+            )
+        if "params" in row and not isinstance(row["params"], dict):
+            raise ParamValidationError(
+                f"manifest line {line}: params must be a JSON object", field="manifest", rule="a JSON object"
+            )
+        rows.append({"key": row["key"], "params": row.get("params") or {}, "line": line})
+        if len(rows) > MAX_ITEMS:
+            raise _too_many("manifest")
+    return rows
+
+
+def plan_items(
+    op: Operation, params: Mapping[str, Any], rows: list[dict[str, Any]], bucket: str
+) -> list[dict[str, Any]]:
+    """The items file: each row's params merged over the batch's and validated before anything runs."""
+    from picflow.catalogue import validate_params
+
+    if not rows:
+        raise ParamValidationError("the batch has no images", field="items", rule="at least one image")
+    items = []
+    for index, row in enumerate(rows):
+        merged = {**params, **(row.get("params") or {})}
+        try:
+            validate_params(op, merged)
+        except ParamValidationError as exc:
+            where = f"manifest line {row['line']}" if "line" in row else f"item {row['key']}"
+            raise ParamValidationError(
+                f"{where}: {exc.message}", field=f"params.{exc.field}", rule=exc.rule
+            ) from None
+        items.append({"i": index, "bucket": bucket, "key": row["key"], "params": merged})
+    return items
+
+
+# --- progress and the results manifest ---------------------------------------------------
+
+
+def item_records(table: Table, batch_id: str) -> Iterator[dict[str, Any]]:
+    """The job records of a batch's items (the ``by_batch`` index), in job id order."""
+    from boto3.dynamodb.conditions import Key
+
+    kwargs: dict[str, Any] = {"IndexName": "by_batch", "KeyConditionExpression": Key("batch_id").eq(batch_id)}
+    while True:
+        page = table.query(**kwargs)
+        yield from (from_dynamo(i) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def summarise(records: list[dict[str, Any]], total: int) -> dict[str, Any]:
+    """Counts by status (items without a job yet are NOT_STARTED), reuse and what was paid."""
+    counts = {s.value: 0 for s in JobStatus}
+    reused = 0
+    units = 0
+    unit: str | None = None
+    for record in records:
+        counts[str(record.get("status", JobStatus.QUEUED.value))] += 1
+        reused += bool(record.get("reused"))
+        if record.get("submitted_at") and not record.get("reused"):
+            # Paid: the provider took the task (a job that failed in Validate paid nothing).
+            units += int(record.get("cost_units") or 0)
+            unit = unit or record.get("cost_unit")
+    counts["NOT_STARTED"] = max(0, total - len(records))
+    done = sum(counts[s.value] for s in FINAL)
+    return {
+        "total": total,
+        "counts": counts,
+        "done": done,
+        "progress": round(done / total, 4) if total else 1.0,
+        "reused": reused,
+        "cost": {"units": units, "unit": unit},
+    }
+
+
+def _result_line(item: Mapping[str, Any], record: Mapping[str, Any] | None) -> dict[str, Any]:
+    manifest = (record or {}).get("manifest") or {}
+    return {
+        "index": item["i"],
+        "input": {"bucket": item["bucket"], "key": item["key"]},
+        "params": item["params"],
+        "job_id": None if record is None else record.get("job_id"),
+        "status": "NOT_STARTED" if record is None else record.get("status"),
+        "reused": bool((record or {}).get("reused")),
+        "outputs": [
+            {k: o.get(k) for k in ("kind", "key", "content_type", "size", "sha256")}
+            for o in manifest.get("outputs") or []
+        ],
+        "texts": manifest.get("texts") or {},
+        "manifest_key": manifest.get("key"),
+        "error": (record or {}).get("error"),
+    }
+
+
+def report(batch: Mapping[str, Any], *, s3: S3Client, table: Table) -> dict[str, Any]:
+    """Write ``results.jsonl`` (one line per item, in item order) and return the summary."""
+    batch_id = str(batch["batch_id"])
+    bucket = config.env(config.OUTPUT_BUCKET)
+    items = json.loads(s3.get_object(Bucket=bucket, Key=items_key(batch_id))["Body"].read())
+    records = {str(r["job_id"]): r for r in item_records(table, batch_id)}
+    lines = (json.dumps(_result_line(i, records.get(f"{batch_id}-{i['i']}")), default=str) for i in items)
+    key = results_key(batch_id)
+    s3.put_object(
+        Bucket=bucket, Key=key, Body=("\n".join(lines) + "\n").encode(), ContentType="application/x-ndjson"
+    )
+    summary = summarise(list(records.values()), len(items))
+    return {"batch_id": batch_id, "results_key": key, "output_bucket": bucket, **summary}

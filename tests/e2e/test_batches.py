@@ -1,0 +1,212 @@
+"""Batches through the API front door: a Distributed Map over a prefix or a manifest, failures
+injected at the mock, re-runs answered by the result cache, the provider cap held."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ITEMS = 20
+SUBMIT = "/api/submit_remove_fabric_task"
+
+
+def _images(system, sample, count: int, prefix: str) -> list[str]:
+    """``count`` different images (distinct bytes, so the result cache tells them apart)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    keys = []
+    for i in range(count):
+        buf = BytesIO()
+        Image.new("RGB", (64 + i, 64), (i * 10 % 256, 80, 160)).save(buf, format="PNG")
+        key = f"{prefix}img-{i:03d}.png"
+        system.s3.put_object(Bucket=system.info.input_bucket, Key=key, Body=buf.getvalue())
+        keys.append(key)
+    return keys
+
+
+def _finish(system, api, batch_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    arn = system.info.batch_state_machine_arn.replace(":stateMachine:", ":execution:") + f":{batch_id}"
+    execution = system.stack.wait_for_arn(arn, timeout=240)
+    view = api.get(f"/batches/{batch_id}")
+    assert view.status_code == 200, view.text
+    return execution, view.json()
+
+
+def _results(system, view: dict[str, Any]) -> list[dict[str, Any]]:
+    body = system.output(view["results_key"]).decode()
+    return [json.loads(line) for line in body.splitlines() if line]
+
+
+def _max_overlap(system) -> int:
+    """Most HD redraw tasks in flight at once at the mock, in the order it saw requests (its
+    journal's ``seq``; its clock stands still in tests): +1 at each accepted submit, -1 at each
+    task's last status read."""
+    journal = system.mock.journal(provider="hd")
+    last_read: dict[str, int] = {}
+    for entry in journal:
+        if entry["route"] == "/api/check_task_status":
+            last_read[entry["fields"]["task_id"]] = entry["seq"]
+    edges = [(e["seq"], 1) for e in journal if e["route"] == SUBMIT and e["status"] == 200]
+    edges += [(t, -1) for t in last_read.values()]
+    running = peak = 0
+    for _, step in sorted(edges):
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_batch_from_a_prefix_runs_every_item_tolerates_failures_and_reruns_for_free(system, sample, api):
+    # GIVEN 20 different images under a prefix, and ~5% of paid submits refused by the provider
+    prefix = f"batches/{uuid.uuid4().hex[:8]}/"
+    keys = _images(system, sample, ITEMS, prefix)
+    system.mock.set_seed(1)  # two of the first twenty draws fall under 5 %
+    system.mock.inject_fault("http_status", route=SUBMIT, status=400, times=None, probability=0.05)
+
+    # WHEN the prefix goes through remove_fabric as one batch
+    started = api.post(
+        "/batches",
+        json={"operation": "remove_fabric", "prefix": prefix, "tolerated_failure_percentage": 25},
+    )
+    assert started.status_code == 202, started.text
+    batch_id = started.json()["batch_id"]
+    execution, view = _finish(system, api, batch_id)
+
+    # THEN every item ran once as its own job; the refused ones failed, the batch did not
+    refused = system.mock.count(route=SUBMIT, status=400)
+    assert refused >= 1, "the seed must inject at least one failure"
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert started.json()["max_concurrency"] == 4  # the template's hdredraw cap
+    assert view["total"] == ITEMS
+    assert view["counts"]["SUCCEEDED"] == ITEMS - refused
+    assert view["counts"]["FAILED"] == refused
+    assert view["counts"]["NOT_STARTED"] == 0
+    assert view["progress"] == 1.0
+    assert view["reused"] == 0
+    assert view["cost"] == {"units": ITEMS - refused, "unit": "hdredraw.call"}
+    paid = system.mock.count(paid=True)
+    assert paid == ITEMS - refused
+    results = _results(system, view)
+    assert [r["input"]["key"] for r in results] == sorted(keys)
+    assert [r["job_id"] for r in results] == [f"{batch_id}-{i}" for i in range(ITEMS)]
+    failed = [r for r in results if r["status"] == "FAILED"]
+    assert len(failed) == refused
+    assert all(r["error"] and not r["outputs"] for r in failed)
+    assert all(r["outputs"] and r["outputs"][0]["sha256"] for r in results if r["status"] == "SUCCEEDED")
+    # and the provider's cap held at the mock
+    assert 1 < _max_overlap(system) <= 4
+
+    # WHEN the same batch is run again, the provider now accepting everything
+    system.mock.clear_faults()
+    again = api.post("/batches", json={"operation": "remove_fabric", "prefix": prefix})
+    assert again.status_code == 202, again.text
+    execution2, view2 = _finish(system, api, again.json()["batch_id"])
+
+    # THEN what was done is reused, unpaid; only the items that failed are paid for
+    assert execution2["status"] == "SUCCEEDED", execution2.get("cause")
+    assert view2["counts"]["SUCCEEDED"] == ITEMS
+    assert view2["reused"] == ITEMS - refused
+    assert view2["cost"]["units"] == refused
+    assert system.mock.count(paid=True) == paid + refused
+
+    # AND a third run pays for nothing at all
+    third = api.post("/batches", json={"operation": "remove_fabric", "prefix": prefix})
+    _, view3 = _finish(system, api, third.json()["batch_id"])
+    assert view3["reused"] == ITEMS
+    assert system.mock.count(paid=True) == paid + refused
+
+
+def test_batch_from_a_jsonl_manifest_with_per_item_params(system, sample, api):
+    prefix = f"batches/{uuid.uuid4().hex[:8]}/"
+    keys = _images(system, sample, 3, prefix)
+    lines = [
+        {"key": keys[0]},
+        {"key": keys[1], "params": {"color_count": 8}},
+        {"key": keys[2], "params": {"color_count": 3}},
+    ]
+    manifest = f"{prefix}items.jsonl"
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    system.s3.put_object(Bucket=system.info.input_bucket, Key=manifest, Body=body)
+
+    started = api.post(
+        "/batches", json={"operation": "vectorize", "params": {"color_count": 5}, "manifest": manifest}
+    )
+    assert started.status_code == 202, started.text
+    execution, view = _finish(system, api, started.json()["batch_id"])
+
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert view["counts"]["SUCCEEDED"] == 3
+    assert [r["params"]["color_count"] for r in _results(system, view)] == [5, 8, 3]
+    sent = sorted(e["fields"].get("color_count") for e in system.mock.journal(paid=True))
+    assert sent == ["3", "5", "8"]
+
+
+def test_batch_from_a_csv_manifest_with_a_bad_param_is_refused_before_anything_runs(system, api):
+    manifest = f"batches/{uuid.uuid4().hex[:8]}/items.csv"
+    csv_body = 'key,params\na.png,\nb.png,"{""color_count"": 99}"\n'
+    system.s3.put_object(Bucket=system.info.input_bucket, Key=manifest, Body=csv_body.encode())
+
+    refused = api.post("/batches", json={"operation": "vectorize", "manifest": manifest})
+
+    assert refused.status_code == 422
+    error = refused.json()["error"]
+    assert "line 3" in error["message"]
+    assert error["field"] == "params.color_count"
+    assert system.mock.count() == 0
+
+
+def test_batch_past_its_tolerated_failures_fails_with_a_report(system, sample, api):
+    prefix = f"batches/{uuid.uuid4().hex[:8]}/"
+    _images(system, sample, 2, prefix)
+    system.mock.inject_fault("http_status", route=SUBMIT, status=400, times=1)
+
+    started = api.post(
+        "/batches",
+        json={"operation": "remove_fabric", "prefix": prefix, "tolerated_failure_percentage": 0},
+    )
+    execution, view = _finish(system, api, started.json()["batch_id"])
+
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "TooManyItemsFailed"
+    assert "1 of 2 items failed" in execution["cause"]
+    assert view["status"] == "FAILED"
+    assert view["counts"]["FAILED"] == 1
+    assert len(_results(system, view)) == 2
+
+
+def test_batch_replay_with_the_same_key_starts_nothing_new_and_another_body_conflicts(system, sample, api):
+    prefix = f"batches/{uuid.uuid4().hex[:8]}/"
+    _images(system, sample, 1, prefix)
+    body = {"operation": "remove_fabric", "prefix": prefix}
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+
+    first = api.post("/batches", json=body, headers=key)
+    replay = api.post("/batches", json=body, headers=key)
+    other = api.post("/batches", json={**body, "tolerated_failure_percentage": 50}, headers=key)
+    _finish(system, api, first.json()["batch_id"])
+
+    assert first.status_code == 202
+    assert replay.status_code == 200
+    assert replay.json()["batch_id"] == first.json()["batch_id"]
+    assert replay.json()["created"] is False
+    assert other.status_code == 409
+    assert system.mock.count(paid=True) == 1
+
+
+def test_unknown_batch_is_404_and_a_finished_one_cannot_be_stopped(system, sample, api):
+    assert api.get("/batches/batch-nope").status_code == 404
+    prefix = f"batches/{uuid.uuid4().hex[:8]}/"
+    _images(system, sample, 1, prefix)
+    batch_id = api.post("/batches", json={"operation": "remove_fabric", "prefix": prefix}).json()["batch_id"]
+    _finish(system, api, batch_id)
+
+    stopped = api.delete(f"/batches/{batch_id}")
+
+    assert stopped.status_code == 409
+    assert stopped.json()["error"]["type"] == "BatchFinal"
