@@ -38,6 +38,7 @@ KEPT_HEADERS: Final = (
 )
 MARKER_HEADERS: Final = (
     "x-mock-marker",
+    "x-correlation-id",
     "idempotency-key",
     "x-idempotency-key",
     "x-request-id",

@@ -17,6 +17,7 @@ a seeded probability. Two phases:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import fnmatch
 import socket
@@ -210,8 +211,9 @@ async def _drop_connection(*, reset: bool) -> Response:
     transport = cycle.transport
     sock = transport.get_extra_info("socket")
     if reset and sock is not None:
-        # SO_LINGER 0 turns close() into a TCP RST.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # SO_LINGER 0 turns close() into a TCP RST (unless the client has hung up already).
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.close()
     cycle.disconnected = True  # uvicorn then drops whatever the app still sends
     return Response(b"")

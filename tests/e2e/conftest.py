@@ -1,7 +1,8 @@
 """The whole system offline: template.yaml deployed into moto, real handlers, the mock upstream.
 
-One local stack per session (deploying takes a few seconds); each test uses keys of its own
-and resets the mock, so tests do not see each other's jobs.
+One local stack per session (the `local_stack` fixture in tests/conftest.py, shared with the
+chaos suite; deploying takes a few seconds); each test uses keys of its own and resets the
+mock, so tests do not see each other's jobs.
 """
 
 from __future__ import annotations
@@ -18,20 +19,9 @@ import pytest
 from picflow_cli.local.frontdoor import LOCAL_API_KEY
 from picflow_cli.local.stack import LocalStack, StackInfo
 
-from mock_upstream.server import ThreadedServer
 from mock_upstream.testing import MockUpstream
 
 SAMPLES = Path(__file__).resolve().parents[2] / "mock_upstream" / "samples"
-
-
-@pytest.fixture(scope="session")
-def local_stack(mock_server: ThreadedServer) -> Iterator[LocalStack]:
-    stack = LocalStack(mock_server.base_url)
-    stack.start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
 
 
 @dataclass

@@ -17,13 +17,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from picflow.callbacks import MAX_LOG, CallbackOutcome, body_of, handle_callback
 from picflow.catalogue import Provider
+from picflow.errors import (
+    DeadlineExceededError,
+    OutcomeUnknownError,
+    ResultUnavailableError,
+    TransientError,
+)
 from picflow.jobs import JobStore
 from picflow.workflow import (
     POLL_CEILING,
     POLL_FLOOR,
+    SUBMIT_GRACE,
+    check,
     first_wait,
     next_wait,
     state_from_event,
+    submit,
     task_duration,
 )
 
@@ -343,3 +352,72 @@ def test_handle_callback_background_single_image_is_an_images_result(svc: FakeSe
 )
 def test_body_of_reads_api_gateway_bodies(event: dict[str, Any], raw: bytes) -> None:
     assert body_of(event) == raw
+
+
+# --- Check before the submit recorded its task ---------------------------------------------
+
+
+def _waiting_state(deadline_at: float) -> dict[str, Any]:
+    job = {"provider": "taskpic", "deadline_at": deadline_at, "max_polls": 200}
+    return {"job_id": "job-1", "job": job, "poll": {"state": "pending", "polls": 0, "errors": 0}}
+
+
+def test_check_before_the_submit_recorded_a_task_waits_without_reading_a_status(svc: FakeServices) -> None:
+    # GIVEN the callback wait ran out while a slow submit was still running (no task id yet)
+    # WHEN Check runs (FakeServices has no provider clients: reading a status would raise)
+    out = check("segmentation", _waiting_state(deadline_at=1_700_000_600.0), svc)  # type: ignore[arg-type]
+
+    # THEN it waits for the task instead of polling a made-up id
+    assert (out["state"], out["task_id"], out["polls"]) == ("pending", None, 3)
+
+
+def test_check_still_without_a_task_at_the_deadline_fails_the_job(svc: FakeServices) -> None:
+    with pytest.raises(DeadlineExceededError):
+        check("segmentation", _waiting_state(deadline_at=1_699_999_999.0), svc)  # type: ignore[arg-type]
+
+
+def test_check_without_a_task_after_a_submit_in_doubt_fails_with_that_verdict(svc: FakeServices) -> None:
+    # GIVEN the slow submit ended after the wait, its answer unreadable (the provider may have billed)
+    doubt = {"type": "OutcomeUnknownError", "message": "unreadable answer", "code": "MalformedAnswer"}
+    svc.store.update("job-1", {"submit_marker": "m", "last_error": doubt})
+
+    with pytest.raises(OutcomeUnknownError) as caught:
+        check("segmentation", _waiting_state(deadline_at=1_700_000_600.0), svc)  # type: ignore[arg-type]
+
+    assert (caught.value.message, caught.value.code) == ("unreadable answer", "MalformedAnswer")
+
+
+@pytest.mark.parametrize(
+    ("marker", "error", "code"),
+    [(None, TransientError, "NoTask"), ("m", OutcomeUnknownError, "SubmitInDoubt")],
+)
+def test_check_still_without_a_task_after_the_grace_fails_the_job(
+    svc: FakeServices, marker: str | None, error: type[Exception], code: str
+) -> None:
+    # GIVEN Check first found no task longer ago than any submit can run
+    since = 1_700_000_000.0 - SUBMIT_GRACE - 1
+    svc.store.update("job-1", {"awaiting_task_since": since, **({"submit_marker": marker} if marker else {})})
+
+    # THEN the submit has ended without a task: paid nothing (released claim) or in doubt (held claim)
+    with pytest.raises(error) as caught:
+        check("segmentation", _waiting_state(deadline_at=1_700_000_600.0), svc)  # type: ignore[arg-type]
+    assert caught.value.code == code  # type: ignore[attr-defined]
+
+
+def test_check_without_a_task_within_the_grace_keeps_waiting(svc: FakeServices) -> None:
+    svc.store.update("job-1", {"awaiting_task_since": 1_700_000_000.0 - SUBMIT_GRACE + 5})
+    out = check("segmentation", _waiting_state(deadline_at=1_700_000_600.0), svc)  # type: ignore[arg-type]
+    assert out["state"] == "pending"
+
+
+def test_submit_retried_after_a_sync_call_paid_fails_as_lost_result_without_paying(svc: FakeServices) -> None:
+    # GIVEN a Tencent (sync-only) submit paid, then failed storing its inline result
+    svc.store.update("job-1", {"provider_task_id": "req-1"})
+    state = {"job_id": "job-1", "params": {"prompt": "snow"}, "job": {"style": "sync"}}
+
+    # WHEN Step Functions retries the submit (FakeServices has no provider clients: paying would raise)
+    with pytest.raises(ResultUnavailableError) as caught:
+        submit("replace_background", state, svc=svc)  # type: ignore[arg-type]
+
+    # THEN there is no task to follow: the job fails honestly instead of polling another provider
+    assert caught.value.code == "SyncResultLost"

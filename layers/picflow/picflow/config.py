@@ -14,6 +14,7 @@ __all__ = [
     "CALLBACK_BASE_URL",
     "EVENT_BUS_NAME",
     "HDREDRAW_BASE_URL",
+    "HTTP_READ_TIMEOUT",
     "INPUT_BUCKET",
     "JOBS_TABLE",
     "OUTPUT_BUCKET",
@@ -57,6 +58,8 @@ MAX_POLLS = "PICFLOW_MAX_POLLS"
 RESULT_URL_TTL = "PICFLOW_RESULT_URL_TTL"
 # Days a job record is kept (DynamoDB TTL).
 JOB_TTL_DAYS = "PICFLOW_JOB_TTL_DAYS"
+# Seconds an upstream answer may take (httpx read timeout); 30 unless set.
+HTTP_READ_TIMEOUT = "PICFLOW_HTTP_READ_TIMEOUT"
 # Extra hosts a user-given URL may point at (the local stack's mock and S3 endpoints).
 URL_ALLOWLIST = "PICFLOW_URL_ALLOWLIST"
 

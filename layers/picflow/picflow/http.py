@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
@@ -26,11 +28,13 @@ import httpx
 from picflow.errors import OutcomeUnknownError, PicflowError, RateLimitedError, TransientError
 
 __all__ = [
+    "CORRELATION_HEADER",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUT",
     "NO_RETRY",
     "RetryPolicy",
     "build_client",
+    "correlated",
     "parse_retry_after",
     "send",
 ]
@@ -39,6 +43,26 @@ __all__ = [
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=60.0, pool=5.0)
 DEFAULT_LIMITS = httpx.Limits(max_connections=20, max_keepalive_connections=10, keepalive_expiry=30.0)
 USER_AGENT = "picflow/0.1 (+https://github.com/picflow)"
+# Every upstream request made for a job carries its id, so a provider's logs (and the mock's
+# journal) tie each call, retry and download to one job.
+CORRELATION_HEADER = "X-Correlation-Id"
+_job: ContextVar[str | None] = ContextVar("picflow_job", default=None)
+
+
+@contextmanager
+def correlated(job_id: str) -> Iterator[None]:
+    """Tag the upstream requests made inside with ``X-Correlation-Id: <job_id>``."""
+    token = _job.set(job_id)
+    try:
+        yield
+    finally:
+        _job.reset(token)
+
+
+def _tag(request: httpx.Request) -> None:
+    job_id = _job.get()
+    if job_id is not None:
+        request.headers.setdefault(CORRELATION_HEADER, job_id)
 
 
 def build_client(
@@ -56,6 +80,7 @@ def build_client(
         limits=DEFAULT_LIMITS,
         headers={"User-Agent": USER_AGENT, **(headers or {})},
         follow_redirects=False,
+        event_hooks={"request": [_tag]},
     )
 
 

@@ -28,9 +28,11 @@ from picflow.cache import cache_key
 from picflow.errors import (
     DeadlineExceededError,
     InvalidRequestError,
+    OutcomeUnknownError,
     ParamValidationError,
     PicflowError,
     RateLimitedError,
+    ResultUnavailableError,
     TransientError,
     UpstreamTaskFailedError,
 )
@@ -83,6 +85,9 @@ POLL_CEILING = 15.0
 POLL_SPREAD = 0.9
 SLOT_WAIT = 2.0
 MAX_CHECK_ERRORS = 8
+# Longer than an operation function may run (its Timeout, 30 s): a submit still without a task
+# this long after Check first looked for one has ended.
+SUBMIT_GRACE = 60.0
 
 
 class Services:
@@ -475,6 +480,15 @@ def submit(
         store.update(job_id, {"task_token": task_token})
     claim = store.claim_submit(job_id)
     if claim.task_id is not None:
+        if op.styles == {Style.SYNC}:
+            # A sync-only provider has no task to read again: the paid answer of the earlier
+            # attempt (its results lived only in that invocation) is lost. Never pay again.
+            raise ResultUnavailableError(
+                "the paid answer was lost before its results were stored (a sync call has no task"
+                " to read again)",
+                provider=op.provider.value,
+                code="SyncResultLost",
+            )
         # An earlier attempt submitted already: follow that task, pay nothing.
         return {
             "state": "pending",
@@ -602,7 +616,7 @@ def check(operation: str, state: Mapping[str, Any], svc: Services | None = None)
     job_meta = state["job"]
     record = svc.store.get(job_id) or {}
     task_id = str(
-        record.get("provider_task_id") or (state.get("submit") or {}).get("Payload", {}).get("task_id")
+        record.get("provider_task_id") or (state.get("submit") or {}).get("Payload", {}).get("task_id") or ""
     )
     # Every wait is a Wait state of the state machine (data it gets back from here): a Lambda
     # never sleeps while polling, and the execution history shows each status read.
@@ -613,6 +627,12 @@ def check(operation: str, state: Mapping[str, Any], svc: Services | None = None)
     # The last read that saw the task running bounds its duration from below: Collect records
     # it for the next job's first wait (picflow.durations).
     seen = {"elapsed": round(now - started, 3), "last_pending": float(previous.get("last_pending") or 0.0)}
+    if not task_id:
+        _await_submit(svc, job_id, record, now)
+        polls = svc.store.add_polls(job_id, None)
+        _enforce_deadline(job_meta, now, polls)
+        return {"state": "pending", "task_id": None, "wait_seconds": _scaled(POLL_FLOOR[op.provider]),
+                "polls": polls, "errors": errors, "results": [], "progress": None, **seen}  # fmt: skip
     try:
         status = _read_status(svc, op, task_id)
     except (TransientError, RateLimitedError) as exc:
@@ -634,6 +654,35 @@ def check(operation: str, state: Mapping[str, Any], svc: Services | None = None)
     seen["last_pending"] = seen["elapsed"]  # it was still running at this read
     wait = next_wait(op.provider, now - started, status.progress)
     return {**_status_out(status, wait, polls), "errors": 0, **seen}
+
+
+def _await_submit(svc: Services, job_id: str, record: Mapping[str, Any], now: float) -> None:
+    """Check before the submit recorded a task: the callback wait can end while a slow submit runs.
+
+    The job waits for the task (returns), until the submit has surely ended (SUBMIT_GRACE after
+    this was first seen). A submit that ended in doubt, or still holds its claim, is
+    OutcomeUnknownError (never pay again); one that ended without paying fails the job.
+    """
+    error = record.get("last_error") or {}
+    if record.get("submit_marker") and error.get("type") == OutcomeUnknownError.__name__:
+        raise OutcomeUnknownError(
+            str(error.get("message") or "the submit's outcome is unknown"),
+            provider=error.get("provider"),
+            code=error.get("code"),
+            http_status=error.get("http_status"),
+            request_id=error.get("request_id"),
+        )
+    since = float(record.get("awaiting_task_since") or 0.0)
+    if not since:
+        svc.store.update(job_id, {"awaiting_task_since": now})
+    elif now - since > SUBMIT_GRACE:
+        if record.get("submit_marker"):
+            raise OutcomeUnknownError(
+                "the submit never reported back; it may have reached the provider", code="SubmitInDoubt"
+            )
+        raise TransientError(
+            f"the submit ended without a task ({error.get('type', 'no error recorded')})", code="NoTask"
+        )
 
 
 def _read_status(svc: Services, op: Operation, task_id: str) -> TaskStatus:

@@ -11,13 +11,13 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from picflow import config
-from picflow.http import build_client
+from picflow.http import DEFAULT_TIMEOUT, build_client
 from picflow.providers.base import Secret
 
 if TYPE_CHECKING:
-    import httpx
-
     from picflow.providers.hdredraw import HdRedrawClient
     from picflow.providers.taskpic import TaskPicClient
     from picflow.providers.tencent import TencentClient
@@ -67,7 +67,7 @@ class Registry:
     def http(self, base_url: str = "") -> httpx.Client:
         if self._http is not None:
             return self._http
-        return _pooled_client(base_url)
+        return _pooled_client(base_url, config.env_float(config.HTTP_READ_TIMEOUT, 30.0))
 
     def taskpic(self) -> TaskPicClient:
         from picflow.providers.taskpic import TaskPicClient
@@ -97,8 +97,14 @@ class Registry:
 
 
 @functools.cache
-def _pooled_client(base_url: str) -> httpx.Client:
-    return build_client(base_url)
+def _pooled_client(base_url: str, read_timeout: float) -> httpx.Client:
+    timeout = DEFAULT_TIMEOUT
+    return build_client(
+        base_url,
+        timeout=httpx.Timeout(
+            connect=timeout.connect, read=read_timeout, write=timeout.write, pool=timeout.pool
+        ),
+    )
 
 
 @functools.cache
