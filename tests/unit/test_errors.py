@@ -162,3 +162,13 @@ def test_error_str_repr_and_dict_do_not_render_a_secret_bearing_cause(name: str)
     rendered = [str(error), repr(error), json.dumps(error.to_dict()), *map(str, error.args)]
     assert [text for text in rendered if secret in text] == []
     assert repr(error).startswith(f"{name}(")
+
+
+def test_error_messages_drop_url_queries_that_could_carry_signatures() -> None:
+    from picflow.errors import UpstreamTaskFailedError
+
+    url = "http://127.0.0.1:9/in/a.png?X-Amz-Signature=abc&X-Amz-Security-Token=tok"
+    error = UpstreamTaskFailedError(f"source download failed: {url}", code=-3)
+    assert "X-Amz" not in str(error)
+    assert "tok" not in error.to_dict()["message"]
+    assert "http://127.0.0.1:9/in/a.png" in error.message

@@ -25,6 +25,7 @@ provider answers and our own rules only.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 __all__ = [
@@ -43,6 +44,15 @@ __all__ = [
 ]
 
 
+# Presigned URLs (an input picflow handed a provider, echoed in its error text) carry
+# signatures and session tokens in their query: an error keeps only scheme, host and path.
+_URL_QUERY = re.compile(r"(https?://[^\s?#\"'<>]+)[?#][^\s\"'<>]*")
+
+
+def _without_url_queries(text: str) -> str:
+    return _URL_QUERY.sub(r"\1?…", text)
+
+
 class PicflowError(Exception):
     """Base of every error picflow raises on purpose."""
 
@@ -58,6 +68,7 @@ class PicflowError(Exception):
         request_id: str | None = None,
         retry_after: float | None = None,
     ) -> None:
+        message = _without_url_queries(message)
         super().__init__(message)
         self.message = message
         self.provider = provider
