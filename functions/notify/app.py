@@ -7,10 +7,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from picflow import workflow
 
 logger = Logger()
-tracer = Tracer()
+# The AWS SDK and httpx (the notice POST); patch_all() would also import every other library X-Ray knows.
+tracer = Tracer(patch_modules=("botocore", "httpx"))
 
 
 @logger.inject_lambda_context(correlation_id_path="state.job_id")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return workflow.notify(event["state"], event.get("execution_name"))
+    out = workflow.notify(event["state"], event.get("execution_name"))
+    if "error" in out["notified"]:
+        # The job's results are stored either way; the notice alone is lost.
+        logger.warning("notice not delivered", extra={"error": out["notified"]["error"]})
+    return out

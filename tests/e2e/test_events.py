@@ -412,7 +412,10 @@ def notify(r: Replay) -> None:
 
     out = r(**UNREAD)
 
-    assert out == {"event": True, "posted": 200}
+    assert out["notified"] == {"event": True, "posted": 200}
+    # The last state of an execution: what a parent state machine receives.
+    expected = (r.job_id, "SUCCEEDED", r.info.output_bucket)
+    assert (out["job_id"], out["status"], out["output_bucket"]) == expected
     [notice] = r.system.mock.sink(r.job_id)
     assert (notice["job_id"], notice["status"]) == (r.job_id, "SUCCEEDED")
 

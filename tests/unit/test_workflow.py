@@ -129,8 +129,10 @@ def test_first_wait_notices_any_task_not_quicker_than_90_percent_of_the_quickest
         assert wait - duration <= max(2.0, 0.1 * duration) + 1e-9
 
 
-def test_task_duration_is_a_lower_bound_or_nothing() -> None:
-    assert task_duration({"elapsed": 12.0, "last_pending": 9.0}, 12.5) == 9.0
+def test_task_duration_is_the_middle_of_the_last_gap_between_reads_or_nothing() -> None:
+    # Running at 9 s, done at 12 s: it ended in between; the middle is the unbiased guess.
+    assert task_duration({"elapsed": 12.0, "last_pending": 9.0}, 12.5) == 10.5
+    assert task_duration({"elapsed": 9.0, "last_pending": 9.0}, 9.5) == 9.0
     assert task_duration({"elapsed": 6.0, "last_pending": 0.0}, 6.5) is None  # first read saw it done
     assert task_duration({}, 42.0) == 42.0  # a callback: as it finished
 

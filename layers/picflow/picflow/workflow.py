@@ -83,6 +83,9 @@ POLL_RATIO = 0.1
 POLL_MARGIN = 0.95
 POLL_CEILING = 15.0
 POLL_SPREAD = 0.9
+# Where in the last gap between reads a polled task is taken to have ended (task_duration):
+# past the middle would let a task at the quick end of the gap be noticed too late.
+POLL_INTERPOLATE = 0.5
 SLOT_WAIT = 2.0
 MAX_CHECK_ERRORS = 8
 # Longer than an operation function may run (its Timeout, 30 s): a submit still without a task
@@ -355,6 +358,7 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
             "validated_at": now_iso(now),
         },
     )
+    cache = _cache_lookup(svc, key, enabled=state.get("reuse", True) is not False)
     return {
         "job_id": job_id,
         "execution_id": state.get("execution_id"),
@@ -364,7 +368,10 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
         "notify_url": state.get("notify_url"),
         "out_prefix": out_prefix,
         "job": meta,
-        "cache": _cache_lookup(svc, key, enabled=state.get("reuse", True) is not False),
+        "cache": cache,
+        # The first try for the provider slot happens here, not in a state of its own: one
+        # transition less per job, and AcquireSlot runs only while the provider is full.
+        "slot": None if cache["hit"] else acquire_slot({"job_id": job_id, "job": meta}, svc),
     }
 
 
@@ -524,7 +531,9 @@ def submit(
         # Sync answers are collected in this invocation: base64 results live only here.
         out = {"state": "collected", "task_id": task_id, **_collect(op, state, status.results, svc)}
     else:
-        out = {"state": "pending", "task_id": task_id, "wait_seconds": _scaled(POLL_FLOOR[op.provider])}
+        # Validate worked out the first wait from how long this operation's tasks take.
+        first = state["job"].get("first_wait", _scaled(POLL_FLOOR[op.provider]))
+        out = {"state": "pending", "task_id": task_id, "wait_seconds": first}
     return {**out, "balance": balance} if balance else out
 
 
@@ -583,16 +592,22 @@ def next_wait(provider: Provider, elapsed: float, progress: int | None) -> float
 
 
 def task_duration(poll: Mapping[str, Any], since_submit: float) -> float | None:
-    """A safe (never too long) figure for how long the upstream task took, or None.
+    """How long the upstream task took, or None when nothing can be said.
 
-    Polled: the last read that still saw it running is a lower bound; when the very first read
-    already saw it done there is none, and nothing is learned. Called back: the provider
-    called as it finished, so the time since submit is close to exact.
+    Polled: it ended between the last read that saw it running and the read that saw it done;
+    the figure is POLL_INTERPOLATE of the way into that gap. The bare lower bound would be
+    safe but wastes reads: a blind first job reads at 1, 3, 5 s and would teach "3 s" for a
+    5 s task. When the very first read already saw it done there is no gap, and nothing is
+    learned. Called back: the provider called as it finished, so the time since submit is
+    close to exact.
     """
     if "elapsed" not in poll:
         return since_submit
     lower = float(poll.get("last_pending") or 0.0)
-    return lower if lower > 0 else None
+    if lower <= 0:
+        return None
+    upper = max(lower, float(poll["elapsed"]))
+    return round(lower + POLL_INTERPOLATE * (upper - lower), 3)
 
 
 def first_wait(provider: Provider, recent: list[float]) -> float:
@@ -708,6 +723,9 @@ def _collect(op: Operation, state: Mapping[str, Any], refs: Any, svc: Services) 
     from picflow.collect import collect_results
 
     job_id = str(state["job_id"])
+    # The upstream task is over: free the provider slot before the download, which can take a
+    # while and needs no slot (a failure later releases again, harmlessly).
+    release_slot(state, svc)
     record = svc.store.get(job_id) or {}
     manifest = collect_results(
         refs,
@@ -838,12 +856,37 @@ def record_failure(
 def notify(
     state: Mapping[str, Any], execution_name: str | None = None, svc: Services | None = None
 ) -> dict[str, Any]:
-    """Tell the world the job ended: an EventBridge event, and a signed POST to notify_url."""
-    from picflow.notify import job_event, post_notice
+    """Tell the world the job ended: an EventBridge event, and a signed POST to notify_url.
 
+    Returns the job's outcome from its record (``job_output``): the last state of a successful
+    execution, so this is what a parent execution (startExecution.sync:2) receives.
+    """
     svc = svc or services()
     job_id = str(state.get("job_id") or execution_name)
     job = svc.store.get(job_id) or {"job_id": job_id, "status": "UNKNOWN"}
+    try:
+        notified = _publish(svc, job)
+    except Exception as exc:
+        notified = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    return {**job_output(job), "notified": notified}
+
+
+def job_output(job: Mapping[str, Any]) -> dict[str, Any]:
+    """What a finished job hands on: where its outputs are, and the primary image to chain from."""
+    manifest = job.get("manifest") or {}
+    outputs = list(manifest.get("outputs") or [])
+    return {
+        "job_id": job.get("job_id"),
+        "operation": job.get("operation"),
+        "status": job.get("status"),
+        "output_bucket": manifest.get("bucket") or config.optional(config.OUTPUT_BUCKET),
+        **_result({"manifest_key": manifest.get("key"), "outputs": outputs}, reused=bool(job.get("reused"))),
+    }
+
+
+def _publish(svc: Services, job: Mapping[str, Any]) -> dict[str, Any]:
+    from picflow.notify import job_event, post_notice
+
     out: dict[str, Any] = {"event": False, "posted": None}
     bus = config.optional(config.EVENT_BUS_NAME)
     if bus:
