@@ -128,3 +128,30 @@ def test_every_checkov_suppression_says_why(template_resources: dict[str, Any], 
         for skip in res.get("Metadata", {}).get("checkov", {}).get("skip", []):
             assert skip["id"].startswith("CKV_"), name
             assert len(skip.get("comment", "")) >= 30, f"{name} {skip['id']}: give the reason"
+
+
+def _writable_tables(function: dict[str, Any]) -> set[str]:
+    tables = set()
+    for policy in function["Properties"].get("Policies") or []:
+        if isinstance(policy, dict) and "DynamoDBCrudPolicy" in policy:
+            tables.add(str(_ref(policy["DynamoDBCrudPolicy"]["TableName"])))
+    return tables
+
+
+def test_every_function_that_takes_or_frees_a_slot_or_stores_results_may_write_there(
+    template_resources: dict[str, Any],
+) -> None:
+    # moto does not enforce IAM, so the local stack cannot catch a missing grant: the
+    # template is checked against where picflow.workflow writes. Validate takes the slot,
+    # Collect and a sync Submit (every operation function) free it and fill the result cache,
+    # the Slot function retries and releases it, the API frees it on cancel.
+    functions = _of_type(template_resources, "AWS::Serverless::Function")
+    operations = {name for name in functions if name.startswith("Op")}
+    assert len(operations) == 14
+    needs = {
+        "SemaphoreTable": {"ValidateFunction", "SlotFunction", "CollectFunction", "ApiFunction", *operations},
+        "ResultCacheTable": {"CollectFunction", *operations},
+    }
+    for table, names in needs.items():
+        missing = sorted(name for name in names if table not in _writable_tables(functions[name]))
+        assert not missing, f"{table} is not writable by {missing}"
