@@ -4,9 +4,9 @@ Where the API is: ``--api-url``/``--api-key``, else ``$PICFLOW_API_URL``/``$PICF
 else the state file of a running ``picflow local up`` (:func:`resolve_endpoint`).
 
 httpx's exceptions and the API's refusals become :mod:`picflow_cli.errors` here and nowhere
-else. Reads (and POSTs that are safe to repeat: ``/uploads`` only presigns, ``/jobs`` always
-carries an Idempotency-Key) are retried a few times on connect errors, 429 and 502-504, with
-``Retry-After`` honoured up to a short cap; a cancel is never retried.
+else. Reads (and POSTs that are safe to repeat: ``/uploads`` only presigns, ``/jobs`` and
+``/batches`` always carry an Idempotency-Key) are retried a few times on connect errors, 429 and
+502-504, with ``Retry-After`` honoured up to a short cap; a cancel or a stop is never retried.
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ from picflow_cli.errors import ApiError, ConfigError, TransportError
 from picflow_cli.local.state import read_state
 
 __all__ = [
+    "BatchCreated",
+    "BatchStopped",
+    "BatchView",
     "CancelResult",
     "Endpoint",
     "JobCreated",
@@ -115,6 +118,44 @@ class CancelResult(TypedDict):
     execution_stopped: bool
     slot_released: bool
     upstream_cancelled: bool
+    note: str
+
+
+class BatchCreated(TypedDict):
+    batch_id: str
+    status: str
+    created: bool
+    total: int
+    max_concurrency: int
+    links: dict[str, str]
+
+
+class BatchView(TypedDict):
+    batch_id: str
+    status: str
+    operation: str
+    params: dict[str, Any]
+    source: dict[str, str]
+    total: int
+    counts: dict[str, int]
+    done: int
+    progress: float
+    reused: int
+    cost: dict[str, Any]
+    max_concurrency: int
+    tolerated_failure_percentage: float
+    results_key: NotRequired[str | None]
+    results_bucket: NotRequired[str | None]
+    results_url: NotRequired[str | None]
+    error: NotRequired[dict[str, Any] | None]
+    links: dict[str, str]
+
+
+class BatchStopped(TypedDict):
+    batch_id: str
+    status: str
+    execution_stopped: bool
+    jobs_cancelled: int
     note: str
 
 
@@ -326,6 +367,17 @@ class PicflowClient:
 
     def cancel_job(self, job_id: str) -> CancelResult:
         return cast(CancelResult, self._api("DELETE", f"/jobs/{_path_id(job_id)}", retry=False))
+
+    def create_batch(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> BatchCreated:
+        # Keyed like a job: a retried POST returns the same batch instead of running it twice.
+        headers = {"Idempotency-Key": idempotency_key or f"cli-{uuid.uuid4().hex}"}
+        return cast(BatchCreated, self._api("POST", "/batches", json=dict(body), headers=headers))
+
+    def get_batch(self, batch_id: str) -> BatchView:
+        return cast(BatchView, self._api("GET", f"/batches/{_path_id(batch_id)}"))
+
+    def stop_batch(self, batch_id: str) -> BatchStopped:
+        return cast(BatchStopped, self._api("DELETE", f"/batches/{_path_id(batch_id)}", retry=False))
 
     def download(self, result: ResultView, dest: Path) -> Path:
         """A result's presigned URL into ``dest``, checked against its size and sha256."""

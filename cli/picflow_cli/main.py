@@ -3,6 +3,7 @@
     picflow local up|down                   the whole system offline (moto + mock upstream)
     picflow run OPERATION INPUT [...]       upload, start jobs, follow them, download results
     picflow jobs | status ID | cancel ID    the jobs API's reads and its cancel
+    picflow batch run|status|stop           a prefix or manifest through one operation
     picflow operations                      the catalogue with each parameter's rule
     picflow deploy                          sam build + sam deploy, then what to set
     picflow demo                            the main job, offline, with out/report.html
@@ -139,6 +140,44 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     return _answer(args, lambda client: client.cancel_job(args.job_id), print_cancel)
 
 
+def _cmd_batch_run(args: argparse.Namespace) -> int:
+    from picflow_cli.batch import parse_source, run_batch
+    from picflow_cli.local.state import read_state
+    from picflow_cli.run import parse_params
+
+    params = parse_params(args.param)
+    with _client(args) as client:
+        state = read_state(_state_file(args))
+        local = state is not None and state.api_url.rstrip("/") == client.endpoint.api_url
+        source = parse_source(args.prefix, args.manifest, state.input_bucket if local and state else None)
+        return run_batch(
+            client,
+            args.operation,
+            source,
+            params=params,
+            tolerated_failure_percent=args.tolerated_failure_percent,
+            max_concurrency=args.max_concurrency,
+            reuse=args.reuse,
+            idempotency_key=args.idempotency_key,
+            wait=args.wait,
+            as_json=args.json,
+            interval=args.interval,
+            timeout=args.timeout,
+        )
+
+
+def _cmd_batch_status(args: argparse.Namespace) -> int:
+    from picflow_cli.batch import print_batch
+
+    return _answer(args, lambda client: client.get_batch(args.batch_id), print_batch)
+
+
+def _cmd_batch_stop(args: argparse.Namespace) -> int:
+    from picflow_cli.batch import print_batch_stopped
+
+    return _answer(args, lambda client: client.stop_batch(args.batch_id), print_batch_stopped)
+
+
 def _cmd_deploy(args: argparse.Namespace) -> int:
     from picflow_cli.deploy import deploy
 
@@ -189,6 +228,26 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0: {text}")
+    return value
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be 0 to 100: {text}")
+    return value
+
+
+def _concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be 1 to 1000: {value}")
     return value
 
 
@@ -279,6 +338,76 @@ def build_parser() -> argparse.ArgumentParser:
 
     cancel = _command(sub, "cancel", _cmd_cancel, parents=[api, as_json], help="cancel a job")
     cancel.add_argument("job_id", metavar="ID")
+
+    batch = sub.add_parser("batch", help="a whole prefix or manifest of images through one operation")
+    batch_sub = batch.add_subparsers(dest="batch_command", required=True, metavar="run|status|stop")
+    batch_run = _command(
+        batch_sub,
+        "run",
+        _cmd_batch_run,
+        parents=[api, as_json],
+        help="start a batch and follow it until it ends",
+    )
+    batch_run.add_argument("operation", help="a name from `picflow operations`")
+    source = batch_run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prefix", metavar="S3URL", help="every image under s3://<input bucket>/<prefix>")
+    source.add_argument(
+        "--manifest",
+        metavar="FILE|S3URL",
+        help="a .csv (key or url, params) or .jsonl ({key|url, params}) file, uploaded first, "
+        "or s3://<input bucket>/<key> of one already there; an item's params override -p",
+    )
+    batch_run.add_argument(
+        "--param",
+        "-p",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="every item's parameter; V as JSON when it parses, else as a string",
+    )
+    batch_run.add_argument(
+        "--tolerated-failure-percent",
+        type=_percent,
+        metavar="P",
+        help="the batch fails (and stops) once more than P%% of its items failed (the API's default: 5)",
+    )
+    batch_run.add_argument(
+        "--max-concurrency",
+        type=_concurrency,
+        metavar="N",
+        help="items in flight (default: the provider's cap)",
+    )
+    batch_run.add_argument(
+        "--reuse",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="answer items done before from the result cache (default), or pay for every item",
+    )
+    batch_run.add_argument(
+        "--idempotency-key",
+        metavar="K",
+        help="retry-safe key: the same key and request return the same batch",
+    )
+    batch_run.add_argument(
+        "--wait",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="follow the batch until it ends (default), or print its id and return",
+    )
+    batch_run.add_argument(
+        "--interval", type=_positive, default=2.0, metavar="S", help="seconds between polls"
+    )
+    batch_run.add_argument(
+        "--timeout", type=_positive, default=3600.0, metavar="S", help="give up waiting after S"
+    )
+    batch_status = _command(
+        batch_sub, "status", _cmd_batch_status, parents=[api, as_json], help="a batch's progress and results"
+    )
+    batch_status.add_argument("batch_id", metavar="ID")
+    batch_stop = _command(
+        batch_sub, "stop", _cmd_batch_stop, parents=[api, as_json], help="stop a batch, cancel its jobs"
+    )
+    batch_stop.add_argument("batch_id", metavar="ID")
 
     deploy = _command(sub, "deploy", _cmd_deploy, help="sam build + sam deploy, then what to set")
     deploy.add_argument(

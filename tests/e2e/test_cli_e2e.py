@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import socket
 import subprocess
 import sys
@@ -225,3 +226,59 @@ def test_local_up_serves_until_local_down(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_batch_run_uploads_a_manifest_follows_it_and_status_and_stop_see_it(
+    api_flags: list[str], local_stack: LocalStack, capsys: pytest.CaptureFixture[str], tmp_path: Path
+):
+    from io import BytesIO
+
+    from PIL import Image
+
+    # GIVEN three different images in the input bucket and a local JSON Lines manifest of them,
+    # one with its own params
+    assert local_stack.info is not None
+    s3 = local_stack.client("s3")
+    prefix = f"cli-e2e/{tmp_path.name}/"
+    lines = []
+    for i in range(3):
+        buf = BytesIO()
+        Image.new("RGB", (40 + i, 40), (200, 30 * i, 90)).save(buf, format="PNG")
+        s3.put_object(Bucket=local_stack.info.input_bucket, Key=f"{prefix}{i}.png", Body=buf.getvalue())
+        lines.append({"key": f"{prefix}{i}.png"} | ({"params": {"color_count": 8}} if i == 2 else {}))
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    # WHEN picflow runs the manifest through vectorize as a batch and follows it
+    code, out, err = cli(
+        capsys,
+        *("batch", "run", "vectorize", "--manifest", str(manifest), "-p", "color_count=4"),
+        *("--tolerated-failure-percent", "0", "--interval", "0.2", *api_flags),
+    )
+
+    # THEN it ends SUCCEEDED with every item paid once, and says where the results are
+    assert (code, err) == (0, "")
+    summary, where = out.splitlines()[-2:]
+    batch_id = summary.split(":")[0]
+    assert summary == (
+        f"{batch_id}: SUCCEEDED, 3 item(s): 3 succeeded, 0 failed or cancelled; 0 reused (not paid again); "
+        "cost 3 hdredraw.call"
+    )
+    results_key = f"batches/{batch_id}/results.jsonl"
+    assert where == f"results: s3://{local_stack.info.output_bucket}/{results_key}"
+    body = s3.get_object(Bucket=local_stack.info.output_bucket, Key=results_key)["Body"].read().decode()
+    results = [json.loads(line) for line in body.splitlines()]
+    assert [r["params"]["color_count"] for r in results] == [4, 4, 8]
+    assert all(r["status"] == "SUCCEEDED" and r["outputs"] for r in results)
+
+    code, out, _ = cli(capsys, "batch", "status", batch_id, "--json", *api_flags)
+    view = json.loads(out)
+    assert (code, view["status"], view["counts"]["SUCCEEDED"]) == (0, "SUCCEEDED", 3)
+    assert re.fullmatch(r"uploads/[0-9a-f]{32}/items\.jsonl", view["source"]["manifest"])
+
+    code, out, err = cli(capsys, "batch", "stop", batch_id, *api_flags)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"picflow: batch {batch_id} is already SUCCEEDED "
+        "(HTTP 409 BatchFinal; batch_id must be a batch that has not finished)\n"
+    )

@@ -72,6 +72,9 @@ __all__ = ["ApiError", "app", "openapi_document", "reset_clients", "write_openap
 UPLOAD_URL_TTL = 900
 RESULT_URL_TTL_DEFAULT = 900
 UploadContentType = Literal["image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff"]
+# A batch manifest goes up the same way (``picflow batch run --manifest file.csv``); uploads/
+# starts nothing and a job's Validate sniffs the bytes, so a manifest can never run as an image.
+ManifestContentType = Literal["text/csv", "application/x-ndjson"]
 API_KEY_SCHEME = "api_key"
 _JOB_ID = r"^[A-Za-z0-9_-]{1,80}$"
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -117,7 +120,9 @@ class ErrorResponse(_Model):
 
 class UploadRequest(_Model):
     filename: str = Field(min_length=1, max_length=255, description="Original file name (sanitised).")
-    content_type: UploadContentType = Field(description="The Content-Type the PUT must send.")
+    content_type: Literal[UploadContentType, ManifestContentType] = Field(
+        description="The Content-Type the PUT must send: an image's, or a batch manifest's (CSV, JSON Lines)."
+    )
 
 
 class UploadResponse(_Model):
@@ -301,6 +306,7 @@ class BatchView(_Model):
     results_key: str | None = Field(
         None, description="The results manifest (JSON Lines), once the batch ends."
     )
+    results_bucket: str | None = Field(None, description="The bucket results_key is in (the output bucket).")
     results_url: str | None = None
     error: dict[str, Any] | None = None
     links: dict[str, str]
@@ -1095,6 +1101,7 @@ def get_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchView:
         max_concurrency=int(request["max_concurrency"]),
         tolerated_failure_percentage=float(request["tolerated_failure_percentage"]),
         results_key=results_key,
+        results_bucket=None if results_key is None else bucket,
         results_url=None if results_key is None else _presign(bucket, results_key, ttl),
         error=error,
         links={"self": f"/batches/{batch_id}"},
