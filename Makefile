@@ -48,7 +48,9 @@ browser:
 		echo "installing Debian's chromium (for the report test)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-setup: $(STAMP) $(SAM) $(CHECKOV) browser
+# The four installs are independent and mostly wait on the network: run them side by side.
+setup:
+	@$(MAKE) --no-print-directory -j4 $(STAMP) $(SAM) $(CHECKOV) browser
 
 lint: setup
 	$(BIN)/ruff check .
@@ -62,9 +64,10 @@ typecheck: setup
 
 # Two runs: the e2e tier deploys the local stack, which points this process's AWS
 # environment at its moto server; the other tiers must not see that.
+# Each tier on every core (pytest-xdist): each worker deploys its own local stack.
 unit: setup
-	$(BIN)/pytest -q -m "not e2e"
-	$(BIN)/pytest -q -m e2e
+	$(BIN)/pytest -q -n auto --maxprocesses=4 -m "not e2e"
+	$(BIN)/pytest -q -n auto --maxprocesses=4 -m e2e
 
 test: lint typecheck unit
 
