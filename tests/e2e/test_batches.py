@@ -210,3 +210,85 @@ def test_unknown_batch_is_404_and_a_finished_one_cannot_be_stopped(system, sampl
 
     assert stopped.status_code == 409
     assert stopped.json()["error"]["type"] == "BatchFinal"
+
+
+def test_batch_of_url_items_fetches_each_through_the_url_guard_and_a_dead_url_fails_only_its_item(
+    system, sample, api
+):
+    # GIVEN a CSV manifest of two image URLs, one key and one URL that answers 404; the URLs are
+    # presigned GETs of moto (the local stack's URL allowlist admits it, as a public host)
+    prefix = f"batches/{uuid.uuid4().hex[:8]}/"
+    keys = _images(system, sample, 3, prefix)
+
+    def url(key: str) -> str:
+        params = {"Bucket": system.info.input_bucket, "Key": key}
+        return system.s3.generate_presigned_url("get_object", Params=params)
+
+    rows = [("url", url(keys[0])), ("key", keys[1]), ("url", url(keys[2])), ("url", url(f"{prefix}gone.png"))]
+    csv_body = "key,url\n" + "".join(
+        f"{v if c == 'key' else ''},{v if c == 'url' else ''}\n" for c, v in rows
+    )
+    manifest = f"{prefix}items.csv"
+    system.s3.put_object(Bucket=system.info.input_bucket, Key=manifest, Body=csv_body.encode())
+
+    # WHEN it runs through remove_fabric, tolerating a quarter of the items failing
+    started = api.post(
+        "/batches",
+        json={"operation": "remove_fabric", "manifest": manifest, "tolerated_failure_percentage": 25},
+    )
+    assert started.status_code == 202, started.text
+    batch_id = started.json()["batch_id"]
+    execution, view = _finish(system, api, batch_id)
+
+    # THEN the three images ran (each URL copied to its item's key first), the dead URL failed
+    # its item with the reason, before any provider call, and the batch succeeded
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert (view["counts"]["SUCCEEDED"], view["counts"]["FAILED"]) == (3, 1)
+    assert system.mock.count(paid=True) == 3
+    results = _results(system, view)
+    assert [r["input"].get("url") is not None for r in results] == [True, False, True, True]
+    assert [r["input"]["key"] for r in results] == [
+        f"uploads/{batch_id}-0/source",
+        keys[1],
+        f"uploads/{batch_id}-2/source",
+        f"uploads/{batch_id}-3/source",
+    ]
+    copied = system.s3.get_object(Bucket=system.info.input_bucket, Key=f"uploads/{batch_id}-0/source")
+    assert (
+        copied["Body"].read()
+        == system.s3.get_object(Bucket=system.info.input_bucket, Key=keys[0])["Body"].read()
+    )
+    dead = results[3]
+    assert dead["status"] == "FAILED"
+    assert dead["error"]["type"] == "InputUnavailableError"
+    assert "HTTP 40" in dead["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/",
+        "http://0x7f.1/x.png",
+        "file:///etc/passwd",
+        "http://[::ffff:10.0.0.1]/a.png",
+    ],
+)
+def test_batch_with_a_hostile_url_is_refused_naming_its_line_before_anything_starts(
+    system, api, hostile: str
+):
+    manifest = f"batches/{uuid.uuid4().hex[:8]}/items.jsonl"
+    lines = [{"key": "a.png"}, {"url": hostile}]
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    system.s3.put_object(Bucket=system.info.input_bucket, Key=manifest, Body=body)
+    before = system.sfn.list_executions(stateMachineArn=system.info.batch_state_machine_arn)["executions"]
+
+    refused = api.post("/batches", json={"operation": "remove_fabric", "manifest": manifest})
+
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["type"] == "UnsafeUrlError"
+    assert error["field"] == "manifest"
+    assert error["message"].startswith("manifest line 2: ")
+    after = system.sfn.list_executions(stateMachineArn=system.info.batch_state_machine_arn)["executions"]
+    assert len(after) == len(before)
+    assert system.mock.count() == 0

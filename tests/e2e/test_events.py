@@ -406,6 +406,21 @@ def batch_report(r: Replay) -> None:
     assert [json.loads(line)["status"] for line in lines] == ["FAILED", "NOT_STARTED"]
 
 
+def batch_fetch(r: Replay) -> None:
+    batch_id = f"batch-ev{uuid.uuid4().hex[:12]}"
+    source = f"batches/{batch_id}/source.png"
+    r.system.s3.put_object(Bucket=r.info.input_bucket, Key=source, Body=r.sample["image.png"])
+    # A public URL in the local stack: a presigned GET of moto, which the URL allowlist admits.
+    url = r.system.s3.generate_presigned_url(
+        "get_object", Params={"Bucket": r.info.input_bucket, "Key": source}
+    )
+
+    assert r(BATCH_ID=batch_id, IMAGE_URL=url, INPUT_BUCKET=r.info.input_bucket) is None
+
+    copied = r.system.s3.get_object(Bucket=r.info.input_bucket, Key=f"uploads/{batch_id}-0/source")
+    assert copied["Body"].read() == r.sample["image.png"]
+
+
 def notify(r: Replay) -> None:
     r.create_job("segmentation", notify_url=r.system.mock.sink_url(r.job_id))
     r.store.update(r.job_id, {"status": "SUCCEEDED"})
@@ -475,6 +490,7 @@ SCENARIOS: dict[str, Callable[[Replay], None]] = {
     "collect.json": collect,
     "finalize_failure.json": finalize_failure,
     "notify.json": notify,
+    "batch_fetch.json": batch_fetch,
     "batch_report.json": batch_report,
     "callback.json": callback,
 }

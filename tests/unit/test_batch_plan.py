@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 from picflow.batches import list_prefix, plan_items, read_manifest, summarise
 from picflow.catalogue import get_operation
 from picflow.errors import ParamValidationError
+from picflow.urls import UnsafeUrlError
 
 
 @pytest.fixture
@@ -39,8 +41,9 @@ def test_read_manifest_jsonl_skips_blank_lines(s3: Any, bucket: str) -> None:
     ("body", "message"),
     [
         (b'{"key": "a.png"}\nnot json\n', "line 2 is not a JSON object"),
-        (b'{"params": {}}\n', "line 1 has no key"),
-        (b'{"url": "https://example.com/a.png"}\n', "URL items are not supported"),
+        (b'{"params": {}}\n', "line 1 needs exactly one of key, url"),
+        (b'{"key": "a.png", "url": "https://example.com/a.png"}\n', "line 1 needs exactly one of key, url"),
+        (b'{"url": 7}\n', "line 1 needs exactly one of key, url"),
         (b'{"key": "a.png", "params": [1]}\n', "params must be a JSON object"),
     ],
 )
@@ -49,6 +52,15 @@ def test_read_manifest_refuses_bad_lines_naming_them(s3: Any, bucket: str, body:
 
     with pytest.raises(ParamValidationError, match=message):
         read_manifest(s3, bucket, "m.jsonl")
+
+
+def test_read_manifest_csv_with_a_url_column(s3: Any, bucket: str) -> None:
+    s3.put_object(Bucket=bucket, Key="m.csv", Body=b"url,key\nhttps://images.example.com/a.png,\n,b.png\n")
+
+    assert read_manifest(s3, bucket, "m.csv") == [
+        {"url": "https://images.example.com/a.png", "params": {}, "line": 2},
+        {"key": "b.png", "params": {}, "line": 3},
+    ]
 
 
 def test_list_prefix_keeps_images_only_in_key_order(s3: Any, bucket: str) -> None:
@@ -61,7 +73,7 @@ def test_list_prefix_keeps_images_only_in_key_order(s3: Any, bucket: str) -> Non
 def test_plan_items_merges_item_params_over_the_batchs_and_numbers_them() -> None:
     rows = [{"key": "a.png"}, {"key": "b.png", "params": {"color_count": 8}}]
 
-    items = plan_items(get_operation("vectorize"), {"color_count": 5}, rows, "in")
+    items = plan_items(get_operation("vectorize"), {"color_count": 5}, rows, "in", "batch-1")
 
     assert items == [
         {"i": 0, "bucket": "in", "key": "a.png", "params": {"color_count": 5}},
@@ -73,7 +85,7 @@ def test_plan_items_refuses_an_invalid_item_before_anything_runs() -> None:
     rows = [{"key": "a.png", "line": 2}, {"key": "b.png", "params": {"color_count": 99}, "line": 3}]
 
     with pytest.raises(ParamValidationError) as caught:
-        plan_items(get_operation("vectorize"), {}, rows, "in")
+        plan_items(get_operation("vectorize"), {}, rows, "in", "batch-1")
 
     assert "manifest line 3" in caught.value.message
     assert caught.value.field == "params.color_count"
@@ -81,7 +93,7 @@ def test_plan_items_refuses_an_invalid_item_before_anything_runs() -> None:
 
 def test_plan_items_refuses_an_empty_batch() -> None:
     with pytest.raises(ParamValidationError, match="no images"):
-        plan_items(get_operation("vectorize"), {}, [], "in")
+        plan_items(get_operation("vectorize"), {}, [], "in", "batch-1")
 
 
 def test_summarise_counts_reuse_and_only_what_was_paid() -> None:
@@ -106,3 +118,66 @@ def test_summarise_counts_reuse_and_only_what_was_paid() -> None:
     assert summary["progress"] == 0.5
     assert summary["reused"] == 1
     assert summary["cost"] == {"units": 2, "unit": "hdredraw.call"}
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A fake resolver: images.example.com is public, metadata.example.com is the metadata service."""
+    asked: list[str] = []
+    answers = {"images.example.com": "93.184.216.34", "metadata.example.com": "169.254.169.254"}
+
+    def getaddrinfo(host: str, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.delenv("PICFLOW_URL_ALLOWLIST", raising=False)
+    return asked
+
+
+def test_plan_items_url_items_go_to_their_fetch_key_and_a_host_is_resolved_once(dns: list[str]) -> None:
+    rows = [
+        {"url": "https://images.example.com/a.png", "line": 1},
+        {"key": "b.png", "line": 2},
+        {"url": "https://images.example.com/c.png", "params": {"color_count": 8}, "line": 3},
+    ]
+
+    items = plan_items(get_operation("vectorize"), {}, rows, "in", "batch-1")
+
+    assert items == [
+        {
+            "i": 0,
+            "url": "https://images.example.com/a.png",
+            "bucket": "in",
+            "key": "uploads/batch-1-0/source",
+            "params": {},
+        },
+        {"i": 1, "bucket": "in", "key": "b.png", "params": {}},
+        {
+            "i": 2,
+            "url": "https://images.example.com/c.png",
+            "bucket": "in",
+            "key": "uploads/batch-1-2/source",
+            "params": {"color_count": 8},
+        },
+    ]
+    assert dns == ["images.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("http://169.254.169.254/latest/meta-data/", "a public host"),
+        ("https://metadata.example.com/x.png", "a public host"),
+        ("file:///etc/passwd", "http or https"),
+        ("https://user:pw@images.example.com/a.png", "no user-info"),
+    ],
+)
+def test_plan_items_refuses_a_hostile_url_naming_its_line(dns: list[str], url: str, rule: str) -> None:
+    rows = [{"url": "https://images.example.com/a.png", "line": 2}, {"url": url, "line": 3}]
+
+    with pytest.raises(UnsafeUrlError) as caught:
+        plan_items(get_operation("vectorize"), {}, rows, "in", "batch-1")
+
+    assert caught.value.message.startswith("manifest line 3: ")
+    assert caught.value.rule == rule

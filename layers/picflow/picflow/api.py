@@ -32,7 +32,6 @@ import functools
 import hashlib
 import json
 import re
-import tempfile
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -257,8 +256,8 @@ class BatchRequest(_Model):
         None,
         min_length=1,
         max_length=1024,
-        description="Key of a CSV (header: key, params) or JSON Lines ({key, params}) file in the input "
-        "bucket; an item's params override the batch's.",
+        description="Key of a CSV (header: key or url, params) or JSON Lines ({key or url, params}) file in "
+        "the input bucket; an item's params override the batch's; URLs must be public http(s).",
     )
     max_concurrency: int | None = Field(
         None, ge=1, le=1000, description="Items in flight; default: the provider's concurrency cap."
@@ -587,58 +586,29 @@ def _upload_input(svc: Services, op: Operation, upload_id: str) -> dict[str, Any
 
 
 def _url_input(svc: Services, op: Operation, url: str, job_id: str) -> dict[str, Any]:
-    import httpx
-
     field = "input.url"
     try:
         urls.check_public_url(url)
     except urls.UnsafeUrlError as exc:
         raise ApiError.invalid(exc, field) from None
-    limit = op.input.max_bytes
     bucket = config.env(config.INPUT_BUCKET)
     key = f"{UPLOADS_PREFIX}{job_id}/source"
     try:
-        with urls.open_public(_fetch_client(), url) as response:
-            if response.status_code != 200:
-                raise ApiError(
-                    422,
-                    "InputUnavailable",
-                    f"the URL answered HTTP {response.status_code}",
-                    field=field,
-                    rule="answers 200",
-                )
-            declared = response.headers.get("content-length")
-            if declared and declared.isdigit():
-                _check_size(op, int(declared), field)
-            # Spooled: small inputs stay in memory, large ones go to /tmp; never more than limit+1.
-            with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as tmp:
-                size = 0
-                for chunk in response.iter_bytes(64 * 1024):
-                    size += len(chunk)
-                    if size > limit:
-                        _check_size(op, size, field)
-                    tmp.write(chunk)
-                _check_size(op, size, field)
-                tmp.seek(0)
-                # The declared type is only a label: Validate sniffs the bytes themselves.
-                declared_type = response.headers.get("content-type", "")
-                content_type = (
-                    declared_type
-                    if declared_type in get_args(UploadContentType)
-                    else "application/octet-stream"
-                )
-                out = svc.s3.put_object(Bucket=bucket, Key=key, Body=tmp, ContentType=content_type)
-    except urls.UnsafeUrlError as exc:
+        version = urls.fetch_into_s3(
+            svc.s3,
+            _fetch_client(),
+            url,
+            bucket=bucket,
+            key=key,
+            max_bytes=op.input.max_bytes,
+            what=op.name,
+            content_types=get_args(UploadContentType),
+        )
+    except (urls.UnsafeUrlError, ParamValidationError) as exc:
         raise ApiError.invalid(exc, field) from None
-    except httpx.HTTPError as exc:
-        raise ApiError(
-            422,
-            "InputUnavailable",
-            f"the URL could not be fetched ({type(exc).__name__})",
-            field=field,
-            rule="reachable",
-        ) from None
-    return {"bucket": bucket, "key": key, "version_id": out.get("VersionId")}
+    except urls.InputUnavailableError as exc:
+        raise ApiError(422, "InputUnavailable", exc.message, field=field, rule=exc.rule) from None
+    return {"bucket": bucket, "key": key, "version_id": version}
 
 
 def _created(job_id: str, status: str, *, created: bool) -> Response[JobCreated]:
@@ -1020,7 +990,10 @@ def create_batch(
             ) from None
     else:
         rows = batches.list_prefix(svc.s3, bucket, str(body.prefix))
-    items = batches.plan_items(op, body.params, rows, bucket)
+    try:
+        items = batches.plan_items(op, body.params, rows, bucket, batch_id)
+    except urls.UnsafeUrlError as exc:
+        raise ApiError.invalid(exc, "manifest") from None
     svc.s3.put_object(
         Bucket=config.env(config.OUTPUT_BUCKET),
         Key=batches.items_key(batch_id),
@@ -1038,6 +1011,8 @@ def create_batch(
         "max_concurrency": body.max_concurrency or cap,
         "tolerated_failure_percentage": body.tolerated_failure_percentage,
         "reuse": body.reuse,
+        # The map runs a Fetch step per item only in a batch that has URL items.
+        "has_urls": any("url" in item for item in items),
         "request_sha256": fingerprint,
         "created_at": now_iso(),
     }

@@ -13,9 +13,14 @@ is the job records, which carry ``batch_id``. Counts, progress, reuse and cost a
 them, so ``GET /batches/{id}`` is live while the map runs. The items file is a snapshot: a
 prefix batch is exactly the objects listed when it was created, and item indices never move.
 
-Manifests: CSV with a header row (``key`` and optionally ``params``, a JSON object), or JSON
-Lines (``{"key": ..., "params": {...}}``), one item per row; per-item params override the
-batch's. Keys name objects in the input bucket.
+Manifests: CSV with a header row (``key`` or ``url``, and optionally ``params``, a JSON
+object), or JSON Lines (``{"key": ..., "params": {...}}`` or ``{"url": ...}``), one item per row;
+per-item params override the batch's. Keys name objects in the input bucket. A URL item goes
+through the same checks as a job's ``input.url``: refused at ``POST /batches`` (naming its line)
+unless it is a public http(s) URL (:func:`picflow.urls.check_public_url`), then copied by the
+map's Fetch step (:func:`fetch_item`, :func:`picflow.urls.fetch_into_s3`) to
+``uploads/<batch id>-<index>/source`` in the input bucket just before its job starts. A URL that
+then fails (not 200, too big, unreachable) fails its item with a job record saying why.
 """
 
 from __future__ import annotations
@@ -39,9 +44,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BATCH_PREFIX",
+    "IMAGE_CONTENT_TYPES",
     "IMAGE_SUFFIXES",
     "MAX_ITEMS",
     "batch_id_for",
+    "fetch_item",
+    "fetched_key",
     "item_records",
     "items_key",
     "list_prefix",
@@ -54,6 +62,8 @@ __all__ = [
 
 BATCH_PREFIX = "batches/"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# A fetched image keeps its declared type only when it is one of these (a label: Validate sniffs).
+IMAGE_CONTENT_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff")
 # A Lambda reads and writes the items file in one go: ~100 bytes an item.
 MAX_ITEMS = 100_000
 
@@ -120,46 +130,103 @@ def read_manifest(s3: S3Client, bucket: str, key: str) -> list[dict[str, Any]]:
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8-sig")
     rows: list[dict[str, Any]] = []
     for line, row in _rows(body, key):
-        if row.get("url") and not row.get("key"):
+        given = [name for name in ("key", "url") if row.get(name)]
+        if len(given) != 1 or not isinstance(row[given[0]], str):
             raise ParamValidationError(
-                f"manifest line {line}: URL items are not supported yet; copy the image into the bucket",
+                f"manifest line {line} needs exactly one of key, url (a string)",
                 field="manifest",
-                rule="a key per item",
-            )
-        if not isinstance(row.get("key"), str) or not row["key"]:
-            raise ParamValidationError(
-                f"manifest line {line} has no key", field="manifest", rule="a key per item"
+                rule="a key or a url per item",
             )
         if "params" in row and not isinstance(row["params"], dict):
             raise ParamValidationError(
                 f"manifest line {line}: params must be a JSON object", field="manifest", rule="a JSON object"
             )
-        rows.append({"key": row["key"], "params": row.get("params") or {}, "line": line})
+        rows.append({given[0]: row[given[0]], "params": row.get("params") or {}, "line": line})
         if len(rows) > MAX_ITEMS:
             raise _too_many("manifest")
     return rows
 
 
+def fetched_key(batch_id: str, index: int) -> str:
+    """Where a URL item's image is copied: the key a job's ``input.url`` would get, by job id."""
+    from picflow.s3events import UPLOADS_PREFIX
+
+    return f"{UPLOADS_PREFIX}{batch_id}-{index}/source"
+
+
 def plan_items(
-    op: Operation, params: Mapping[str, Any], rows: list[dict[str, Any]], bucket: str
+    op: Operation, params: Mapping[str, Any], rows: list[dict[str, Any]], bucket: str, batch_id: str
 ) -> list[dict[str, Any]]:
-    """The items file: each row's params merged over the batch's and validated before anything runs."""
+    """The items file: each row's params merged over the batch's and validated, and each URL
+    checked, before anything runs (:class:`~picflow.urls.UnsafeUrlError` names the line)."""
     from picflow.catalogue import validate_params
+    from picflow.urls import UnsafeUrlError, check_public_url
 
     if not rows:
         raise ParamValidationError("the batch has no images", field="items", rule="at least one image")
     items = []
+    public_hosts: set[tuple[str, int]] = set()
     for index, row in enumerate(rows):
+        where = f"manifest line {row['line']}" if "line" in row else f"item {row['key']}"
         merged = {**params, **(row.get("params") or {})}
         try:
             validate_params(op, merged)
         except ParamValidationError as exc:
-            where = f"manifest line {row['line']}" if "line" in row else f"item {row['key']}"
             raise ParamValidationError(
                 f"{where}: {exc.message}", field=f"params.{exc.field}", rule=exc.rule
             ) from None
-        items.append({"i": index, "bucket": bucket, "key": row["key"], "params": merged})
+        if "url" not in row:
+            items.append({"i": index, "bucket": bucket, "key": row["key"], "params": merged})
+            continue
+        try:
+            check_public_url(row["url"], checked=public_hosts)
+        except UnsafeUrlError as exc:
+            raise UnsafeUrlError(f"{where}: {exc.message}", rule=exc.rule) from None
+        # bucket/key are where Fetch puts the image: the job reads it like any other item.
+        item = {"i": index, "url": row["url"], "bucket": bucket, "key": fetched_key(batch_id, index)}
+        items.append({**item, "params": merged})
     return items
+
+
+def fetch_item(batch: Mapping[str, Any], item: Mapping[str, Any], *, s3: S3Client, table: Table) -> None:
+    """The map's Fetch step for a URL item: copy the image to the item's key, or record the
+    item's job as FAILED with the reason and raise (the map counts the item as failed)."""
+    from picflow.catalogue import get_operation
+    from picflow.jobs import JobStore, now_iso
+    from picflow.urls import InputUnavailableError, UnsafeUrlError, fetch_into_s3, safe_client
+
+    if "url" not in item:
+        return  # a key item of a batch that also has URL items: its image is in place already
+    op = get_operation(str(batch["operation"]))
+    try:
+        with safe_client() as client:
+            fetch_into_s3(
+                s3,
+                client,
+                str(item["url"]),
+                bucket=str(item["bucket"]),
+                key=str(item["key"]),
+                max_bytes=op.input.max_bytes,
+                what=op.name,
+                content_types=IMAGE_CONTENT_TYPES,
+            )
+    except (UnsafeUrlError, InputUnavailableError, ParamValidationError) as exc:
+        job_id = f"{batch['batch_id']}-{item['i']}"
+        error = {"type": type(exc).__name__, "message": exc.message, "rule": exc.rule}
+        JobStore(table).create(
+            {
+                "job_id": job_id,
+                "batch_id": str(batch["batch_id"]),
+                "operation": op.name,
+                "params": item.get("params") or {},
+                "input": {"url": str(item["url"])},
+                "source": "batch",
+                "status": JobStatus.FAILED.value,
+                "error": error,
+                "completed_at": now_iso(),
+            }
+        )
+        raise InputUnavailableError(f"item {item['i']}: {exc.message}", rule=exc.rule) from None
 
 
 # --- progress and the results manifest ---------------------------------------------------
@@ -207,7 +274,8 @@ def _result_line(item: Mapping[str, Any], record: Mapping[str, Any] | None) -> d
     manifest = (record or {}).get("manifest") or {}
     return {
         "index": item["i"],
-        "input": {"bucket": item["bucket"], "key": item["key"]},
+        "input": {"bucket": item["bucket"], "key": item["key"]}
+        | ({"url": item["url"]} if "url" in item else {}),
         "params": item["params"],
         "job_id": None if record is None else record.get("job_id"),
         "status": "NOT_STARTED" if record is None else record.get("status"),

@@ -21,9 +21,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpcore
@@ -32,7 +32,19 @@ import httpx
 from picflow import config
 from picflow.errors import InvalidRequestError
 
-__all__ = ["MAX_REDIRECTS", "UnsafeUrlError", "check_public_url", "open_public", "resolve", "safe_client"]
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = [
+    "MAX_REDIRECTS",
+    "InputUnavailableError",
+    "UnsafeUrlError",
+    "check_public_url",
+    "fetch_into_s3",
+    "open_public",
+    "resolve",
+    "safe_client",
+]
 
 MAX_REDIRECTS = 3
 FETCH_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=20.0, pool=5.0)
@@ -51,6 +63,14 @@ class UnsafeUrlError(InvalidRequestError):
 
     def __init__(self, message: str, *, rule: str) -> None:
         super().__init__(message, code="UnsafeUrl")
+        self.rule = rule
+
+
+class InputUnavailableError(InvalidRequestError):
+    """A safe URL that did not give an image: not 200, or no answer at all."""
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(message, code="InputUnavailable")
         self.rule = rule
 
 
@@ -151,8 +171,11 @@ def checked_addresses(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
-def check_public_url(url: str) -> str:
-    """``url`` when it is safe to fetch from inside the VPC-less Lambda, else :class:`UnsafeUrlError`."""
+def check_public_url(url: str, *, checked: set[tuple[str, int]] | None = None) -> str:
+    """``url`` when it is safe to fetch from inside the VPC-less Lambda, else :class:`UnsafeUrlError`.
+
+    ``checked`` remembers the hosts already found public, so checking many URLs on one host
+    (a batch manifest) resolves it once; the fetch checks the address again when it connects."""
     if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
         raise UnsafeUrlError("the URL contains whitespace or control characters", rule="a well-formed URL")
     try:
@@ -174,8 +197,12 @@ def check_public_url(url: str) -> str:
             f"host {host!r} is not a plain DNS name or address", rule="ASCII host (punycode)"
         )
     port = port if port is not None else _DEFAULT_PORT[scheme]
+    if checked is not None and (host, port) in checked:
+        return url
     if not _allowed(host, port):
         checked_addresses(host, port)
+    if checked is not None:
+        checked.add((host, port))
     return url
 
 
@@ -249,3 +276,66 @@ def open_public(
             response.close()
         return
     raise UnsafeUrlError(f"more than {max_redirects} redirects", rule=f"at most {max_redirects} redirects")
+
+
+def _check_size(size: int, max_bytes: int, what: str) -> None:
+    from picflow.errors import ParamValidationError
+
+    if size > max_bytes:
+        raise ParamValidationError(
+            f"the image is {size} bytes; {what} accepts at most {max_bytes}",
+            field="input",
+            rule=f"at most {max_bytes} bytes",
+        )
+    if size == 0:
+        raise ParamValidationError("the image is empty", field="input", rule="not empty")
+
+
+def fetch_into_s3(
+    s3: S3Client,
+    client: httpx.Client,
+    url: str,
+    *,
+    bucket: str,
+    key: str,
+    max_bytes: int,
+    what: str,
+    content_types: Collection[str],
+) -> str | None:
+    """Copy the image at ``url`` to ``bucket``/``key``; returns the object's version id.
+
+    The one way a user-given input URL is read (a job's ``input.url``, a batch's URL items):
+    checked (:func:`open_public`), at most ``max_bytes`` read (``what`` names the operation in
+    the refusal), spooled to /tmp past 1 MB. Refusals: :class:`UnsafeUrlError`,
+    :class:`InputUnavailableError`, ``ParamValidationError`` (size, field ``input``).
+    """
+    import tempfile
+
+    try:
+        with open_public(client, url) as response:
+            if response.status_code != 200:
+                raise InputUnavailableError(
+                    f"the URL answered HTTP {response.status_code}", rule="answers 200"
+                )
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit():
+                _check_size(int(declared), max_bytes, what)
+            # Spooled: small inputs stay in memory, large ones go to /tmp; never more than limit+1.
+            with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as tmp:
+                size = 0
+                for chunk in response.iter_bytes(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        _check_size(size, max_bytes, what)
+                    tmp.write(chunk)
+                _check_size(size, max_bytes, what)
+                tmp.seek(0)
+                # The declared type is only a label: Validate sniffs the bytes themselves.
+                declared_type = response.headers.get("content-type", "")
+                content_type = declared_type if declared_type in content_types else "application/octet-stream"
+                out = s3.put_object(Bucket=bucket, Key=key, Body=tmp, ContentType=content_type)
+    except httpx.HTTPError as exc:
+        raise InputUnavailableError(
+            f"the URL could not be fetched ({type(exc).__name__})", rule="reachable"
+        ) from None
+    return out.get("VersionId")

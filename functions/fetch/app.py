@@ -1,0 +1,21 @@
+"""Batch Fetch: the batch map's first step for a URL item copies the image into the input bucket
+(picflow.batches.fetch_item, through picflow.urls' SSRF-checked client)."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from picflow import batches
+from picflow.workflow import services
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="batch_id")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
+    svc = services()
+    batches.fetch_item(event, event["item"], s3=svc.s3, table=svc.store.table)
