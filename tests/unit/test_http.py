@@ -266,3 +266,17 @@ def test_build_client_has_explicit_timeouts_and_no_redirects() -> None:
     assert script.attempts == 1
     assert script.requests[0].headers["X-A"] == "1"
     assert script.requests[0].headers["User-Agent"].startswith("picflow/")
+
+
+def test_httpx_never_logs_request_urls_even_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    # Presigned URLs carry signatures: importing picflow.http keeps httpx's loggers quiet.
+    import logging
+
+    import picflow.http  # noqa: F401
+
+    secret_url = "https://bucket.s3.amazonaws.com/k?X-Amz-Signature=deadbeef"
+    with caplog.at_level(logging.DEBUG):
+        transport = httpx.MockTransport(lambda r: httpx.Response(200))
+        client = build_client("https://example.test", transport=transport)
+        client.get(secret_url)
+    assert "deadbeef" not in caplog.text

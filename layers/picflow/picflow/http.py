@@ -15,6 +15,7 @@ Retry rules, chosen so that a paid call is never made twice:
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +39,12 @@ __all__ = [
     "parse_retry_after",
     "send",
 ]
+
+# httpx logs every request's full URL at INFO (httpcore its headers at DEBUG): presigned input
+# URLs carry a signature and session token, so these loggers stay quiet whatever level the
+# function's root logger runs at. picflow logs its own requests, redacted.
+for _name in ("httpx", "httpcore"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 # Uploads of up to 16 MB need a generous write timeout; reads of JSON answers do not.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=30.0, write=60.0, pool=5.0)
