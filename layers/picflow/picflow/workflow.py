@@ -88,9 +88,9 @@ POLL_SPREAD = 0.9
 POLL_INTERPOLATE = 0.5
 SLOT_WAIT = 2.0
 MAX_CHECK_ERRORS = 8
-# Longer than an operation function may run (its Timeout, 30 s): a submit still without a task
-# this long after Check first looked for one has ended.
-SUBMIT_GRACE = 60.0
+# Longer than an operation function may run (its Timeout in template.yaml, 90 s): a submit still
+# without a task this long after Check first looked for one has ended.
+SUBMIT_GRACE = 120.0
 
 
 class Services:
