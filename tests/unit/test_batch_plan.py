@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
@@ -181,3 +182,15 @@ def test_plan_items_refuses_a_hostile_url_naming_its_line(dns: list[str], url: s
 
     assert caught.value.message.startswith("manifest line 3: ")
     assert caught.value.rule == rule
+
+
+def test_finished_summary_is_the_reports_for_a_succeeded_batch_only() -> None:
+    from picflow.batches import finished_summary
+
+    report = summarise([{"status": "SUCCEEDED", "reused": True}], total=1)
+    output = json.dumps({"batch_id": "b", "status": "SUCCEEDED", "report": {"results_key": "k", **report}})
+
+    assert finished_summary({"status": "SUCCEEDED", "output": output}) == report
+    assert finished_summary({"status": "RUNNING"}) is None
+    assert finished_summary({"status": "FAILED", "output": output}) is None  # a Fail state has no report
+    assert finished_summary({"status": "SUCCEEDED", "output": "{}"}) is None

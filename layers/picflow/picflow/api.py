@@ -1050,7 +1050,10 @@ def get_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchView:
     svc = _services()
     execution = _batch_or_404(svc, batch_id)
     request = json.loads(execution.get("input") or "{}")
-    summary = batches.summarise(list(batches.item_records(svc.store.table, batch_id)), int(request["total"]))
+    summary = batches.finished_summary(execution) or batches.summarise(
+        list(batches.item_records(svc.store.table, batch_id, index=batches.PROGRESS_INDEX)),
+        int(request["total"]),
+    )
     bucket = config.env(config.OUTPUT_BUCKET)
     results_key: str | None = batches.results_key(batch_id)
     try:
@@ -1105,8 +1108,12 @@ def stop_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchStopped:
         executionArn=_batch_arn(batch_id), error="Cancelled", cause="stopped through the API"
     )
     cancelled = 0
-    for job in batches.item_records(svc.store.table, batch_id):
-        if JobStatus(job["status"]) in FINAL:
+    for item in batches.item_records(svc.store.table, batch_id, index=batches.PROGRESS_INDEX):
+        if JobStatus(item["status"]) in FINAL:
+            continue
+        # The index has no execution, provider or operation: cancelling needs the whole record.
+        job = svc.store.get(str(item["job_id"]))
+        if job is None:
             continue
         try:
             _cancel(svc, job)
