@@ -9,7 +9,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from picflow.api import app
 
 logger = Logger()
-tracer = Tracer()
+# The AWS SDK and httpx (URL inputs); patch_all() would also import every other library X-Ray knows.
+tracer = Tracer(patch_modules=("botocore", "httpx"))
 metrics = Metrics()
 
 

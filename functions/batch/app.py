@@ -9,7 +9,8 @@ from picflow import batches
 from picflow.workflow import services
 
 logger = Logger()
-tracer = Tracer()
+# Only the AWS SDK: patch_all() would also import and patch httpx, which this function never calls.
+tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics()
 
 

@@ -2,14 +2,15 @@
 
 from typing import Any
 
-import picflow.catalogue  # noqa: F401 - every invocation needs it: load it during init
+import picflow.collect  # noqa: F401 - every invocation needs it (httpx, Pillow): load it during init
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from picflow import workflow
 
 logger = Logger()
-tracer = Tracer()
+# The AWS SDK and httpx (result downloads); patch_all() would also import every other library X-Ray knows.
+tracer = Tracer(patch_modules=("botocore", "httpx"))
 metrics = Metrics()
 
 

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import picflow.notify  # noqa: F401 - every invocation needs it (httpx): load it during init
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from picflow import workflow

@@ -16,7 +16,8 @@ from picflow import workflow
 from picflow.http import correlated
 
 logger = Logger()
-tracer = Tracer()
+# The AWS SDK and httpx (provider calls); patch_all() would also import every other library X-Ray knows.
+tracer = Tracer(patch_modules=("botocore", "httpx"))
 metrics = Metrics()
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]

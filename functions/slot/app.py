@@ -7,7 +7,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from picflow import workflow
 
 logger = Logger()
-tracer = Tracer()
+# Only the AWS SDK: patch_all() would also import and patch httpx, which this function never calls.
+tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics()
 
 

@@ -2,13 +2,16 @@
 
 from typing import Any
 
-import picflow.catalogue  # noqa: F401 - every invocation needs it: load it during init
+# Every invocation validates params (pydantic) and opens the input (Pillow): load them during init.
+import picflow.images
+import picflow.params  # noqa: F401
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from picflow import workflow
 
 logger = Logger()
-tracer = Tracer()
+# Only the AWS SDK: patch_all() would also import and patch httpx, which this function never calls.
+tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics()
 
 

@@ -18,7 +18,7 @@ import pytest
 import respx
 from hypothesis import given
 from hypothesis import strategies as st
-from picflow.catalogue import Provider, ResultKind, SegmentationParams, get_operation
+from picflow.catalogue import Provider, ResultKind, get_operation
 from picflow.errors import (
     AuthError,
     InvalidRequestError,
@@ -32,6 +32,7 @@ from picflow.errors import (
     UpstreamTaskFailedError,
 )
 from picflow.http import RetryPolicy, build_client
+from picflow.params import SegmentationParams
 from picflow.providers.base import ImageInput, Secret, TaskState, TaskStatus
 from picflow.providers.taskpic import FAILED_STATES, TaskPicClient, expected_results
 

@@ -19,11 +19,11 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import httpx
 
-from picflow.catalogue import MB, Operation, Params, Provider, ResultKind, get_operation, validate_params
+from picflow.catalogue import MB, Operation, Provider, ResultKind, get_operation, validate_params
 from picflow.errors import (
     AuthError,
     InvalidRequestError,
@@ -46,6 +46,9 @@ from picflow.providers.base import (
     TaskState,
     TaskStatus,
 )
+
+if TYPE_CHECKING:
+    from picflow.params import Params
 
 __all__ = ["ERROR_TABLE", "STATUS_PATH", "HdRedrawClient"]
 
@@ -112,6 +115,9 @@ class HdRedrawClient:
                 rule=f"provider {PROVIDER}",
                 operation=op.name,
             )
+        # Only a submit needs the models (pydantic): status reads do not load them.
+        from picflow.params import Params
+
         # Re-validate a Params instance too: it may be another operation's model.
         raw = params.model_dump() if isinstance(params, Params) else params
         valid = validate_params(op, raw)

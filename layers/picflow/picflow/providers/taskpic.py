@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from picflow.catalogue import Operation, Params, Provider, ResultKind, get_operation, validate_params
+from picflow.catalogue import Operation, Provider, ResultKind, get_operation, validate_params
 from picflow.errors import (
     AuthError,
     InvalidRequestError,
@@ -40,6 +40,9 @@ from picflow.errors import (
 )
 from picflow.http import RetryPolicy, parse_retry_after, send
 from picflow.providers.base import ImageInput, ResultRef, Secret, Submission, TaskState, TaskStatus
+
+if TYPE_CHECKING:
+    from picflow.params import Params
 
 __all__ = ["FAILED_STATES", "PENDING_STATES", "TaskPicClient", "expected_results"]
 
@@ -204,6 +207,9 @@ class TaskPicClient:
 
     @staticmethod
     def _check_params(op: Operation, params: Params | Mapping[str, Any]) -> Params:
+        # Only a submit needs the models (pydantic): status reads do not load them.
+        from picflow.params import Params
+
         if isinstance(params, Params):
             if not isinstance(params, op.params):
                 raise ParamValidationError(

@@ -28,19 +28,12 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 import httpx
 
-from picflow.catalogue import (
-    OPERATIONS,
-    Params,
-    Provider,
-    ReplaceBackgroundParams,
-    ResultKind,
-    validate_params,
-)
+from picflow.catalogue import OPERATIONS, Provider, ResultKind, validate_params
 from picflow.errors import (
     AuthError,
     ConcurrencyLimitedError,
@@ -56,6 +49,9 @@ from picflow.errors import (
 from picflow.http import RetryPolicy, parse_retry_after, send
 from picflow.providers import tc3
 from picflow.providers.base import ResultRef, Secret, Submission, TaskState, TaskStatus
+
+if TYPE_CHECKING:
+    from picflow.params import Params, ReplaceBackgroundParams
 
 __all__ = ["DEFAULT_HOST", "TencentClient", "error_class"]
 
@@ -504,6 +500,8 @@ class TencentClient:
 
     @staticmethod
     def _validate(params: Params | Mapping[str, Any]) -> ReplaceBackgroundParams:
+        from picflow.params import Params, ReplaceBackgroundParams
+
         if isinstance(params, Params):
             if not isinstance(params, ReplaceBackgroundParams):
                 raise ParamValidationError(
