@@ -212,7 +212,7 @@ def test_api_refuses_files_it_can_judge_by_size(system, door, sample):
     assert system.mock.count() == 0
 
 
-def test_api_upload_of_a_non_image_starts_a_job_that_fails_before_any_upstream_call(system, door):
+def test_api_upload_of_a_non_image_is_refused_before_any_job_or_upstream_call(system, door):
     slot = door.post("/uploads", json={"filename": "../../etc/passwd", "content_type": "image/png"}).json()
     assert slot["key"].endswith("/passwd")
     assert ".." not in slot["key"]
@@ -220,16 +220,12 @@ def test_api_upload_of_a_non_image_starts_a_job_that_fails_before_any_upstream_c
         httpx.put(slot["url"], content=png_claiming(100_000, 100_000), headers=slot["headers"]).status_code
         == 200
     )
-    created = _create(door, {}, "face_enhance", {"upload_id": slot["upload_id"]})
-    assert created.status_code == 202, created.text
-    execution = system.stack.wait_for_execution(created.json()["job_id"])
-    view = door.get(f"/jobs/{created.json()['job_id']}").json()
-    assert execution["status"] == "FAILED"
-    assert (view["status"], view["error"]["type"], view["error"]["field"]) == (
-        "FAILED",
-        "ParamValidationError",
-        "image",
+    before = door.get("/jobs").json()["jobs"]
+    error = _refusal(
+        _create(door, {}, "face_enhance", {"upload_id": slot["upload_id"]}), 422, "input.upload_id"
     )
+    assert error["type"] == "ParamValidationError"
+    assert door.get("/jobs").json()["jobs"] == before  # no job, not even a FAILED one
     assert system.mock.count() == 0
 
 

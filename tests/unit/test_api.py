@@ -10,6 +10,7 @@ import base64
 import copy
 import hashlib
 import importlib.util
+import io
 import json
 import re
 import socket
@@ -39,7 +40,18 @@ REGION = "us-east-1"
 INPUT_BUCKET = "picflow-in"
 OUTPUT_BUCKET = "picflow-out"
 SAMPLE_JOB = "api-0123456789abcdef0123456789abcdef"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def _png(width: int = 64, height: int = 48) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 120, 200)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+# A real image: POST /jobs reads the input's header and refuses what is no image.
+PNG = _png()
 PUBLIC_IP = "93.184.216.34"
 # Values that must never appear in any response.
 SECRETS = {
@@ -537,6 +549,31 @@ def test_create_job_bad_input_422_names_field_and_starts_nothing(
     )
     assert_error(status, out, 422, field)
     assert out["error"]["rule"]
+    assert client.executions() == []
+    assert client.job_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "data", "rule"),
+    [
+        ("text", b"hello, this is no picture at all", "a decodable image"),
+        ("GIF", b"GIF89a" + b"\x00" * 64, "a decodable image"),
+        ("too wide", _png(300, 60), "ratio within 2:5..5:2"),
+    ],
+)
+def test_create_job_on_an_upload_that_is_no_usable_image_422_before_any_job(
+    client: Api, case: str, data: bytes, rule: str
+) -> None:
+    # The header decides, so the caller hears it now and no FAILED job is left behind.
+    put_input(f"replace_background/{case}.png", data)
+    body = job_body(
+        operation="replace_background",
+        params={"prompt": "x"},
+        input={"key": f"replace_background/{case}.png"},
+    )
+    status, out = client(event("POST", "/jobs", body))
+    assert_error(status, out, 422, "input.key")
+    assert out["error"]["rule"] == rule
     assert client.executions() == []
     assert client.job_count() == 0
 

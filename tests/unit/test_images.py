@@ -9,7 +9,7 @@ import zlib
 import pytest
 from picflow.catalogue import OPERATIONS, InputLimits
 from picflow.errors import ParamValidationError
-from picflow.images import MAX_PIXELS, inspect_image, sniff_content_type
+from picflow.images import MAX_PIXELS, SNIFF_BYTES, inspect_image, inspect_prefix, sniff_content_type
 from PIL import Image
 
 pytestmark = pytest.mark.disable_socket
@@ -225,3 +225,25 @@ def test_sniff_content_type_known_magic(head: bytes, mime: str) -> None:
 )
 def test_sniff_content_type_unknown_is_none(head: bytes) -> None:
     assert sniff_content_type(head) is None
+
+
+def test_a_prefix_judges_what_its_header_proves() -> None:
+    limits = OPERATIONS["replace_background"].input
+    data = image_bytes("PNG", (64, 48))
+    info = inspect_prefix(data[:SNIFF_BYTES], len(data), limits)
+    assert info is not None
+    assert (info.width, info.height) == (64, 48)
+    with pytest.raises(ParamValidationError) as caught:
+        inspect_prefix(b"plain text, no image", 20, limits)
+    assert caught.value.rule == "a decodable image"
+
+
+def test_a_prefix_that_cuts_off_the_header_is_no_verdict() -> None:
+    # A JPEG whose dimensions (SOF) sit behind a large metadata segment: the prefix proves
+    # nothing either way, and Validate reads the whole file.
+    data = image_bytes("JPEG", (64, 48), icc_profile=b"\x00" * (300 * 1024))
+    assert data.index(b"\xff\xc0") > SNIFF_BYTES
+    assert inspect_prefix(data[:SNIFF_BYTES], len(data), OPERATIONS["redraw"].input) is None
+    # The same cut on a file that really ends there is a truncated image.
+    with pytest.raises(ParamValidationError):
+        inspect_prefix(data[:SNIFF_BYTES], SNIFF_BYTES, OPERATIONS["redraw"].input)

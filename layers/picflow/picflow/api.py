@@ -564,9 +564,32 @@ def _s3_input(svc: Services, op: Operation, key: str, field: str) -> dict[str, A
             field=field,
             rule="an existing object",
         ) from None
-    _check_size(op, int(head["ContentLength"]), field)
+    size = int(head["ContentLength"])
+    _check_size(op, size, field)
+    _sniff(svc, op, bucket, key, head.get("VersionId"), size, field)
     # Pinning the version keeps the job on these bytes even if the key is overwritten later.
     return {"bucket": bucket, "key": key, "version_id": head.get("VersionId")}
+
+
+def _sniff(
+    svc: Services, op: Operation, bucket: str, key: str, version: str | None, size: int, field: str
+) -> None:
+    """Refuse a file that is no image, or one outside the operation's limits, before a job exists.
+
+    Reads only the first SNIFF_BYTES: enough for every accepted format's header (dimensions),
+    so a bad file gets its 422 here and leaves no FAILED job behind. Validate still decodes
+    the whole file before anything is paid.
+    """
+    from picflow.images import SNIFF_BYTES, inspect_prefix
+
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes=0-{SNIFF_BYTES - 1}"}
+    if version:
+        kwargs["VersionId"] = version
+    head = svc.s3.get_object(**kwargs)["Body"].read()
+    try:
+        inspect_prefix(head, size, op.input)
+    except ParamValidationError as exc:
+        raise ApiError.invalid(exc, field) from None
 
 
 def _upload_input(svc: Services, op: Operation, upload_id: str) -> dict[str, Any]:
@@ -607,6 +630,12 @@ def _url_input(svc: Services, op: Operation, url: str, job_id: str) -> dict[str,
         raise ApiError.invalid(exc, field) from None
     except urls.InputUnavailableError as exc:
         raise ApiError(422, "InputUnavailable", exc.message, field=field, rule=exc.rule) from None
+    size = int(
+        svc.s3.head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))[
+            "ContentLength"
+        ]
+    )
+    _sniff(svc, op, bucket, key, version, size, field)
     return {"bucket": bucket, "key": key, "version_id": version}
 
 

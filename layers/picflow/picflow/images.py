@@ -103,6 +103,27 @@ def inspect_image(fp: IO[bytes], limits: InputLimits | None = None, *, verify: b
     return ImageInfo(fmt, width, height, size)
 
 
+# Enough of a file to reach the dimensions of every accepted format: JPEG's SOF can sit behind
+# EXIF (<= 64 KiB) and ICC profile segments.
+SNIFF_BYTES = 256 * 1024
+
+
+def inspect_prefix(head: bytes, size: int, limits: InputLimits) -> ImageInfo | None:
+    """Judge a file of ``size`` bytes by its first bytes; None when they cannot tell.
+
+    Decisive: no known image signature, a pixel bomb, a format, size or ratio the operation
+    refuses. A header cut off by the prefix itself proves nothing (Validate reads it all).
+    """
+    import io
+
+    try:
+        return inspect_image(io.BytesIO(head), limits, verify=False)
+    except ParamValidationError as exc:
+        if len(head) < size and exc.rule == "a complete image":
+            return None
+        raise
+
+
 def sniff_content_type(head: bytes) -> str | None:
     """The content type a result's first bytes prove, or None when they prove nothing known."""
     for magic, mime in _OTHER_MAGIC:
