@@ -90,7 +90,8 @@ FIRST_CALL: dict[str, str] = {
     "operations": _SVC
     + "svc.store; svc.s3; svc.semaphore; svc.cache\n"
     + "from picflow.catalogue import validate_params\nvalidate_params('segmentation', {})\n"
-    + "from aws_lambda_powertools.utilities import parameters\nparameters.SecretsProvider()\n"
+    # The secrets client load_credentials() reads the provider keys with (no GetSecretValue here).
+    + "from picflow.providers import registry\nregistry._secrets()\n"
     + "from picflow.providers import taskpic\nsvc.providers.downloads()\n",
     "collect": _SVC
     + "svc.store; svc.s3; svc.cache; svc.durations; svc.semaphore; svc.providers.downloads()\n"

@@ -1,5 +1,6 @@
 """The jobs API: API Gateway (REST, API key) → the resolver in picflow.api."""
 
+import gc
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -12,6 +13,9 @@ logger = Logger()
 # The AWS SDK and httpx (URL inputs); patch_all() would also import every other library X-Ray knows.
 tracer = Tracer(patch_modules=("botocore", "httpx"))
 metrics = Metrics()
+# Everything loaded so far lives as long as the container: freeze it, so the cyclic GC stops
+# re-scanning it in every full collection (bench/coldstart.py: ~50 ms less CPU in a first call).
+gc.freeze()
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -1,5 +1,6 @@
 """Batch report: the batch state machine's last step writes the results manifest (picflow.batches)."""
 
+import gc
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -12,6 +13,9 @@ logger = Logger()
 # Only the AWS SDK: patch_all() would also import and patch httpx, which this function never calls.
 tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics()
+# Everything loaded so far lives as long as the container: freeze it, so the cyclic GC stops
+# re-scanning it in every full collection (bench/coldstart.py: ~50 ms less CPU in a first call).
+gc.freeze()
 
 
 @logger.inject_lambda_context(correlation_id_path="batch.batch_id")

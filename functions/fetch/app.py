@@ -1,6 +1,7 @@
 """Batch Fetch: the batch map's first step for a URL item copies the image into the input bucket
 (picflow.batches.fetch_item, through picflow.urls' SSRF-checked client)."""
 
+import gc
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -9,8 +10,12 @@ from picflow import batches
 from picflow.workflow import services
 
 logger = Logger()
-tracer = Tracer()
+# The AWS SDK and httpx (the fetch); patch_all() would also import every other library X-Ray knows.
+tracer = Tracer(patch_modules=("botocore", "httpx"))
 metrics = Metrics()
+# Everything loaded so far lives as long as the container: freeze it, so the cyclic GC stops
+# re-scanning it in every full collection (bench/coldstart.py: ~50 ms less CPU in a first call).
+gc.freeze()
 
 
 @logger.inject_lambda_context(correlation_id_path="batch_id")

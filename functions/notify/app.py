@@ -1,5 +1,6 @@
 """Notify: an EventBridge event per finished job, and a signed POST to its notify_url."""
 
+import gc
 from typing import Any
 
 import picflow.notify  # noqa: F401 - every invocation needs it (httpx): load it during init
@@ -10,6 +11,9 @@ from picflow import workflow
 logger = Logger()
 # The AWS SDK and httpx (the notice POST); patch_all() would also import every other library X-Ray knows.
 tracer = Tracer(patch_modules=("botocore", "httpx"))
+# Everything loaded so far lives as long as the container: freeze it, so the cyclic GC stops
+# re-scanning it in every full collection (bench/coldstart.py: ~50 ms less CPU in a first call).
+gc.freeze()
 
 
 @logger.inject_lambda_context(correlation_id_path="state.job_id")

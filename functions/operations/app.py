@@ -4,6 +4,7 @@ Each is its own Lambda function in template.yaml (own memory, timeout, concurren
 metrics); the code is shared, and the state machine picks the function from the job.
 """
 
+import gc
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,9 @@ logger = Logger()
 # The AWS SDK and httpx (provider calls); patch_all() would also import every other library X-Ray knows.
 tracer = Tracer(patch_modules=("botocore", "httpx"))
 metrics = Metrics()
+# Everything loaded so far lives as long as the container: freeze it, so the cyclic GC stops
+# re-scanning it in every full collection (bench/coldstart.py: ~50 ms less CPU in a first call).
+gc.freeze()
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 

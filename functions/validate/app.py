@@ -1,5 +1,6 @@
 """Validate: the job state machine's first state. Everything checkable is checked before money is spent."""
 
+import gc
 from typing import Any
 
 # Every invocation validates params (pydantic) and opens the input (Pillow): load them during init.
@@ -13,6 +14,9 @@ logger = Logger()
 # Only the AWS SDK: patch_all() would also import and patch httpx, which this function never calls.
 tracer = Tracer(patch_modules=("botocore",))
 metrics = Metrics()
+# Everything loaded so far lives as long as the container: freeze it, so the cyclic GC stops
+# re-scanning it in every full collection (bench/coldstart.py: ~50 ms less CPU in a first call).
+gc.freeze()
 
 
 @logger.inject_lambda_context(correlation_id_path="execution_name")

@@ -18,6 +18,8 @@ from picflow.http import DEFAULT_TIMEOUT, build_client
 from picflow.providers.base import Secret
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
     from picflow.providers.hdredraw import HdRedrawClient
     from picflow.providers.taskpic import TaskPicClient
     from picflow.providers.tencent import TencentClient
@@ -49,10 +51,18 @@ class Credentials:
         )
 
 
-def load_credentials() -> Credentials:
-    from aws_lambda_powertools.utilities import parameters
+@functools.cache
+def _secrets() -> SecretsProvider:
+    import boto3
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-    raw = parameters.get_secret(config.env(config.PROVIDER_SECRET), transform="json", max_age=SECRET_MAX_AGE)
+    # Left to itself powertools builds its client from a new boto3.Session, which loads botocore's
+    # endpoint and model data a second time (~70 ms of a cold start): use the default session's.
+    return SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+
+
+def load_credentials() -> Credentials:
+    raw = _secrets().get(config.env(config.PROVIDER_SECRET), transform="json", max_age=SECRET_MAX_AGE)
     if not isinstance(raw, dict):
         raise TypeError("the provider secret must be a JSON object")
     return Credentials.from_mapping(raw)
