@@ -42,7 +42,12 @@ class ReadyServer(uvicorn.Server):
 
 def make_server(app: MockApp, host: str, port: int, log_level: str = "warning") -> ReadyServer:
     # h11 keeps the raw-socket faults predictable; keep-alive is on, as with a real upstream.
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, http="h11", lifespan="on")
+    # uvicorn's 5 s idle timeout races clients that reuse a pooled connection just as the
+    # server closes it ("Server disconnected without sending a response"): on a loaded test
+    # machine that turned a status read or a control call into a spurious failure.
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, http="h11", lifespan="on", timeout_keep_alive=300
+    )
     return ReadyServer(config)
 
 
