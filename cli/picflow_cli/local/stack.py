@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -260,6 +261,10 @@ class LocalStack:
         if not os.environ.get("PICFLOW_LOCAL_VERBOSE"):
             # moto logs every failed state and task at ERROR: that is the jobs' business, not ours.
             logging.getLogger("moto").setLevel(logging.CRITICAL)
+            # moto skips resource types this stack fills in itself, and powertools warns of
+            # per-invocation dimensions piling up while metrics are not flushed (locally only).
+            warnings.filterwarnings("ignore", "Tried to parse AWS", UserWarning)
+            warnings.filterwarnings("ignore", "Dimension '.*' has already been added", UserWarning)
             logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
         self._server = ThreadedMotoServer(
             ip_address=self.host, port=self.moto_port, verbose=bool(os.environ.get("PICFLOW_LOCAL_VERBOSE"))

@@ -14,7 +14,6 @@ import signal
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,10 +126,6 @@ def up(
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
 
-    # What the pytest configuration filters too: moto skipping types the stack fills in itself,
-    # and powertools' per-invocation dimensions piling up while metrics are not flushed.
-    warnings.filterwarnings("ignore", "Tried to parse AWS", UserWarning)
-    warnings.filterwarnings("ignore", "Dimension '.*' has already been added", UserWarning)
     print("picflow local: starting the mock upstream and the local stack (template.yaml in moto)…", file=out)
     upstream = UpstreamServer(upstream_port)
     stack: LocalStack | None = None
