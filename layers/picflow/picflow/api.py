@@ -630,11 +630,10 @@ def _url_input(svc: Services, op: Operation, url: str, job_id: str) -> dict[str,
         raise ApiError.invalid(exc, field) from None
     except urls.InputUnavailableError as exc:
         raise ApiError(422, "InputUnavailable", exc.message, field=field, rule=exc.rule) from None
-    size = int(
-        svc.s3.head_object(Bucket=bucket, Key=key, **({"VersionId": version} if version else {}))[
-            "ContentLength"
-        ]
-    )
+    head: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version:
+        head["VersionId"] = version
+    size = int(svc.s3.head_object(**head)["ContentLength"])
     _sniff(svc, op, bucket, key, version, size, field)
     return {"bucket": bucket, "key": key, "version_id": version}
 
