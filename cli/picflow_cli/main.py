@@ -231,34 +231,25 @@ def _positive(text: str) -> float:
     return value
 
 
-def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be 0 to 100: {text}")
-    return value
+def _within[N: (int, float)](kind: type[N], low: N, high: N) -> Callable[[str], N]:
+    """An argparse type: a number of ``kind`` from low to high, else one clear line."""
+    what = "whole number" if kind is int else "number"
+
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low:g} to {high:g}: {text}")
+        return value
+
+    return parse
 
 
-def _concurrency(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be 1 to 1000: {value}")
-    return value
-
-
-def _limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 1 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"must be 1 to 100: {value}")
-    return value
+_percent = _within(float, 0.0, 100.0)
+_concurrency = _within(int, 1, 1000)
+_limit = _within(int, 1, 100)
 
 
 def _command(
