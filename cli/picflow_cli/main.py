@@ -330,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = _command(sub, "cancel", _cmd_cancel, parents=[api, as_json], help="cancel a job")
     cancel.add_argument("job_id", metavar="ID")
 
-    batch = sub.add_parser("batch", help="a whole prefix or manifest of images through one operation")
+    batch = sub.add_parser(
+        "batch", help="a whole prefix or manifest of images through an operation or the pipeline"
+    )
     batch_sub = batch.add_subparsers(dest="batch_command", required=True, metavar="run|status|stop")
     batch_run = _command(
         batch_sub,
@@ -339,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[api, as_json],
         help="start a batch and follow it until it ends",
     )
-    batch_run.add_argument("operation", help="a name from `picflow operations`")
+    batch_run.add_argument("operation", help="a name from `picflow operations`, or pipeline")
     source = batch_run.add_mutually_exclusive_group(required=True)
     source.add_argument("--prefix", metavar="S3URL", help="every image under s3://<input bucket>/<prefix>")
     source.add_argument(

@@ -292,3 +292,53 @@ def test_batch_with_a_hostile_url_is_refused_naming_its_line_before_anything_sta
     after = system.sfn.list_executions(stateMachineArn=system.info.batch_state_machine_arn)["executions"]
     assert len(after) == len(before)
     assert system.mock.count() == 0
+
+
+def test_pipeline_batch_runs_three_jobs_per_item_reports_one_line_each_and_reruns_for_free(
+    system, sample, api
+):
+    # GIVEN three different images under a prefix
+    prefix = f"batches/{uuid.uuid4().hex[:8]}/"
+    keys = _images(system, sample, 3, prefix)
+    paid_before = system.mock.count_by("route", paid=True)
+
+    def paid_since() -> dict[str, int]:
+        now = system.mock.count_by("route", paid=True)
+        return {
+            route: n - paid_before.get(route, 0) for route, n in now.items() if n > paid_before.get(route, 0)
+        }
+
+    # WHEN they go through the pipeline (cutout -> background -> upscale) as one batch
+    body = {"operation": "pipeline", "params": {"prompt": "studio", "upscale": 2}, "prefix": prefix}
+    started = api.post("/batches", json=body)
+    assert started.status_code == 202, started.text
+    batch_id = started.json()["batch_id"]
+    execution, view = _finish(system, api, batch_id)
+
+    # THEN each item is one line whose outputs are the upscale's, made by its own three jobs
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert started.json()["max_concurrency"] == 4  # min(taskpic 8, hdredraw 4)
+    assert (view["total"], view["counts"]["SUCCEEDED"], view["done"]) == (3, 3, 3)
+    assert view["cost"] == {"units": 9, "unit": "hdredraw.call+taskpic.call"}
+    results = _results(system, view)
+    assert [r["input"]["key"] for r in results] == sorted(keys)
+    for i, line in enumerate(results):
+        steps = [f"{batch_id}-{i}-{s}" for s in ("cutout", "background", "upscale")]
+        assert line["steps"] == steps
+        assert line["job_id"] == steps[-1]
+        assert line["status"] == "SUCCEEDED"
+        upscale = system.job(steps[-1])
+        assert upscale["batch_id"] == batch_id
+        assert [o["key"] for o in line["outputs"]] == [o["key"] for o in upscale["manifest"]["outputs"]]
+    # AND each item's three steps were paid once: three routes (one per step), three calls each
+    paid = paid_since()
+    assert sorted(paid.values()) == [3, 3, 3], paid
+
+    # WHEN the same prefix runs through the pipeline again
+    again = api.post("/batches", json=body)
+    execution2, view2 = _finish(system, api, again.json()["batch_id"])
+
+    # THEN every step is reused and nothing more is paid
+    assert execution2["status"] == "SUCCEEDED", execution2.get("cause")
+    assert (view2["counts"]["SUCCEEDED"], view2["reused"], view2["cost"]["units"]) == (3, 3, 0)
+    assert paid_since() == paid

@@ -26,6 +26,5 @@ def test_only_a_batch_with_url_items_takes_the_fetching_map() -> None:
     source = ASL["States"][ASL["StartAt"]]
     assert source["Type"] == "Choice"
     assert source["Default"] == "Items"
-    [choice] = source["Choices"]
-    assert choice["Next"] == "UrlItems"
+    [choice] = [c for c in source["Choices"] if c["Next"] == "UrlItems"]
     assert {"Variable": "$.has_urls", "IsPresent": True} in choice["And"]

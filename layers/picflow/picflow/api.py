@@ -5,7 +5,7 @@
     GET    /jobs             list (status, operation, since, cursor) 200 | 422
     GET    /jobs/{job_id}    status, timings, cost, results (presigned GETs) 200 | 404
     DELETE /jobs/{job_id}    cancel: mark CANCELLED, stop execution, free slot 200 | 404 | 409
-    POST   /batches          a prefix or manifest through one operation  202 new, 200 replay | 409 | 4xx
+    POST   /batches          a prefix or manifest through an operation or the pipeline  202 | 200 | 409 | 4xx
     GET    /batches/{id}     counts by status, progress, reuse, cost, results manifest 200 | 404
     DELETE /batches/{id}     stop the batch and cancel its unfinished jobs 200 | 404 | 409
     GET    /operations       the catalogue                          200
@@ -243,7 +243,12 @@ class OperationList(_Model):
 class BatchRequest(_Model):
     """Exactly one source of items: a prefix of the input bucket or a manifest in it."""
 
-    operation: str = Field(min_length=1, max_length=64, description="A name from GET /operations.")
+    operation: str = Field(
+        min_length=1,
+        max_length=64,
+        description="A name from GET /operations, or pipeline (segmentation -> background -> redraw per "
+        "item; params: prompt, upscale).",
+    )
     params: dict[str, Any] = Field(default_factory=dict, description="Every item's parameters.")
     prefix: str | None = Field(
         None,
@@ -982,9 +987,10 @@ def _replay(svc: Services, batch_id: str, fingerprint: str) -> Response[BatchCre
 
 @app.post(
     "/batches",
-    summary="Run one operation over a prefix or manifest of images",
-    description="One job per image, as a Distributed Map: at most max_concurrency in flight, the batch "
-    "fails once more than tolerated_failure_percentage of its items fail, and items already done "
+    summary="Run one operation or the pipeline over a prefix or manifest of images",
+    description="One job (or pipeline) per image, as a Distributed Map: at most max_concurrency in "
+    "flight, the batch fails once more than tolerated_failure_percentage of its items fail, and items "
+    "already done "
     "(same image, operation and params) reuse their results without paying again.",
     responses=_start_responses("batch", BatchCreated),
     tags=["batches"],
@@ -995,10 +1001,14 @@ def create_batch(
     from botocore.exceptions import ClientError
 
     svc = _services()
+    pipeline = body.operation == batches.PIPELINE
+    # A pipeline item holds a slot of each step's provider in turn: the smallest cap bounds it.
+    names = [name for _, name in batches.PIPELINE_STEPS] if pipeline else [body.operation]
     try:
-        op = get_operation(body.operation)
+        providers = {get_operation(name).provider.value for name in names}
     except ParamValidationError as exc:
         raise ApiError.invalid(exc, "operation") from None
+    op: Operation | str = batches.PIPELINE if pipeline else get_operation(body.operation)
     fingerprint = _fingerprint(body)
     batch_id = batches.batch_id_for(idempotency_key)
     if idempotency_key is not None and (replay := _replay(svc, batch_id, fingerprint)) is not None:
@@ -1027,10 +1037,11 @@ def create_batch(
         Body=json.dumps(items, separators=(",", ":")).encode(),
         ContentType="application/json",
     )
-    cap = config.concurrency_caps().get(op.provider.value, 1)
+    caps = config.concurrency_caps()
+    cap = min(caps.get(p, 1) for p in providers)
     request = {
         "batch_id": batch_id,
-        "operation": op.name,
+        "operation": body.operation,
         "params": body.params,
         "source": {"prefix": str(body.prefix)} if body.manifest is None else {"manifest": body.manifest},
         "items_key": batches.items_key(batch_id),
@@ -1040,6 +1051,7 @@ def create_batch(
         "reuse": body.reuse,
         # The map runs a Fetch step per item only in a batch that has URL items.
         "has_urls": any("url" in item for item in items),
+        "pipeline": pipeline,
         "request_sha256": fingerprint,
         "created_at": now_iso(),
     }
@@ -1077,10 +1089,12 @@ def get_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchView:
     svc = _services()
     execution = _batch_or_404(svc, batch_id)
     request = json.loads(execution.get("input") or "{}")
-    summary = batches.finished_summary(execution) or batches.summarise(
-        list(batches.item_records(svc.store.table, batch_id, index=batches.PROGRESS_INDEX)),
-        int(request["total"]),
-    )
+    summary = batches.finished_summary(execution)
+    if summary is None:
+        records = list(batches.item_records(svc.store.table, batch_id, index=batches.PROGRESS_INDEX))
+        if request.get("pipeline"):
+            records = list(batches.group_pipeline(records).values())
+        summary = batches.summarise(records, int(request["total"]))
     bucket = config.env(config.OUTPUT_BUCKET)
     results_key: str | None = batches.results_key(batch_id)
     try:

@@ -1,4 +1,5 @@
-"""Batches: one operation over a whole prefix or manifest of images, run as one Distributed Map.
+"""Batches: one operation (or the pipeline) over a whole prefix or manifest of images, run as one
+Distributed Map.
 
     POST /batches ─ plan: list the prefix / read the manifest, merge and validate each item's
                     params, write ``batches/<id>/items.json`` (output bucket), start the batch
@@ -21,6 +22,13 @@ unless it is a public http(s) URL (:func:`picflow.urls.check_public_url`), then 
 map's Fetch step (:func:`fetch_item`, :func:`picflow.urls.fetch_into_s3`) to
 ``uploads/<batch id>-<index>/source`` in the input bucket just before its job starts. A URL that
 then fails (not 200, too big, unreachable) fails its item with a job record saying why.
+
+Pipeline batches (``operation: "pipeline"``, params ``prompt`` and ``upscale``): each item runs
+statemachine/pipeline.asl.json as the child execution ``<batch id>-<index>``, whose three jobs
+are ``<batch id>-<index>-cutout|background|upscale`` (:data:`PIPELINE_STEPS`). The plan checks
+the params each step will get with the catalogue before anything starts; progress and the report
+group an item's three job records into one (:func:`group_pipeline`). Key items only: a URL item
+would need a Fetch before its pipeline.
 """
 
 from __future__ import annotations
@@ -47,15 +55,19 @@ __all__ = [
     "IMAGE_CONTENT_TYPES",
     "IMAGE_SUFFIXES",
     "MAX_ITEMS",
+    "PIPELINE",
+    "PIPELINE_STEPS",
     "PROGRESS_INDEX",
     "REPORT_INDEX",
     "batch_id_for",
     "fetch_item",
     "fetched_key",
     "finished_summary",
+    "group_pipeline",
     "item_records",
     "items_key",
     "list_prefix",
+    "pipeline_step_params",
     "plan_items",
     "read_manifest",
     "report",
@@ -69,6 +81,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 IMAGE_CONTENT_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff")
 # A Lambda reads and writes the items file in one go: ~100 bytes an item.
 MAX_ITEMS = 100_000
+
+# The name a batch gives instead of an operation to run statemachine/pipeline.asl.json per item.
+PIPELINE = "pipeline"
+# The pipeline's steps in order, as its ASL runs them: job name suffix and operation.
+PIPELINE_STEPS = (("cutout", "segmentation"), ("background", "background"), ("upscale", "redraw"))
+_PIPELINE_PARAMS = ("prompt", "upscale")
 
 
 def batch_id_for(idempotency_key: str | None) -> str:
@@ -157,12 +175,46 @@ def fetched_key(batch_id: str, index: int) -> str:
     return f"{UPLOADS_PREFIX}{batch_id}-{index}/source"
 
 
+def pipeline_step_params(params: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """What each pipeline step's job gets (statemachine/pipeline.asl.json's fixed params plus the
+    batch's ``prompt`` and ``upscale``), as (operation, params) in step order."""
+    unknown = sorted(set(params) - set(_PIPELINE_PARAMS))
+    if unknown:
+        raise ParamValidationError(
+            f"{PIPELINE}: {unknown[0]} is not a parameter of the pipeline (it takes prompt, upscale)",
+            field=unknown[0],
+            rule="one of prompt, upscale",
+        )
+    picked = {k: params[k] for k in _PIPELINE_PARAMS if k in params}
+    return [
+        ("segmentation", {"format": "png"}),
+        ("background", {"batch_size": 1} | ({"prompt": picked["prompt"]} if "prompt" in picked else {})),
+        ("redraw", {"upscale": picked["upscale"]} if "upscale" in picked else {}),
+    ]
+
+
+def _validated(op: Operation | str, merged: dict[str, Any]) -> dict[str, Any]:
+    """``merged`` checked as ``op``'s params; for the pipeline, as each step's params, and
+    completed with redraw's default upscale (the pipeline's ASL reads both prompt and upscale)."""
+    from picflow.catalogue import validate_params
+
+    if op != PIPELINE:
+        validate_params(op, merged)
+        return merged
+    steps = [validate_params(name, step) for name, step in pipeline_step_params(merged)]
+    return {"prompt": steps[1].model_dump()["prompt"], "upscale": steps[2].model_dump()["upscale"]}
+
+
 def plan_items(
-    op: Operation, params: Mapping[str, Any], rows: list[dict[str, Any]], bucket: str, batch_id: str
+    op: Operation | str,
+    params: Mapping[str, Any],
+    rows: list[dict[str, Any]],
+    bucket: str,
+    batch_id: str,
 ) -> list[dict[str, Any]]:
     """The items file: each row's params merged over the batch's and validated, and each URL
-    checked, before anything runs (:class:`~picflow.urls.UnsafeUrlError` names the line)."""
-    from picflow.catalogue import validate_params
+    checked, before anything runs (:class:`~picflow.urls.UnsafeUrlError` names the line).
+    ``op`` is an operation or :data:`PIPELINE`."""
     from picflow.urls import UnsafeUrlError, check_public_url
 
     if not rows:
@@ -171,13 +223,16 @@ def plan_items(
     public_hosts: set[tuple[str, int]] = set()
     for index, row in enumerate(rows):
         where = f"manifest line {row['line']}" if "line" in row else f"item {row['key']}"
-        merged = {**params, **(row.get("params") or {})}
         try:
-            validate_params(op, merged)
+            merged = _validated(op, {**params, **(row.get("params") or {})})
         except ParamValidationError as exc:
             raise ParamValidationError(
                 f"{where}: {exc.message}", field=f"params.{exc.field}", rule=exc.rule
             ) from None
+        if "url" in row and op == PIPELINE:
+            raise ParamValidationError(
+                f"{where}: a pipeline batch takes keys, not URLs", field="manifest", rule="a key per item"
+            )
         if "url" not in row:
             items.append({"i": index, "bucket": bucket, "key": row["key"], "params": merged})
             continue
@@ -255,8 +310,50 @@ def item_records(table: Table, batch_id: str, *, index: str = REPORT_INDEX) -> I
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def _paid(record: Mapping[str, Any]) -> bool:
+    # The provider took the task (a job that failed in Validate paid nothing; a reused one neither).
+    return bool(record.get("submitted_at")) and not record.get("reused")
+
+
+def group_pipeline(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A pipeline batch's job records as one record per item, keyed ``<batch id>-<index>``: the
+    first failed (or cancelled) step's status and error, else the last step's status (RUNNING
+    while a later step has yet to start); reused when every step was; the paid steps' cost summed;
+    the last step's manifest; ``steps``: the item's job ids in step order."""
+    suffixes = [suffix for suffix, _ in PIPELINE_STEPS]
+    by_item: dict[str, dict[str, dict[str, Any]]] = {}
+    for record in records:
+        item, _, suffix = str(record["job_id"]).rpartition("-")
+        if suffix in suffixes:
+            by_item.setdefault(item, {})[suffix] = record
+    grouped = {}
+    for item, steps in by_item.items():
+        ran = [steps[s] for s in suffixes if s in steps]
+        failed = next((r for r in ran if r.get("status") in (JobStatus.FAILED, JobStatus.CANCELLED)), None)
+        last = failed or ran[-1]
+        status = str(last.get("status", JobStatus.QUEUED.value))
+        if failed is None and len(ran) < len(suffixes):
+            status = JobStatus.RUNNING.value  # between steps: the next job is about to start
+        paid = [r for r in ran if _paid(r)]
+        units = sorted({str(r["cost_unit"]) for r in paid if r.get("cost_unit")})
+        grouped[item] = {
+            "job_id": last.get("job_id"),
+            "steps": [r.get("job_id") for r in ran],
+            "status": status,
+            "reused": len(ran) == len(suffixes) and all(r.get("reused") for r in ran),
+            "submitted_at": paid[0].get("submitted_at") if paid else None,
+            "cost_units": sum(int(r.get("cost_units") or 0) for r in paid),
+            # One sum over different providers' units: name them all (taskpic.call+hdredraw.call).
+            "cost_unit": "+".join(units) or None,
+            "manifest": last.get("manifest") if failed is None else None,
+            "error": None if failed is None else failed.get("error"),
+        }
+    return grouped
+
+
 def summarise(records: list[dict[str, Any]], total: int) -> dict[str, Any]:
-    """Counts by status (items without a job yet are NOT_STARTED), reuse and what was paid."""
+    """Counts by status (items without a job yet are NOT_STARTED), reuse and what was paid.
+    A pipeline batch's records are grouped per item first (:func:`group_pipeline`)."""
     counts = {s.value: 0 for s in JobStatus}
     reused = 0
     units = 0
@@ -264,8 +361,7 @@ def summarise(records: list[dict[str, Any]], total: int) -> dict[str, Any]:
     for record in records:
         counts[str(record.get("status", JobStatus.QUEUED.value))] += 1
         reused += bool(record.get("reused"))
-        if record.get("submitted_at") and not record.get("reused"):
-            # Paid: the provider took the task (a job that failed in Validate paid nothing).
+        if _paid(record):
             units += int(record.get("cost_units") or 0)
             unit = unit or record.get("cost_unit")
     counts["NOT_STARTED"] = max(0, total - len(records))
@@ -301,6 +397,7 @@ def _result_line(item: Mapping[str, Any], record: Mapping[str, Any] | None) -> d
         | ({"url": item["url"]} if "url" in item else {}),
         "params": item["params"],
         "job_id": None if record is None else record.get("job_id"),
+        **({"steps": record["steps"]} if record is not None and "steps" in record else {}),
         "status": "NOT_STARTED" if record is None else record.get("status"),
         "reused": bool((record or {}).get("reused")),
         "outputs": [
@@ -319,6 +416,8 @@ def report(batch: Mapping[str, Any], *, s3: S3Client, table: Table) -> dict[str,
     bucket = config.env(config.OUTPUT_BUCKET)
     items = json.loads(s3.get_object(Bucket=bucket, Key=items_key(batch_id))["Body"].read())
     records = {str(r["job_id"]): r for r in item_records(table, batch_id)}
+    if batch.get("pipeline"):
+        records = group_pipeline(list(records.values()))
     lines = (json.dumps(_result_line(i, records.get(f"{batch_id}-{i['i']}")), default=str) for i in items)
     key = results_key(batch_id)
     s3.put_object(
