@@ -23,6 +23,11 @@ gc.freeze()
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if event.get("action") == "twin":
+        # Waiting on an identical job that is paying: its results, or take over.
+        state = event["state"]
+        logger.append_keys(job_id=state["job_id"], execution_id=state.get("execution_id"))
+        return workflow.await_twin(state)
     state = workflow.state_from_event(event)
     logger.append_keys(job_id=state["job_id"], execution_id=state.get("execution_id"))
     return workflow.validate(state)

@@ -59,3 +59,52 @@ def test_defaults_spelt_out_are_the_same_params(system, sample):
 
     assert job["reused"] is True
     assert system.mock.count(paid=True) == 1
+
+
+def _states(system, execution) -> list[str]:
+    return [
+        e["stateEnteredEventDetails"]["name"]
+        for e in system.sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)[
+            "events"
+        ]
+        if "stateEnteredEventDetails" in e
+    ]
+
+
+def test_two_identical_jobs_at_once_pay_once_the_second_waits_for_the_first(system, sample):
+    # GIVEN a task that stays running for a while, and the same image uploaded twice at once
+    system.mock.set_scenario(polls=30)
+    system.mock.configure(hd_status_cache_seconds=0)  # every read counts: the task ends after 30
+    keys = [system.upload(f"face_enhance/twins/{n}.png", sample["image.png"], {}) for n in "ab"]
+
+    outcomes = [system.run(key) for key in keys]
+
+    # THEN both succeed, the provider is paid once, and one job reused the other's results
+    assert [e["status"] for e, _ in outcomes] == ["SUCCEEDED", "SUCCEEDED"]
+    assert system.mock.count(paid=True) == 1
+    (paid,) = [(e, j) for e, j in outcomes if not j.get("reused")]
+    (twin,) = [(e, j) for e, j in outcomes if j.get("reused")]
+    assert twin[1]["reused_from"] == paid[1]["job_id"]
+    states = _states(system, twin[0])
+    assert "WaitForTwin" in states  # it waited on the paying job, not on a finished entry
+    assert "Submit" not in states
+    assert system.output(twin[1]["manifest"]["outputs"][0]["key"]) == system.output(
+        paid[1]["manifest"]["outputs"][0]["key"]
+    )
+
+
+def test_a_twin_whose_first_fails_goes_on_and_pays_itself(system, sample):
+    # GIVEN the first of two identical jobs fails upstream while the second waits on it
+    system.mock.set_scenario(next=1, polls=20, outcome="failure")
+    system.mock.configure(hd_status_cache_seconds=0)
+    keys = [system.upload(f"face_enhance/twins/{n}.png", sample["image.png"], {}) for n in "ab"]
+
+    outcomes = [system.run(key) for key in keys]
+
+    # THEN the failure frees the claim: the other job submits on its own and succeeds
+    statuses = sorted(e["status"] for e, _ in outcomes)
+    assert statuses == ["FAILED", "SUCCEEDED"]
+    assert system.mock.count(paid=True) == 2
+    (survivor,) = [(e, j) for e, j in outcomes if e["status"] == "SUCCEEDED"]
+    assert not survivor[1].get("reused")
+    assert "WaitForTwin" in _states(system, survivor[0])

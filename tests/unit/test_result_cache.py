@@ -58,6 +58,32 @@ def test_result_cache_miss_then_hit_after_put(cache: ResultCache) -> None:
     assert entry["ttl"] > 0
 
 
+def test_a_miss_is_claimed_once_until_released(cache: ResultCache) -> None:
+    key = cache_key("vectorize", SHA, {"color_count": 5})
+    assert cache.claim(key, "j1", 600) is None  # taken
+    assert cache.claim(key, "j1", 600) is None  # a retried Validate keeps its own claim
+    held = cache.claim(key, "j2", 600)
+    assert held is not None
+    assert held["pending_owner"] == "j1"  # an identical job is paying: j2 waits
+
+    assert cache.release(key, "j2") is False  # only the owner frees it
+    assert cache.release(key, "j1") is True
+    assert cache.get(key) is None
+    assert cache.claim(key, "j2", 600) is None  # the twin takes over
+
+
+def test_an_expired_claim_can_be_taken_and_a_finished_entry_replaces_a_claim(cache: ResultCache) -> None:
+    key = cache_key("vectorize", SHA, {"color_count": 6})
+    assert cache.claim(key, "gone", -1) is None  # its owner never came back
+    assert cache.claim(key, "j2", 600) is None
+
+    cache.put(key, {"job_id": "j2", "bucket": "out", "outputs": [{"key": "jobs/j2/a.png"}]})
+    entry = cache.get(key)
+    assert entry is not None
+    assert "pending_owner" not in entry
+    assert cache.release(key, "j2") is False  # results are never dropped by a late release
+
+
 def test_reuse_results_copies_outputs_under_the_new_prefix_with_a_manifest(s3: Any) -> None:
     s3.create_bucket(Bucket="out")
     s3.put_object(Bucket="out", Key="jobs/old/image.png", Body=b"png-bytes")

@@ -936,6 +936,9 @@ def _cancel(svc: Services, job: Mapping[str, Any]) -> CancelResult:
     op = OPERATIONS.get(str(job.get("operation")))
     provider = job.get("provider") or (op.provider.value if op else None)
     released = bool(provider) and svc.semaphore.release(str(provider), job_id)
+    if job.get("cache_key"):
+        # An identical job may be waiting on this one's results: let it go on.
+        svc.cache.release(str(job["cache_key"]), job_id)
     return CancelResult(
         job_id=job_id,
         status=JobStatus.CANCELLED.value,

@@ -13,8 +13,11 @@ job's results are safely stored. Entries live in a table of their own (ResultCac
 the jobs table is listed by scan (``GET /jobs``) and would show them as jobs, and an entry's
 lifetime follows the outputs it points at, not the job record's.
 
-Two identical items started at the same moment both miss and both pay: the cache saves
-re-runs, it is not a lock.
+Two identical jobs started at the same moment would both miss and both pay, so a miss is
+claimed: Validate writes a pending entry naming its job (``claim``), conditionally. A second
+job that finds a live claim waits for the first (a Wait/Twin loop in the state machine) and
+reuses its results; if the owner fails or is cancelled its claim is released (``release``), and
+a claim its owner never resolved expires, so a waiting twin then claims and pays itself.
 """
 
 from __future__ import annotations
@@ -58,6 +61,52 @@ class ResultCache:
         item = self._table.get_item(Key={"cache_key": key}).get("Item")
         return None if item is None else from_dynamo(item)
 
+    def claim(self, key: str, owner: str, seconds: float) -> dict[str, Any] | None:
+        """Take ``key`` for ``owner`` for ``seconds``: None when taken, else the entry in the way.
+
+        Succeeds over nothing, a finished entry (the caller found it stale), an expired claim or
+        the owner's own claim (a retried Validate).
+        """
+        from botocore.exceptions import ClientError
+
+        now = time.time()
+        try:
+            self._table.put_item(
+                Item={
+                    "cache_key": key,
+                    "pending_owner": owner,
+                    "claimed_at": _decimal(now),
+                    "pending_until": _decimal(now + seconds),
+                    "ttl": int(now + seconds) + 86400,
+                },
+                ConditionExpression="attribute_not_exists(pending_owner) OR pending_until < :now"
+                " OR pending_owner = :me",
+                ExpressionAttributeValues={":now": _decimal(now), ":me": owner},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            # Someone else's live claim, or (a rare race) an entry finished or released
+            # between the condition and this read: the caller decides.
+            return self.get(key) or {}
+        return None
+
+    def release(self, key: str, owner: str) -> bool:
+        """Drop ``owner``'s claim (its job failed or was cancelled) so a waiting twin goes on."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._table.delete_item(
+                Key={"cache_key": key},
+                ConditionExpression="pending_owner = :me",
+                ExpressionAttributeValues={":me": owner},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def put(self, key: str, entry: Mapping[str, Any]) -> None:
         """Last writer wins: any successful job's results are as good as another's."""
         from picflow.jobs import now_iso, to_dynamo
@@ -65,3 +114,9 @@ class ResultCache:
         ttl_days = config.env_int(config.JOB_TTL_DAYS, 30)
         item = {**entry, "cache_key": key, "stored_at": now_iso(), "ttl": int(time.time()) + ttl_days * 86400}
         self._table.put_item(Item=to_dynamo(item))
+
+
+def _decimal(value: float) -> Any:
+    from decimal import Decimal
+
+    return Decimal(str(round(value, 3)))

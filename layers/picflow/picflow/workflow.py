@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Services",
     "acquire_slot",
+    "await_twin",
     "check",
     "collect",
     "first_wait",
@@ -365,11 +366,11 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
             "out_prefix": out_prefix,
             "cost_units": meta["cost_units"],
             "cost_unit": op.cost.unit,
+            "cache_key": key,
             "validated_at": now_iso(now),
         },
     )
-    cache = _cache_lookup(svc, key, enabled=state.get("reuse", True) is not False)
-    return {
+    out = {
         "job_id": job_id,
         "execution_id": state.get("execution_id"),
         "operation": op.name,
@@ -378,11 +379,42 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
         "notify_url": state.get("notify_url"),
         "out_prefix": out_prefix,
         "job": meta,
-        "cache": cache,
-        # The first try for the provider slot happens here, not in a state of its own: one
-        # transition less per job, and AcquireSlot runs only while the provider is full.
-        "slot": None if cache["hit"] else acquire_slot({"job_id": job_id, "job": meta}, svc),
+        "reuse": state.get("reuse", True) is not False,
     }
+    return {**out, **_cache_or_slot(out, svc)}
+
+
+def _cache_or_slot(state: Mapping[str, Any], svc: Services) -> dict[str, Any]:
+    """Reuse earlier results, wait for an identical job already paying, or take a provider slot.
+
+    The first try for the slot happens here, not in a state of its own: one transition less
+    per job, and AcquireSlot runs only while the provider is full.
+    """
+    meta = state["job"]
+    key = str(meta["cache_key"])
+    cache = _cache_lookup(svc, key, enabled=bool(state["reuse"]))
+    if not cache["hit"] and state["reuse"]:
+        job_id = str(state["job_id"])
+        found = svc.cache.claim(key, job_id, float(meta["slot_ttl"]))
+        if found is not None and found.get("pending_owner") not in (None, job_id):
+            # An identical job is paying right now: wait for its results instead of paying.
+            elapsed = svc.clock() - float(found.get("claimed_at") or svc.clock())
+            from picflow.catalogue import Provider
+
+            wait = _scaled(next_wait(Provider(str(meta["provider"])), max(0.0, elapsed), None))
+            return {"cache": {**cache, "twin": found["pending_owner"], "wait_seconds": wait}, "slot": None}
+        if found is not None and found.get("outputs"):
+            cache = _cache_lookup(svc, key, enabled=True)  # finished just now
+    if cache["hit"]:
+        return {"cache": cache, "slot": None}
+    return {"cache": cache, "slot": acquire_slot(state, svc)}
+
+
+@_records_errors
+def await_twin(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
+    """After a wait: the identical job's results, or its claim gone (take over), or wait again."""
+    svc = svc or services()
+    return {**state, **_cache_or_slot(state, svc)}
 
 
 def _cache_lookup(svc: Services, key: str, *, enabled: bool) -> dict[str, Any]:
@@ -390,7 +422,7 @@ def _cache_lookup(svc: Services, key: str, *, enabled: bool) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
     entry = svc.cache.get(key) if enabled else None
-    if entry is None:
+    if entry is None or entry.get("pending_owner"):  # nothing, or a job still paying for it
         return {"hit": False, "key": key}
     try:
         for output in entry.get("outputs") or []:
@@ -857,6 +889,10 @@ def record_failure(
     svc.store.update(
         job_id, {"status": JobStatus.FAILED.value, "error": error, "completed_at": now_iso(svc.clock())}
     )
+    key = (state.get("job") or {}).get("cache_key")
+    if key:
+        # An identical job may be waiting on this one's results: let it go on (and pay).
+        svc.cache.release(str(key), job_id)
     return {"error": error}
 
 
