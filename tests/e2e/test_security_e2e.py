@@ -177,7 +177,11 @@ def _callback(system, job_id: str, secret: str, body: dict[str, Any] | None = No
 
 def test_callbacks_with_a_wrong_missing_or_replayed_secret_are_refused_and_recorded(system, sample):
     system.mock.configure_callbacks(drop=True)  # the provider's own deliveries never come
-    keys = [system.upload(f"segmentation/cb/{n}.jpg", sample["product.jpg"], {}) for n in ("a", "b")]
+    # Two different images: identical ones would be one paid job and a twin waiting on it.
+    keys = [
+        system.upload("segmentation/cb/a.jpg", sample["product.jpg"], {}),
+        system.upload("segmentation/cb/b.png", sample["image.png"], {}),
+    ]
     jobs = [str(system.job_for_key(k)["job_id"]) for k in keys]
     waiting = _wait_until(
         system,
