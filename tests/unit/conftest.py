@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from picflow_cli import settings
 from picflow_cli.local.stack import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +90,11 @@ def s3(aws: boto3.Session) -> Any:
 @pytest.fixture
 def sfn(aws: boto3.Session) -> Any:
     return aws.client("stepfunctions")
+
+
+@pytest.fixture
+def no_ambient_cli_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No CLI test sees the developer's environment or a running local stack."""
+    for name in (settings.API_URL_ENV, settings.API_KEY_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(settings.STATE_FILE_ENV, str(tmp_path / "state.json"))

@@ -30,12 +30,7 @@ API = "http://api.test/v1"
 KEY = "test-key"
 
 
-@pytest.fixture(autouse=True)
-def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test sees the developer's environment or a running local stack."""
-    for name in (settings.API_URL_ENV, settings.API_KEY_ENV):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(settings.STATE_FILE_ENV, str(tmp_path / "state.json"))
+pytestmark = pytest.mark.usefixtures("no_ambient_cli_config")
 
 
 def local_state(pid: int, api_url: str = API) -> LocalState:

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from picflow_cli import settings
 from picflow_cli.batch import BatchSource, batch_line, parse_source
 from picflow_cli.client import BatchView
 from picflow_cli.errors import UsageError
@@ -21,11 +20,11 @@ API = "http://api.test/v1"
 KEY = "test-key"
 
 
+pytestmark = pytest.mark.usefixtures("no_ambient_cli_config")
+
+
 @pytest.fixture(autouse=True)
-def _no_ambient_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in (settings.API_URL_ENV, settings.API_KEY_ENV):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(settings.STATE_FILE_ENV, str(tmp_path / "state.json"))
+def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("picflow_cli.batch.time.sleep", lambda seconds: None)
 
 
