@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from picflow.cache import ResultCache, cache_key, canonical_params
 from picflow.collect import reuse_results
+from picflow.semaphore import Semaphore
+from picflow.workflow import Services, await_twin
 
 SHA = "a" * 64
 
@@ -84,6 +86,39 @@ def test_an_expired_claim_can_be_taken_and_a_finished_entry_replaces_a_claim(cac
     assert cache.release(key, "j2") is False  # results are never dropped by a late release
 
 
+def test_a_claim_never_overwrites_results_that_finished_after_the_lookup(cache: ResultCache) -> None:
+    # GIVEN j2 looked the key up while j1 was still paying, and j1 finished just after
+    key = cache_key("vectorize", SHA, {"color_count": 7})
+    assert cache.claim(key, "j1", 600) is None
+    cache.put(key, {"job_id": "j1", "bucket": "out", "outputs": [{"key": "jobs/j1/a.png"}]})
+
+    # WHEN j2 claims the miss it saw
+    found = cache.claim(key, "j2", 600)
+
+    # THEN the claim fails and hands back j1's results (j2 reuses them instead of paying again)
+    assert found is not None
+    assert found["job_id"] == "j1"
+    assert found["outputs"] == [{"key": "jobs/j1/a.png"}]
+    entry = cache.get(key)
+    assert entry is not None
+    assert "pending_owner" not in entry
+
+
+def test_a_finished_entry_found_stale_is_claimed_only_as_it_was_seen(cache: ResultCache) -> None:
+    key = cache_key("vectorize", SHA, {"color_count": 8})
+    cache.put(key, {"job_id": "j1", "bucket": "out", "outputs": [{"key": "jobs/j1/a.png"}]})
+    seen = cache.get(key)
+    assert seen is not None
+
+    # A newer result stored since the stale one was seen is not overwritten ...
+    assert cache.claim(key, "j2", 600, stale="2000-01-01T00:00:00Z") is not None
+    # ... the stale one itself is.
+    assert cache.claim(key, "j2", 600, stale=str(seen["stored_at"])) is None
+    claimed = cache.get(key)
+    assert claimed is not None
+    assert claimed["pending_owner"] == "j2"
+
+
 def test_reuse_results_copies_outputs_under_the_new_prefix_with_a_manifest(s3: Any) -> None:
     s3.create_bucket(Bucket="out")
     s3.put_object(Bucket="out", Key="jobs/old/image.png", Body=b"png-bytes")
@@ -108,3 +143,58 @@ def test_reuse_results_copies_outputs_under_the_new_prefix_with_a_manifest(s3: A
     assert stored["reused_from"] == "old"
     assert stored["job_id"] == "new"
     assert stored["texts"] == {"prompt": "a cat"}
+
+
+# --- the decision Validate and the Twin loop make with the cache --------------------------
+
+
+@pytest.fixture
+def twin_svc(cache: ResultCache, semaphore_table: Any, s3: Any) -> Services:
+    s3.create_bucket(Bucket="out")
+    return Services(cache=cache, s3=s3, semaphore=Semaphore(semaphore_table))
+
+
+def _twin_state(job_id: str, key: str) -> dict[str, Any]:
+    job = {"cache_key": key, "provider": "hdredraw", "slot_ttl": 600}
+    return {"job_id": job_id, "reuse": True, "job": job, "cache": {"hit": False, "twin": "j1"}}
+
+
+def test_a_twin_reuses_results_that_finished_between_its_lookup_and_its_claim(
+    twin_svc: Services, cache: ResultCache, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN j1 is paying, and finishes right after j2's lookup (a race the Twin loop meets
+    # every time the owner finishes between two of its reads)
+    key = cache_key("face_enhance", SHA, {})
+    assert cache.claim(key, "j1", 600) is None
+    s3.put_object(Bucket="out", Key="jobs/j1/a.png", Body=b"png")
+    real_get = cache.get
+
+    def get_then_finish(k: str) -> dict[str, Any] | None:
+        seen = real_get(k)
+        if seen is not None and seen.get("pending_owner"):
+            cache.put(k, {"job_id": "j1", "bucket": "out", "outputs": [{"key": "jobs/j1/a.png"}]})
+        return seen
+
+    monkeypatch.setattr(cache, "get", get_then_finish)
+
+    # WHEN j2 looks again
+    out = await_twin(_twin_state("j2", key), twin_svc)
+
+    # THEN it reuses j1's results: no slot, no claim, nothing paid
+    assert out["cache"]["hit"] is True
+    assert out["cache"]["entry"]["job_id"] == "j1"
+    assert out["slot"] is None
+    assert "pending_owner" not in (real_get(key) or {})
+
+
+def test_results_whose_outputs_are_gone_are_claimed_and_paid_again(
+    twin_svc: Services, cache: ResultCache
+) -> None:
+    key = cache_key("face_enhance", SHA, {"x": 1})
+    cache.put(key, {"job_id": "j1", "bucket": "out", "outputs": [{"key": "jobs/j1/deleted.png"}]})
+
+    out = await_twin(_twin_state("j2", key), twin_svc)
+
+    assert out["cache"]["hit"] is False
+    assert out["slot"]["acquired"] is True
+    assert (cache.get(key) or {}).get("pending_owner") == "j2"  # a third identical job would wait on j2

@@ -61,15 +61,24 @@ class ResultCache:
         item = self._table.get_item(Key={"cache_key": key}).get("Item")
         return None if item is None else from_dynamo(item)
 
-    def claim(self, key: str, owner: str, seconds: float) -> dict[str, Any] | None:
+    def claim(
+        self, key: str, owner: str, seconds: float, *, stale: str | None = None
+    ) -> dict[str, Any] | None:
         """Take ``key`` for ``owner`` for ``seconds``: None when taken, else the entry in the way.
 
-        Succeeds over nothing, a finished entry (the caller found it stale), an expired claim or
-        the owner's own claim (a retried Validate).
+        Succeeds over nothing, an expired claim, the owner's own claim (a retried Validate), or
+        the finished entry stored at ``stale`` (the caller found its outputs gone). Never over
+        any other finished entry: an identical job may have finished between the caller's
+        lookup and this write, and overwriting its results would pay for them again.
         """
         from botocore.exceptions import ClientError
 
         now = time.time()
+        condition = "attribute_not_exists(cache_key) OR pending_until < :now OR pending_owner = :me"
+        values: dict[str, Any] = {":now": _decimal(now), ":me": owner}
+        if stale is not None:
+            condition += " OR stored_at = :stale"
+            values[":stale"] = stale
         try:
             self._table.put_item(
                 Item={
@@ -79,9 +88,8 @@ class ResultCache:
                     "pending_until": _decimal(now + seconds),
                     "ttl": int(now + seconds) + 86400,
                 },
-                ConditionExpression="attribute_not_exists(pending_owner) OR pending_until < :now"
-                " OR pending_owner = :me",
-                ExpressionAttributeValues={":now": _decimal(now), ":me": owner},
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":

@@ -395,7 +395,7 @@ def _cache_or_slot(state: Mapping[str, Any], svc: Services) -> dict[str, Any]:
     cache = _cache_lookup(svc, key, enabled=bool(state["reuse"]))
     if not cache["hit"] and state["reuse"]:
         job_id = str(state["job_id"])
-        found = svc.cache.claim(key, job_id, float(meta["slot_ttl"]))
+        found = svc.cache.claim(key, job_id, float(meta["slot_ttl"]), stale=cache.get("stale"))
         if found is not None and found.get("pending_owner") not in (None, job_id):
             # An identical job is paying right now: wait for its results instead of paying.
             elapsed = svc.clock() - float(found.get("claimed_at") or svc.clock())
@@ -428,7 +428,7 @@ def _cache_lookup(svc: Services, key: str, *, enabled: bool) -> dict[str, Any]:
         for output in entry.get("outputs") or []:
             svc.s3.head_object(Bucket=str(entry["bucket"]), Key=str(output["key"]))
     except ClientError:
-        return {"hit": False, "key": key, "stale": True}
+        return {"hit": False, "key": key, "stale": str(entry.get("stored_at") or "")}
     kept = ("job_id", "bucket", "manifest_key", "outputs", "texts")
     return {"hit": True, "key": key, "entry": {k: entry.get(k) for k in kept}}
 
