@@ -64,6 +64,30 @@ def test_callback_that_never_comes_falls_back_to_polling(system, sample, monkeyp
     assert system.mock.count(route="/task/pic/segmentation") == 1
 
 
+def test_the_callback_window_is_the_heartbeat_and_the_timeout_leaves_room_for_the_submit(
+    system, sample, monkeypatch
+):
+    monkeypatch.setenv("PICFLOW_CALLBACK_TIMEOUT", "300")
+    key = system.upload("segmentation/in/window.jpg", sample["product.jpg"], {"crop": 1})
+
+    execution, job = system.run(key)
+
+    assert execution["status"] == "SUCCEEDED"
+    assert job["style"] == "callback"
+    events = system.sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)[
+        "events"
+    ]
+    (scheduled,) = [
+        e["taskScheduledEventDetails"]
+        for e in events
+        if e["type"] == "TaskScheduled" and "waitForTaskToken" in e["taskScheduledEventDetails"]["resource"]
+    ]
+    # The submit restarts the heartbeat once the provider has the task: the window is counted
+    # from then. The hard timeout adds SUBMIT_GRACE (120 s) for the submit itself.
+    assert scheduled["heartbeatInSeconds"] == 300
+    assert scheduled["timeoutInSeconds"] == 420
+
+
 def test_duplicate_callback_is_refused_and_recorded(system, sample):
     system.mock.configure_callbacks(duplicate=1)
     key = system.upload("segmentation/in/p.jpg", sample["product.jpg"], {})

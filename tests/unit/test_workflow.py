@@ -24,6 +24,7 @@ from picflow.errors import (
     TransientError,
 )
 from picflow.jobs import JobStore
+from picflow.providers.base import Submission
 from picflow.workflow import (
     POLL_CEILING,
     POLL_FLOOR,
@@ -187,6 +188,9 @@ class FakeSfn:
 
     def send_task_failure(self, **kwargs: Any) -> dict[str, Any]:
         return self._call("send_task_failure", kwargs)
+
+    def send_task_heartbeat(self, **kwargs: Any) -> dict[str, Any]:
+        return self._call("send_task_heartbeat", kwargs)
 
 
 @dataclass
@@ -423,3 +427,72 @@ def test_submit_retried_after_a_sync_call_paid_fails_as_lost_result_without_payi
 
     # THEN there is no task to follow: the job fails honestly instead of polling another provider
     assert caught.value.code == "SyncResultLost"
+
+
+# --- the callback window -------------------------------------------------------------------
+
+
+@dataclass
+class FakeTaskPic:
+    """Takes the task (no status: the answer comes by callback) and records what it was sent."""
+
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    def submit(self, operation: str, params: Any, image: Any, **kwargs: Any) -> Submission:
+        self.sent.append({"operation": operation, **kwargs})
+        return Submission(provider=Provider.TASKPIC, task_id="t-42")
+
+
+@dataclass
+class FakeRegistry:
+    client: FakeTaskPic = field(default_factory=FakeTaskPic)
+
+    def taskpic(self) -> FakeTaskPic:
+        return self.client
+
+
+@dataclass
+class FakeS3:
+    def generate_presigned_url(self, *args: Any, **kwargs: Any) -> str:
+        return "https://in.example/p.jpg?sig"
+
+
+def _callback_submit(svc: FakeServices, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("PICFLOW_CALLBACK_BASE_URL", "https://api.example/cb")
+    svc.providers = FakeRegistry()  # type: ignore[attr-defined]
+    svc.s3 = FakeS3()  # type: ignore[attr-defined]
+    state = {
+        "job_id": "job-1",
+        "params": {},
+        "input": {"bucket": "in", "key": "p.jpg"},
+        "job": {"style": "callback", "first_wait": 2},
+    }
+    return submit("segmentation", state, task_token=TOKEN, svc=svc)  # type: ignore[arg-type]
+
+
+def test_a_callback_submit_starts_the_callback_window_once_the_provider_has_the_task(
+    svc: FakeServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _callback_submit(svc, monkeypatch)
+
+    # The wait's heartbeat clock restarts after the task is recorded: a slow submit does not
+    # eat into the time the provider has to call back.
+    assert (out["state"], out["task_id"]) == ("pending", "t-42")
+    assert svc.sfn.calls == [("send_task_heartbeat", {"taskToken": TOKEN})]
+    job = svc.store.get("job-1")
+    assert job is not None
+    assert job["provider_task_id"] == "t-42"
+    assert job["task_token"] == TOKEN
+
+
+@pytest.mark.parametrize("code", ["TaskTimedOut", "InvalidToken"])
+def test_a_refused_heartbeat_never_fails_a_submit_that_paid(
+    svc: FakeServices, monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    # GIVEN the callback arrived first (or the wait ended): Step Functions refuses the heartbeat
+    svc.sfn.error = code
+
+    out = _callback_submit(svc, monkeypatch)
+
+    assert out["task_id"] == "t-42"  # the paid task is kept; the job follows it either way
+    assert [name for name, _ in svc.sfn.calls] == ["send_task_heartbeat"]

@@ -344,8 +344,10 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
         "function": f"{config.optional('PICFLOW_FUNCTION_PREFIX', 'picflow')}-op-{op.name.replace('_', '-')}",
         "deadline_at": now + deadline,
         "max_polls": config.env_int(config.MAX_POLLS, 200),
-        "callback_timeout": callback_timeout,
-        "heartbeat": max(1, callback_timeout - 1),
+        # The wait's heartbeat is the callback window; the submit restarts it once the provider
+        # has the task. The hard timeout only adds room for the submit itself.
+        "callback_timeout": callback_timeout + round(SUBMIT_GRACE),
+        "heartbeat": callback_timeout,
         "first_wait": _scaled(first_wait(op.provider, svc.durations.recent(op.name))),
         "slot_ttl": deadline + 300,
         "cost_units": op.cost.units(params),
@@ -576,7 +578,20 @@ def submit(
         # Validate worked out the first wait from how long this operation's tasks take.
         first = state["job"].get("first_wait", _scaled(POLL_FLOOR[op.provider]))
         out = {"state": "pending", "task_id": task_id, "wait_seconds": first}
+        if task_token is not None:
+            _callback_window_starts(svc, task_token)
     return {**out, "balance": balance} if balance else out
+
+
+def _callback_window_starts(svc: Services, task_token: str) -> None:
+    """The provider has the task: restart the wait's heartbeat clock, so the callback gets its
+    whole window (``callback_timeout``) counted from now, not from before a slow submit."""
+    from botocore.exceptions import ClientError
+
+    # A refusal means the callback came first or the wait already ended (the job then polls):
+    # either way nothing is lost.
+    with contextlib.suppress(ClientError):
+        svc.sfn.send_task_heartbeat(taskToken=task_token)
 
 
 def _call_provider(op: Operation, params: Any, style: Style, state: Mapping[str, Any], svc: Services) -> Any:
