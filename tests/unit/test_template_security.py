@@ -162,3 +162,27 @@ def test_every_function_that_takes_or_frees_a_slot_or_stores_results_may_write_t
     for table, names in needs.items():
         missing = sorted(name for name in names if table not in _writable_tables(functions[name]))
         assert not missing, f"{table} is not writable by {missing}"
+
+
+def _allowed_actions(function: dict[str, Any]) -> set[str]:
+    actions: set[str] = set()
+    for policy in function["Properties"].get("Policies", []):
+        for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+            if statement.get("Effect") == "Allow":
+                listed = statement["Action"]
+                actions.update([listed] if isinstance(listed, str) else listed)
+    return actions
+
+
+def test_every_operation_function_may_answer_and_heartbeat_its_callback_wait(
+    template_resources: dict[str, Any],
+) -> None:
+    # A submit in callback mode sends a heartbeat (and a throttled verdict) on the task token;
+    # it swallows the refusals that mean "the wait is over", so a missing grant would pass
+    # silently in AWS and the callback window would shrink back to the submit's start.
+    functions = _of_type(template_resources, "AWS::Serverless::Function")
+    operations = sorted(name for name in functions if name.startswith("Op"))
+    assert len(operations) == 14
+    needed = {"states:SendTaskSuccess", "states:SendTaskHeartbeat"}
+    missing = [name for name in operations if not needed <= _allowed_actions(functions[name])]
+    assert not missing
