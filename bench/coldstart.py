@@ -182,6 +182,7 @@ def lambda_env(code_dir: Path, handler: str) -> dict[str, str]:
         "POWERTOOLS_SERVICE_NAME": "picflow",
         "POWERTOOLS_METRICS_NAMESPACE": "picflow",
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",
         "PYTHONDONTWRITEBYTECODE": "",
     }
     for name in (
