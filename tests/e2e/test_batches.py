@@ -342,3 +342,78 @@ def test_pipeline_batch_runs_three_jobs_per_item_reports_one_line_each_and_rerun
     assert execution2["status"] == "SUCCEEDED", execution2.get("cause")
     assert (view2["counts"]["SUCCEEDED"], view2["reused"], view2["cost"]["units"]) == (3, 3, 0)
     assert paid_since() == paid
+
+
+def test_pipeline_batch_of_url_items_fetches_each_before_its_pipeline_and_a_dead_url_fails_only_its_item(
+    system, sample, api
+):
+    # GIVEN a JSON Lines manifest: an image URL (a presigned GET of moto, which the local stack's
+    # URL allowlist admits as a public host), a key, and a URL that answers 404
+    prefix = f"batches/{uuid.uuid4().hex[:8]}/"
+    keys = _images(system, sample, 2, prefix)
+
+    def url(key: str) -> str:
+        params = {"Bucket": system.info.input_bucket, "Key": key}
+        return system.s3.generate_presigned_url("get_object", Params=params)
+
+    lines = [{"url": url(keys[0])}, {"key": keys[1]}, {"url": url(f"{prefix}gone.png")}]
+    manifest = f"{prefix}items.jsonl"
+    body = "\n".join(json.dumps(line) for line in lines).encode()
+    system.s3.put_object(Bucket=system.info.input_bucket, Key=manifest, Body=body)
+    paid_before = system.mock.count_by("route", paid=True)
+
+    # WHEN they go through the pipeline as one batch, tolerating a third of the items failing
+    started = api.post(
+        "/batches",
+        json={
+            "operation": "pipeline",
+            "params": {"prompt": "studio"},
+            "manifest": manifest,
+            "tolerated_failure_percentage": 34,
+        },
+    )
+    assert started.status_code == 202, started.text
+    batch_id = started.json()["batch_id"]
+    execution, view = _finish(system, api, batch_id)
+
+    # THEN the URL item was copied to its key and ran its three steps like the key item; the dead
+    # URL failed its item at its cutout, before any provider call; the batch succeeded
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert (view["counts"]["SUCCEEDED"], view["counts"]["FAILED"]) == (2, 1)
+    results = _results(system, view)
+    assert [r["input"]["key"] for r in results] == [
+        f"uploads/{batch_id}-0/source",
+        keys[1],
+        f"uploads/{batch_id}-2/source",
+    ]
+    assert results[0]["input"]["url"] == lines[0]["url"]
+    copied = system.s3.get_object(Bucket=system.info.input_bucket, Key=f"uploads/{batch_id}-0/source")
+    original = system.s3.get_object(Bucket=system.info.input_bucket, Key=keys[0])
+    assert copied["Body"].read() == original["Body"].read()
+    for i in (0, 1):
+        assert results[i]["status"] == "SUCCEEDED"
+        assert results[i]["steps"] == [f"{batch_id}-{i}-{s}" for s in ("cutout", "background", "upscale")]
+        assert results[i]["outputs"][0]["sha256"]
+    dead = results[2]
+    assert (dead["status"], dead["steps"]) == ("FAILED", [f"{batch_id}-2-cutout"])
+    assert dead["error"]["type"] == "InputUnavailableError"
+    assert "HTTP 40" in dead["error"]["message"]
+    # AND each of the two images paid each step once: three routes, two calls each
+    now = system.mock.count_by("route", paid=True)
+    paid = {r: n - paid_before.get(r, 0) for r, n in now.items() if n > paid_before.get(r, 0)}
+    assert sorted(paid.values()) == [2, 2, 2], paid
+    assert view["cost"] == {"units": 6, "unit": "hdredraw.call+taskpic.call"}
+    # AND the batch chose the fetching pipeline map once; a fetched item's pipeline is a key item's
+    entered = [
+        e["stateEnteredEventDetails"]["name"]
+        for e in system.sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+        if e["type"].endswith("StateEntered")
+    ]
+    assert entered[:2] == ["Source", "PipelineUrlItems"]
+    pipelines = system.info.pipeline_state_machine_arn.replace(":stateMachine:", ":execution:")
+
+    def states(i: int) -> list[str]:
+        history = system.sfn.get_execution_history(executionArn=f"{pipelines}:{batch_id}-{i}")["events"]
+        return [e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")]
+
+    assert states(0) == states(1) == ["Defaults", "Start", "Cutout", "Background", "Upscale"]

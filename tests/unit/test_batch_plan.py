@@ -7,10 +7,19 @@ import socket
 from typing import Any
 
 import pytest
-from picflow.batches import list_prefix, plan_items, read_manifest, summarise
+from picflow.batches import (
+    PIPELINE,
+    fetch_item,
+    group_pipeline,
+    item_records,
+    list_prefix,
+    plan_items,
+    read_manifest,
+    summarise,
+)
 from picflow.catalogue import get_operation
 from picflow.errors import ParamValidationError
-from picflow.urls import UnsafeUrlError
+from picflow.urls import InputUnavailableError, UnsafeUrlError
 
 
 @pytest.fixture
@@ -194,3 +203,64 @@ def test_finished_summary_is_the_reports_for_a_succeeded_batch_only() -> None:
     assert finished_summary({"status": "RUNNING"}) is None
     assert finished_summary({"status": "FAILED", "output": output}) is None  # a Fail state has no report
     assert finished_summary({"status": "SUCCEEDED", "output": "{}"}) is None
+
+
+def test_plan_pipeline_items_take_url_items_to_their_fetch_key_after_the_same_url_check(
+    dns: list[str],
+) -> None:
+    rows = [{"url": "https://images.example.com/a.png", "line": 2}, {"key": "b.png", "line": 3}]
+
+    items = plan_items(PIPELINE, {"prompt": "studio"}, rows, "in", "batch-1")
+
+    assert items[0] == {
+        "i": 0,
+        "url": "https://images.example.com/a.png",
+        "bucket": "in",
+        "key": "uploads/batch-1-0/source",
+        "params": {"prompt": "studio", "upscale": 1.0},
+    }
+    assert items[1]["key"] == "b.png"
+    assert dns == ["images.example.com"]
+
+
+def test_plan_pipeline_items_refuses_a_hostile_url_naming_its_line(dns: list[str]) -> None:
+    rows = [{"key": "a.png", "line": 2}, {"url": "https://metadata.example.com/x.png", "line": 3}]
+
+    with pytest.raises(UnsafeUrlError) as caught:
+        plan_items(PIPELINE, {"prompt": "studio"}, rows, "in", "batch-1")
+
+    assert caught.value.message.startswith("manifest line 3: ")
+    assert caught.value.rule == "a public host"
+
+
+def test_fetch_item_of_a_pipeline_batch_that_fails_records_the_items_cutout_as_failed(
+    dns: list[str], s3: Any, jobs_table: Any
+) -> None:
+    # GIVEN a pipeline batch's URL item whose host now resolves to the metadata service
+    batch = {"batch_id": "batch-1", "operation": PIPELINE}
+    item = {
+        "i": 4,
+        "url": "https://metadata.example.com/x.png",
+        "bucket": "in",
+        "key": "uploads/batch-1-4/source",
+        "params": {"prompt": "studio", "upscale": 2},
+    }
+
+    # WHEN the map's Fetch step runs for it
+    with pytest.raises(InputUnavailableError, match="item 4: "):
+        fetch_item(batch, item, s3=s3, table=jobs_table)
+
+    # THEN the item's first step holds the failure, as the cutout job that never ran, and the
+    # item's line reads FAILED with the reason
+    record = jobs_table.get_item(Key={"job_id": "batch-1-4-cutout"})["Item"]
+    assert (record["status"], record["operation"], record["batch_id"]) == (
+        "FAILED",
+        "segmentation",
+        "batch-1",
+    )
+    assert record["params"] == {"format": "png"}
+    assert record["error"]["type"] == "UnsafeUrlError"
+    grouped = group_pipeline(list(item_records(jobs_table, "batch-1")))
+    assert grouped["batch-1-4"]["status"] == "FAILED"
+    assert grouped["batch-1-4"]["steps"] == ["batch-1-4-cutout"]
+    assert grouped["batch-1-4"]["error"]["type"] == "UnsafeUrlError"

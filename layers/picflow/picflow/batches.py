@@ -27,8 +27,9 @@ Pipeline batches (``operation: "pipeline"``, params ``prompt`` and ``upscale``):
 statemachine/pipeline.asl.json as the child execution ``<batch id>-<index>``, whose three jobs
 are ``<batch id>-<index>-cutout|background|upscale`` (:data:`PIPELINE_STEPS`). The plan checks
 the params each step will get with the catalogue before anything starts; progress and the report
-group an item's three job records into one (:func:`group_pipeline`). Key items only: a URL item
-would need a Fetch before its pipeline.
+group an item's three job records into one (:func:`group_pipeline`). A URL item is fetched as for
+an operation (its size limit the first step's), and a URL that fails records the item's first job
+(``<batch id>-<index>-cutout``) as FAILED, so its line says why.
 """
 
 from __future__ import annotations
@@ -229,10 +230,6 @@ def plan_items(
             raise ParamValidationError(
                 f"{where}: {exc.message}", field=f"params.{exc.field}", rule=exc.rule
             ) from None
-        if "url" in row and op == PIPELINE:
-            raise ParamValidationError(
-                f"{where}: a pipeline batch takes keys, not URLs", field="manifest", rule="a key per item"
-            )
         if "url" not in row:
             items.append({"i": index, "bucket": bucket, "key": row["key"], "params": merged})
             continue
@@ -255,7 +252,14 @@ def fetch_item(batch: Mapping[str, Any], item: Mapping[str, Any], *, s3: S3Clien
 
     if "url" not in item:
         return  # a key item of a batch that also has URL items: its image is in place already
-    op = get_operation(str(batch["operation"]))
+    job_id, op_name = f"{batch['batch_id']}-{item['i']}", str(batch["operation"])
+    params, source = dict(item.get("params") or {}), "batch"
+    if op_name == PIPELINE:
+        # The image is the first step's input, and that step's record is the one the item's line
+        # reads a failure from (group_pipeline): it stands in for the cutout job that never ran.
+        suffix, op_name = PIPELINE_STEPS[0]
+        job_id, params, source = f"{job_id}-{suffix}", pipeline_step_params(params)[0][1], PIPELINE
+    op = get_operation(op_name)
     try:
         with safe_client() as client:
             fetch_into_s3(
@@ -269,16 +273,15 @@ def fetch_item(batch: Mapping[str, Any], item: Mapping[str, Any], *, s3: S3Clien
                 content_types=IMAGE_CONTENT_TYPES,
             )
     except (UnsafeUrlError, InputUnavailableError, ParamValidationError) as exc:
-        job_id = f"{batch['batch_id']}-{item['i']}"
         error = {"type": type(exc).__name__, "message": exc.message, "rule": exc.rule}
         JobStore(table).create(
             {
                 "job_id": job_id,
                 "batch_id": str(batch["batch_id"]),
                 "operation": op.name,
-                "params": item.get("params") or {},
+                "params": params,
                 "input": {"url": str(item["url"])},
-                "source": "batch",
+                "source": source,
                 "status": JobStatus.FAILED.value,
                 "error": error,
                 "completed_at": now_iso(),
