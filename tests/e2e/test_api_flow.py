@@ -80,9 +80,7 @@ def test_cancel_stops_a_running_job_and_frees_its_slot(system, sample, api):
     system.mock.configure(hd_status_cache_seconds=0)
     upload_id = _upload(api, sample["image.png"], "i.png")
     job_id = _start(api, "remove_watermark", upload_id, {}).json()["job_id"]
-    while api.get(f"/jobs/{job_id}").json()["polls"] < 2:
-        with system.stack.runtime.changed:
-            system.stack.runtime.changed.wait(1)
+    system.stack.wait_until(lambda: api.get(f"/jobs/{job_id}").json()["polls"] >= 2, timeout=30)
 
     cancelled = api.delete(f"/jobs/{job_id}")
     execution = system.stack.wait_for_execution(job_id)

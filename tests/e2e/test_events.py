@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -120,15 +119,7 @@ class Replay:
         assert self.store.create({"job_id": self.job_id, "operation": operation, "input": source, **fields})
 
     def wait_until(self, condition: Callable[[], Any], timeout: float = 10.0) -> Any:
-        """Re-check ``condition`` after each Lambda invocation of the stack (no fixed sleeps)."""
-        runtime = self.system.stack.runtime
-        deadline = time.monotonic() + timeout
-        while not (found := condition()):
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"not reached within {timeout} s"
-            with runtime.changed:
-                runtime.changed.wait(min(remaining, 0.2))
-        return found
+        return self.system.stack.wait_until(condition, timeout)
 
 
 def body(response: dict[str, Any]) -> Any:

@@ -71,12 +71,32 @@ def _states(system, execution) -> list[str]:
     ]
 
 
-def test_two_identical_jobs_at_once_pay_once_the_second_waits_for_the_first(system, sample):
-    # GIVEN a task that stays running for a while, and the same image uploaded twice at once
-    system.mock.set_scenario(polls=30)
-    system.mock.configure(hd_status_cache_seconds=0)  # every read counts: the task ends after 30
-    keys = [system.upload(f"face_enhance/twins/{n}.png", sample["image.png"], {}) for n in "ab"]
+def _one_waits_on_the_other(system, keys: list[str]) -> None:
+    """One job has submitted its task, the other is in the twin wait (whichever claimed second)."""
+    jobs = [str(system.job_for_key(k)["job_id"]) for k in keys]
+    arn = system.info.job_state_machine_arn.replace(":stateMachine:", ":execution:")
 
+    def waiting() -> bool:
+        states = []
+        for job in jobs:
+            try:
+                states += _states(system, {"executionArn": f"{arn}:{job}"})
+            except system.sfn.exceptions.ExecutionDoesNotExist:
+                return False
+        submitted = any(system.job(job).get("provider_task_id") for job in jobs)
+        return submitted and "WaitForTwin" in states
+
+    system.stack.wait_until(waiting, timeout=30)
+
+
+def test_two_identical_jobs_at_once_pay_once_the_second_waits_for_the_first(system, sample):
+    # GIVEN a task that runs until the test moves the mock's clock, and the same image uploaded twice
+    system.mock.set_scenario(seconds=3600)
+    keys = [system.upload(f"face_enhance/twins/{n}.png", sample["image.png"], {}) for n in "ab"]
+    _one_waits_on_the_other(system, keys)
+
+    # WHEN the paying job's task ends
+    system.mock.advance_clock(3600)
     outcomes = [system.run(key) for key in keys]
 
     # THEN both succeed, the provider is paid once, and one job reused the other's results
@@ -95,10 +115,11 @@ def test_two_identical_jobs_at_once_pay_once_the_second_waits_for_the_first(syst
 
 def test_a_twin_whose_first_fails_goes_on_and_pays_itself(system, sample):
     # GIVEN the first of two identical jobs fails upstream while the second waits on it
-    system.mock.set_scenario(next=1, polls=20, outcome="failure")
-    system.mock.configure(hd_status_cache_seconds=0)
+    system.mock.set_scenario(next=1, seconds=3600, outcome="failure")
     keys = [system.upload(f"face_enhance/twins/{n}.png", sample["image.png"], {}) for n in "ab"]
+    _one_waits_on_the_other(system, keys)
 
+    system.mock.advance_clock(3600)
     outcomes = [system.run(key) for key in keys]
 
     # THEN the failure frees the claim: the other job submits on its own and succeeds

@@ -17,8 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
@@ -92,18 +91,6 @@ def api(system) -> Iterator[httpx.Client]:
         base_url=system.info.api_url, headers={"x-api-key": LOCAL_API_KEY}, timeout=30
     ) as client:
         yield client
-
-
-def _wait_until(system, condition: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """Re-check ``condition`` after each Lambda invocation of the stack (no fixed sleeps)."""
-    runtime = system.stack.runtime
-    deadline = time.monotonic() + timeout
-    while not (found := condition()):
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"not reached within {timeout} s"
-        with runtime.changed:
-            runtime.changed.wait(min(remaining, 0.2))
-    return found
 
 
 def test_no_configured_secret_appears_in_anything_captured(system, sample, api, captured_logs, capfd):
@@ -183,8 +170,7 @@ def test_callbacks_with_a_wrong_missing_or_replayed_secret_are_refused_and_recor
         system.upload("segmentation/cb/b.png", sample["image.png"], {}),
     ]
     jobs = [str(system.job_for_key(k)["job_id"]) for k in keys]
-    waiting = _wait_until(
-        system,
+    waiting = system.stack.wait_until(
         lambda: all({"task_token", "provider_task_id"} <= set(system.job(j)) for j in jobs)
         and [system.job(j) for j in jobs],
     )

@@ -34,7 +34,7 @@ import os
 import re
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -337,24 +337,37 @@ class LocalStack:
         return self.wait_for_arn(arn, timeout)
 
     def wait_for_arn(self, execution_arn: str, timeout: float = 60.0) -> dict[str, Any]:
+        sfn = self.client("stepfunctions")
+        last = {"status": "PENDING"}
+
+        def ended() -> dict[str, Any] | None:
+            nonlocal last
+            try:
+                last = sfn.describe_execution(executionArn=execution_arn)
+            except sfn.exceptions.ExecutionDoesNotExist:
+                last = {"status": "PENDING"}
+            return None if last["status"] in ("RUNNING", "PENDING") else last
+
+        try:
+            execution: dict[str, Any] = self.wait_until(ended, timeout)
+        except TimeoutError:
+            raise TimeoutError(f"{execution_arn} still {last['status']} after {timeout} s") from None
+        return execution
+
+    def wait_until[T](self, condition: Callable[[], T | None], timeout: float = 15.0) -> T:
+        """``condition()`` once it is truthy, re-checked after each Lambda invocation of the stack
+        (and at least every 0.2 s, for Wait states): tests synchronise on this, never on sleeps."""
         import time
 
         assert self.runtime is not None
-        sfn = self.client("stepfunctions")
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                execution: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
-            except sfn.exceptions.ExecutionDoesNotExist:
-                execution = {"status": "PENDING"}
-            if execution["status"] not in ("RUNNING", "PENDING"):
-                return execution
+        while not (found := condition()):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{execution_arn} still {execution['status']} after {timeout} s")
+                raise TimeoutError(f"not reached within {timeout} s")
             with self.runtime.changed:
-                # Woken by the next Lambda invocation; the cap covers Wait states and the end.
                 self.runtime.changed.wait(min(remaining, 0.2))
+        return found
 
     # --- deploy -------------------------------------------------------------------
 
