@@ -1,4 +1,5 @@
-"""Batch report: the batch state machine's last step writes the results manifest (picflow.batches)."""
+"""Batch report: the batch state machine's last step writes the results manifest (picflow.batches),
+settling items whose child execution ended outside their jobs."""
 
 import gc
 from typing import Any
@@ -23,7 +24,9 @@ gc.freeze()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     svc = services()
-    summary = batches.report(event["batch"], s3=svc.s3, table=svc.store.table)
+    summary = batches.report(
+        event["batch"], s3=svc.s3, table=svc.store.table, sfn=svc.sfn, state_machines=event["state_machines"]
+    )
     metrics.add_metric(name="BatchItems", unit=MetricUnit.Count, value=summary["total"])
     metrics.add_metric(name="BatchItemsReused", unit=MetricUnit.Count, value=summary["reused"])
     return summary

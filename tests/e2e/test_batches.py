@@ -417,3 +417,47 @@ def test_pipeline_batch_of_url_items_fetches_each_before_its_pipeline_and_a_dead
         return [e["stateEnteredEventDetails"]["name"] for e in history if e["type"].endswith("StateEntered")]
 
     assert states(0) == states(1) == ["Defaults", "Start", "Cutout", "Background", "Upscale"]
+
+
+def test_pipeline_item_whose_pipeline_fails_between_steps_is_reported_failed_not_running(system, sample, api):
+    from picflow.batches import batch_id_for
+
+    # GIVEN one image, and the name of its pipeline's background job already taken by an earlier
+    # execution outside the batch (a job refused at Validate): its pipeline will fail starting
+    # that step, between jobs, with none of the batch's job records failing
+    prefix = f"batches/{uuid.uuid4().hex[:8]}/"
+    _images(system, sample, 1, prefix)
+    idempotency_key = uuid.uuid4().hex
+    batch_id = batch_id_for(idempotency_key)
+    taken = system.sfn.start_execution(
+        stateMachineArn=system.info.job_state_machine_arn,
+        name=f"{batch_id}-0-background",
+        input=json.dumps({"operation": "nope"}),
+    )
+    assert system.stack.wait_for_arn(taken["executionArn"], timeout=60)["status"] == "FAILED"
+
+    # WHEN the image goes through the pipeline as a batch tolerating no failure
+    started = api.post(
+        "/batches",
+        json={
+            "operation": "pipeline",
+            "params": {"prompt": "studio"},
+            "prefix": prefix,
+            "tolerated_failure_percentage": 0,
+        },
+        headers={"Idempotency-Key": idempotency_key},
+    )
+    assert started.status_code == 202, started.text
+    assert started.json()["batch_id"] == batch_id
+    execution, view = _finish(system, api, batch_id)
+
+    # THEN the batch failed, and its item is FAILED (not RUNNING) in the report and in GET, saying
+    # that its pipeline ended without finishing its jobs
+    assert (execution["status"], execution["error"]) == ("FAILED", "TooManyItemsFailed")
+    assert (view["counts"]["FAILED"], view["counts"]["RUNNING"], view["done"]) == (1, 0, 1)
+    [line] = _results(system, view)
+    assert (line["status"], line["steps"]) == ("FAILED", [f"{batch_id}-0-cutout"])
+    assert line["error"]["type"] == "ExecutionEnded"
+    assert line["error"]["message"].startswith(f"the pipeline execution {batch_id}-0 ended FAILED")
+    assert line["error"]["message"].endswith("without finishing its jobs")
+    assert system.job(f"{batch_id}-0-cutout")["status"] == "SUCCEEDED"

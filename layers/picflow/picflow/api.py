@@ -1092,18 +1092,20 @@ def get_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchView:
     svc = _services()
     execution = _batch_or_404(svc, batch_id)
     request = json.loads(execution.get("input") or "{}")
-    summary = batches.finished_summary(execution)
+    bucket = config.env(config.OUTPUT_BUCKET)
+    results_key: str | None = batches.results_key(batch_id)
+    try:
+        metadata = svc.s3.head_object(Bucket=bucket, Key=str(results_key)).get("Metadata") or {}
+    except ClientError:
+        results_key, metadata = None, {}
+    # An ended batch: the Report's summary, which settled items whose execution ended outside
+    # their jobs (the live records would still say RUNNING for those).
+    summary = batches.finished_summary(execution, metadata)
     if summary is None:
         records = list(batches.item_records(svc.store.table, batch_id, index=batches.PROGRESS_INDEX))
         if request.get("pipeline"):
             records = list(batches.group_pipeline(records).values())
         summary = batches.summarise(records, int(request["total"]))
-    bucket = config.env(config.OUTPUT_BUCKET)
-    results_key: str | None = batches.results_key(batch_id)
-    try:
-        svc.s3.head_object(Bucket=bucket, Key=str(results_key))
-    except ClientError:
-        results_key = None
     ttl = config.env_int(config.RESULT_URL_TTL, RESULT_URL_TTL_DEFAULT)
     error = None
     if execution.get("error") or execution.get("cause"):

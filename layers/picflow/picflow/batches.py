@@ -7,11 +7,15 @@ Distributed Map.
                     state) and runs one job per item as a child execution named
                     ``<batch id>-<index>`` (a re-run under the same batch id starts nothing twice)
                   ─ Report: joins items.json with the items' job records (the jobs table's
-                    ``by_batch`` index) into ``batches/<id>/results.jsonl``
+                    ``by_batch`` index) into ``batches/<id>/results.jsonl``, settling first
+                    the items not final whose child execution has ended (:func:`settle_ended`)
 
 The batch's record is its execution (name = batch id; input = the request); its per-item truth
 is the job records, which carry ``batch_id``. Counts, progress, reuse and cost are read from
-them, so ``GET /batches/{id}`` is live while the map runs. The items file is a snapshot: a
+them, so ``GET /batches/{id}`` is live while the map runs; once the batch has ended it reads the
+Report's summary (the execution's output, or the results manifest's metadata when the batch
+failed), in which an item whose execution ended outside its jobs (a pipeline failing, timing out
+or stopped between steps) is FAILED or CANCELLED, not RUNNING. The items file is a snapshot: a
 prefix batch is exactly the objects listed when it was created, and item indices never move.
 
 Manifests: CSV with a header row (``key`` or ``url``, and optionally ``params``, a JSON
@@ -48,6 +52,7 @@ from picflow.jobs import FINAL, JobStatus, from_dynamo
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_stepfunctions import SFNClient
 
     from picflow.catalogue import Operation
 
@@ -60,6 +65,7 @@ __all__ = [
     "PIPELINE_STEPS",
     "PROGRESS_INDEX",
     "REPORT_INDEX",
+    "SUMMARY_METADATA",
     "batch_id_for",
     "fetch_item",
     "fetched_key",
@@ -73,6 +79,7 @@ __all__ = [
     "read_manifest",
     "report",
     "results_key",
+    "settle_ended",
     "summarise",
 ]
 
@@ -379,17 +386,31 @@ def summarise(records: list[dict[str, Any]], total: int) -> dict[str, Any]:
     }
 
 
-def finished_summary(execution: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A succeeded batch's summary as its Report wrote it (its execution's output): read once the
-    map has ended, when every item's record is final, so nothing needs reading again."""
-    if execution.get("status") != "SUCCEEDED":
-        return None
+_SUMMARY_KEYS = ("total", "counts", "done", "progress", "reused", "cost")
+# The results manifest's user metadata carries the Report's summary (~200 ASCII bytes of the 2 KB
+# S3 allows): a batch that failed has no output to read it from.
+SUMMARY_METADATA = "summary"
+
+
+def finished_summary(
+    execution: Mapping[str, Any], results_metadata: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
+    """An ended batch's summary as its Report wrote it: a succeeded batch's execution output, else
+    the results manifest's metadata (``results_metadata``, from a HEAD of it). Read once the map
+    has ended, when the Report has settled every item, so nothing needs reading again."""
+    status = execution.get("status")
     try:
-        report = json.loads(execution.get("output") or "{}").get("report") or {}
+        if status == "SUCCEEDED":
+            report = json.loads(execution.get("output") or "{}").get("report") or {}
+        elif status != "RUNNING" and results_metadata and SUMMARY_METADATA in results_metadata:
+            report = json.loads(results_metadata[SUMMARY_METADATA])
+        else:
+            return None
     except ValueError:
         return None
-    keys = ("total", "counts", "done", "progress", "reused", "cost")
-    return {k: report[k] for k in keys} if all(k in report for k in keys) else None
+    if not isinstance(report, dict) or not all(k in report for k in _SUMMARY_KEYS):
+        return None
+    return {k: report[k] for k in _SUMMARY_KEYS}
 
 
 def _result_line(item: Mapping[str, Any], record: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -413,18 +434,73 @@ def _result_line(item: Mapping[str, Any], record: Mapping[str, Any] | None) -> d
     }
 
 
-def report(batch: Mapping[str, Any], *, s3: S3Client, table: Table) -> dict[str, Any]:
-    """Write ``results.jsonl`` (one line per item, in item order) and return the summary."""
+# An item's child execution ended this way with its records not final: the status it gets.
+_ENDED = {"FAILED": JobStatus.FAILED, "TIMED_OUT": JobStatus.FAILED, "ABORTED": JobStatus.CANCELLED}
+
+
+def settle_ended(
+    records: dict[str, dict[str, Any]], *, sfn: SFNClient, state_machine_arn: str, what: str
+) -> int:
+    """Once the map has ended, an item whose record is not final (a pipeline between steps, a job
+    whose execution was stopped or timed out outside its states) is asked about: when its child
+    execution (``state_machine_arn``'s, named like the item) has ended, the item gets FAILED
+    (CANCELLED when aborted) with an error saying so. One DescribeExecution per such item only;
+    an item still running stays as it is. Returns how many were settled."""
+    settled = 0
+    executions = state_machine_arn.replace(":stateMachine:", ":execution:")
+    for item, record in records.items():
+        if JobStatus(str(record.get("status", JobStatus.QUEUED.value))) in FINAL:
+            continue
+        try:
+            execution = sfn.describe_execution(executionArn=f"{executions}:{item}")
+        except sfn.exceptions.ExecutionDoesNotExist:
+            continue
+        ended = _ENDED.get(execution["status"])
+        if ended is None:
+            continue
+        reason = ": ".join(str(v)[:200] for v in (execution.get("error"), execution.get("cause")) if v)
+        record.update(
+            status=ended.value,
+            manifest=None,
+            error={
+                "type": "ExecutionEnded",
+                "message": f"the {what} execution {item} ended {execution['status']}"
+                + (f" ({reason})" if reason else "")
+                + (" without finishing its jobs" if what == PIPELINE else " without finishing its job"),
+            },
+        )
+        settled += 1
+    return settled
+
+
+def report(
+    batch: Mapping[str, Any],
+    *,
+    s3: S3Client,
+    table: Table,
+    sfn: SFNClient | None = None,
+    state_machines: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Write ``results.jsonl`` (one line per item, in item order, the summary in its metadata)
+    and return the summary. With ``sfn`` and ``state_machines`` (``{"job": arn, "pipeline":
+    arn}``), items not final are settled first (:func:`settle_ended`)."""
     batch_id = str(batch["batch_id"])
     bucket = config.env(config.OUTPUT_BUCKET)
     items = json.loads(s3.get_object(Bucket=bucket, Key=items_key(batch_id))["Body"].read())
     records = {str(r["job_id"]): r for r in item_records(table, batch_id)}
-    if batch.get("pipeline"):
+    what = PIPELINE if batch.get("pipeline") else "job"
+    if what == PIPELINE:
         records = group_pipeline(list(records.values()))
+    if sfn is not None and state_machines is not None:
+        settle_ended(records, sfn=sfn, state_machine_arn=state_machines[what], what=what)
     lines = (json.dumps(_result_line(i, records.get(f"{batch_id}-{i['i']}")), default=str) for i in items)
+    summary = summarise(list(records.values()), len(items))
     key = results_key(batch_id)
     s3.put_object(
-        Bucket=bucket, Key=key, Body=("\n".join(lines) + "\n").encode(), ContentType="application/x-ndjson"
+        Bucket=bucket,
+        Key=key,
+        Body=("\n".join(lines) + "\n").encode(),
+        ContentType="application/x-ndjson",
+        Metadata={SUMMARY_METADATA: json.dumps(summary, separators=(",", ":"))},
     )
-    summary = summarise(list(records.values()), len(items))
     return {"batch_id": batch_id, "results_key": key, "output_bucket": bucket, **summary}
