@@ -88,6 +88,31 @@ def test_the_callback_window_is_the_heartbeat_and_the_timeout_leaves_room_for_th
     assert scheduled["timeoutInSeconds"] == 420
 
 
+def test_a_slow_submit_does_not_shorten_the_providers_time_to_call_back(system, sample, monkeypatch):
+    # GIVEN a 6 s callback window, a submit that takes 3 s, and a provider that calls back 4 s
+    # after it accepted the task: 7 s after the wait began, but within 6 s of the submit
+    # (the window is a real-time Step Functions timer, so the mock's clock runs in real time too)
+    monkeypatch.setenv("PICFLOW_CALLBACK_TIMEOUT", "6")
+    system.mock.inject_fault("latency", route="/task/pic/segmentation", seconds=3, times=1)
+    system.mock.configure_callbacks(delay=4)
+    system.mock.set_clock(running=True)
+    try:
+        key = system.upload("segmentation/in/slow.jpg", sample["product.jpg"], {"crop": 1})
+        execution, job = system.run(key)
+    finally:
+        system.mock.set_clock(running=False)
+
+    # THEN the callback is taken: the job never fell back to polling
+    assert execution["status"] == "SUCCEEDED"
+    assert [c["verdict"] for c in job["callbacks"]] == ["accepted"]
+    assert job.get("polls", 0) == 0
+    events = system.sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)[
+        "events"
+    ]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+    assert "SeedPoll" not in entered
+
+
 def test_duplicate_callback_is_refused_and_recorded(system, sample):
     system.mock.configure_callbacks(duplicate=1)
     key = system.upload("segmentation/in/p.jpg", sample["product.jpg"], {})
