@@ -389,7 +389,12 @@ def batch_report(r: Replay) -> None:
     r.job_id = f"{batch_id}-0"  # item 0 has its job; item 1 has not started
     r.create_job("remove_fabric", items[0]["key"], batch_id=batch_id, status="FAILED", error={"type": "X"})
 
-    out = r(BATCH_ID=batch_id, OUTPUT_BUCKET=r.info.output_bucket)
+    out = r(
+        BATCH_ID=batch_id,
+        OUTPUT_BUCKET=r.info.output_bucket,
+        JOB_STATE_MACHINE_ARN=r.info.job_state_machine_arn,
+        PIPELINE_STATE_MACHINE_ARN=r.info.resources["PipelineStateMachine"],
+    )
 
     assert out["counts"]["FAILED"] == 1
     assert out["counts"]["NOT_STARTED"] == 1
