@@ -25,7 +25,12 @@ gc.freeze()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     svc = services()
     summary = batches.report(
-        event["batch"], s3=svc.s3, table=svc.store.table, sfn=svc.sfn, state_machines=event["state_machines"]
+        event["batch"],
+        s3=svc.s3,
+        table=svc.store.table,
+        sfn=svc.sfn,
+        state_machines=event["state_machines"],
+        coordination=svc.coordination_table,
     )
     metrics.add_metric(name="BatchItems", unit=MetricUnit.Count, value=summary["total"])
     metrics.add_metric(name="BatchItemsReused", unit=MetricUnit.Count, value=summary["reused"])

@@ -14,6 +14,7 @@ import io
 import json
 import re
 import socket
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -816,6 +817,189 @@ def test_cancel_unknown_job_404(client: Api) -> None:
     assert_error(status, body, 404, "job_id")
 
 
+# --- batches: pause and resume -----------------------------------------------------------
+
+
+@pytest.fixture
+def batch_machine(client: Api, monkeypatch: pytest.MonkeyPatch) -> str:
+    arn = boto3.client("stepfunctions").create_state_machine(
+        name="picflow-batch",
+        definition=json.dumps({"StartAt": "Idle", "States": {"Idle": {"Type": "Pass", "End": True}}}),
+        roleArn="arn:aws:iam::123456789012:role/picflow-sfn",
+    )["stateMachineArn"]
+    monkeypatch.setenv("PICFLOW_BATCH_STATE_MACHINE_ARN", arn)
+    return str(arn)
+
+
+def _started_batch(client: Api, items: int = 4) -> str:
+    """A running vectorize batch of ``items`` images (at most two in flight)."""
+    prefix = f"batches/{uuid.uuid4().hex[:8]}/"
+    for i in range(items):
+        put_input(f"{prefix}{i}.png")
+    body = {"operation": "vectorize", "params": {"color_count": 4}, "prefix": prefix, "max_concurrency": 2}
+    status, created = client(event("POST", "/batches", body | {"tolerated_failure_percentage": 50}))
+    assert status == 202, created
+    return str(created["batch_id"])
+
+
+def _end(batch_machine: str, batch_id: str) -> None:
+    """The batch's execution ends (moto's never run: stopping one ends it ABORTED)."""
+    arn = batch_machine.replace(":stateMachine:", ":execution:") + f":{batch_id}"
+    boto3.client("stepfunctions").stop_execution(executionArn=arn)
+
+
+def _flag(batch_id: str) -> dict[str, Any] | None:
+    table = boto3.resource("dynamodb").Table("picflow-semaphore")
+    item: dict[str, Any] | None = table.get_item(Key={"name": f"batch-pause#{batch_id}"}).get("Item")
+    return item
+
+
+def test_pause_running_batch_sets_its_flag_and_a_second_pause_is_200_unchanged(
+    client: Api, batch_machine: str
+) -> None:
+    # GIVEN a running batch
+    batch_id = _started_batch(client)
+
+    # WHEN it is paused, twice
+    status, paused = client(event("POST", f"/batches/{batch_id}/pause"))
+    again_status, again = client(event("POST", f"/batches/{batch_id}/pause"))
+
+    # THEN the flag is written once; both answers say paused, at the first time
+    assert status == 200, paused
+    assert paused["paused"] is True
+    assert paused["status"] == "RUNNING"  # it drains: started items finish
+    assert "BatchPaused" in paused["note"]
+    assert (again_status, again["paused_at"]) == (200, paused["paused_at"])
+    assert _flag(batch_id) == {
+        "name": f"batch-pause#{batch_id}",
+        "batch_id": batch_id,
+        "paused_at": paused["paused_at"],
+    }
+    # AND the batch shows paused; pausing stopped nothing itself
+    _, view = client(event("GET", f"/batches/{batch_id}"))
+    assert (view["paused"], view["paused_at"], view["status"]) == (True, paused["paused_at"], "RUNNING")
+    # AND once it has drained and ended, pausing it again is still the same 200
+    _end(batch_machine, batch_id)
+    assert client(event("POST", f"/batches/{batch_id}/pause"))[0] == 200
+
+
+def test_pause_a_batch_that_has_ended_is_409_and_writes_nothing(client: Api, batch_machine: str) -> None:
+    batch_id = _started_batch(client)
+    _end(batch_machine, batch_id)
+
+    status, body = client(event("POST", f"/batches/{batch_id}/pause"))
+
+    assert_error(status, body, 409, "batch_id")
+    assert body["error"]["type"] == "BatchFinal"
+    assert _flag(batch_id) is None
+    _, view = client(event("GET", f"/batches/{batch_id}"))
+    assert view["paused"] is False
+
+
+@pytest.mark.parametrize("action", ["pause", "resume"])
+def test_pause_or_resume_an_unknown_batch_404(client: Api, batch_machine: str, action: str) -> None:
+    status, body = client(event("POST", f"/batches/batch-unknown/{action}"))
+    assert_error(status, body, 404, "batch_id")
+
+
+def test_resume_a_running_batch_is_409_and_starts_nothing(client: Api, batch_machine: str) -> None:
+    batch_id = _started_batch(client)
+    client(event("POST", f"/batches/{batch_id}/pause"))  # paused, still draining
+
+    status, body = client(event("POST", f"/batches/{batch_id}/resume"))
+
+    assert_error(status, body, 409, "batch_id")
+    assert body["error"]["type"] == "BatchRunning"
+    sfn = boto3.client("stepfunctions")
+    assert len(sfn.list_executions(stateMachineArn=batch_machine)["executions"]) == 1
+
+
+def _records(client: Api, batch_id: str, statuses: dict[int, str]) -> None:
+    for i, status in statuses.items():
+        error = {"type": "BatchPaused", "message": "paused"} if status == "CANCELLED" else None
+        client.store.create(
+            {"job_id": f"{batch_id}-{i}", "batch_id": batch_id, "status": status, "error": error}
+        )
+
+
+def _execution_input(batch_machine: str, batch_id: str) -> dict[str, Any]:
+    arn = batch_machine.replace(":stateMachine:", ":execution:") + f":{batch_id}"
+    got: dict[str, Any] = json.loads(
+        boto3.client("stepfunctions").describe_execution(executionArn=arn)["input"]
+    )
+    return got
+
+
+def test_resume_an_ended_batch_runs_exactly_the_items_that_did_not_succeed(
+    client: Api, batch_machine: str
+) -> None:
+    # GIVEN a batch of four, paused and ended: item 0 succeeded, 1 was paused, 2 failed, 3 never ran
+    batch_id = _started_batch(client)
+    client(event("POST", f"/batches/{batch_id}/pause"))
+    _records(client, batch_id, {0: "SUCCEEDED", 1: "CANCELLED", 2: "FAILED"})
+    _end(batch_machine, batch_id)
+    output = boto3.client("s3")
+    planned = json.loads(
+        output.get_object(Bucket=OUTPUT_BUCKET, Key=f"batches/{batch_id}/items.json")["Body"].read()
+    )
+
+    # WHEN it is resumed
+    status, created = client(event("POST", f"/batches/{batch_id}/resume"))
+
+    # THEN a new batch <id>-r1 runs items 1-3 as planned, with the original's settings, reuse on
+    assert status == 202, created
+    new_id = f"{batch_id}-r1"
+    assert created == {
+        "batch_id": new_id,
+        "status": "RUNNING",
+        "created": True,
+        "total": 3,
+        "max_concurrency": 2,
+        "resumed_from": batch_id,
+        "links": {"self": f"/batches/{new_id}"},
+    }
+    items = json.loads(
+        output.get_object(Bucket=OUTPUT_BUCKET, Key=f"batches/{new_id}/items.json")["Body"].read()
+    )
+    assert items == planned[1:]
+    original, resumed = _execution_input(batch_machine, batch_id), _execution_input(batch_machine, new_id)
+    for key in (
+        "operation",
+        "params",
+        "source",
+        "max_concurrency",
+        "tolerated_failure_percentage",
+        "pipeline",
+    ):
+        assert resumed[key] == original[key], key
+    assert (resumed["total"], resumed["reuse"], resumed["resumed_from"]) == (3, True, batch_id)
+    _, view = client(event("GET", f"/batches/{new_id}"))
+    assert (view["resumed_from"], view["paused"], view["total"]) == (batch_id, False, 3)
+
+    # AND a second resume returns that batch, starting nothing
+    again_status, again = client(event("POST", f"/batches/{batch_id}/resume"))
+    assert (again_status, again["batch_id"], again["created"]) == (200, new_id, False)
+    sfn = boto3.client("stepfunctions")
+    assert len(sfn.list_executions(stateMachineArn=batch_machine)["executions"]) == 2
+
+    # AND the resume, once ended, resumes as -r2 over what it left undone
+    _records(client, new_id, {1: "SUCCEEDED", 2: "SUCCEEDED", 3: "CANCELLED"})
+    _end(batch_machine, new_id)
+    status2, created2 = client(event("POST", f"/batches/{new_id}/resume"))
+    assert (status2, created2["batch_id"], created2["total"]) == (202, f"{batch_id}-r2", 1)
+
+
+def test_resume_a_batch_whose_every_item_succeeded_is_409(client: Api, batch_machine: str) -> None:
+    batch_id = _started_batch(client, items=2)
+    _records(client, batch_id, {0: "SUCCEEDED", 1: "SUCCEEDED"})
+    _end(batch_machine, batch_id)
+
+    status, body = client(event("POST", f"/batches/{batch_id}/resume"))
+
+    assert_error(status, body, 409, "batch_id")
+    assert body["error"]["type"] == "NothingToResume"
+
+
 # --- OpenAPI -----------------------------------------------------------------------------
 
 
@@ -847,6 +1031,8 @@ def test_openapi_document_is_valid_3_0_with_api_key_on_every_route() -> None:
         ("POST", "/batches"),
         ("GET", "/batches/{batch_id}"),
         ("DELETE", "/batches/{batch_id}"),
+        ("POST", "/batches/{batch_id}/pause"),
+        ("POST", "/batches/{batch_id}/resume"),
     }
     for item in doc["paths"].values():
         for operation in item.values():

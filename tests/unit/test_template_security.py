@@ -91,7 +91,7 @@ def test_jobs_api_requires_an_api_key_on_every_route(template_resources: dict[st
     routes = [
         (fn, props) for fn, props in _api_events(template_resources) if _ref(props["RestApiId"]) == "JobsApi"
     ]
-    assert len(routes) == 9
+    assert len(routes) == 11
     for fn, props in routes:
         assert fn == "ApiFunction"
         assert props.get("Auth", {}).get("ApiKeyRequired", True) is True, props["Path"]
@@ -185,4 +185,26 @@ def test_every_operation_function_may_answer_and_heartbeat_its_callback_wait(
     assert len(operations) == 14
     needed = {"states:SendTaskSuccess", "states:SendTaskHeartbeat"}
     missing = [name for name in operations if not needed <= _allowed_actions(functions[name])]
+    assert not missing
+
+
+def _readable_tables(function: dict[str, Any]) -> set[str]:
+    tables = set()
+    for policy in function["Properties"].get("Policies") or []:
+        for kind in ("DynamoDBCrudPolicy", "DynamoDBReadPolicy"):
+            if isinstance(policy, dict) and kind in policy:
+                tables.add(str(_ref(policy[kind]["TableName"])))
+    return tables
+
+
+def test_every_function_that_sets_or_reads_a_batch_pause_flag_may(template_resources: dict[str, Any]) -> None:
+    # The pause flag lives in the coordination table: the API writes it (POST .../pause) and reads
+    # it (GET /batches/{id}), Validate reads it before any money, the batch Report reads it.
+    functions = _of_type(template_resources, "AWS::Serverless::Function")
+    assert "SemaphoreTable" in _writable_tables(functions["ApiFunction"])
+    missing = [
+        name
+        for name in ("ValidateFunction", "BatchFunction", "ApiFunction")
+        if "SemaphoreTable" not in _readable_tables(functions[name])
+    ]
     assert not missing

@@ -8,6 +8,8 @@
     POST   /batches          a prefix or manifest through an operation or the pipeline  202 | 200 | 409 | 4xx
     GET    /batches/{id}     counts by status, progress, reuse, cost, results manifest 200 | 404
     DELETE /batches/{id}     stop the batch and cancel its unfinished jobs 200 | 404 | 409
+    POST   /batches/{id}/pause   drain: items not started end unpaid, started ones finish 200 | 404 | 409
+    POST   /batches/{id}/resume  once ended, a batch of the items that did not succeed  202 | 200 | 404 | 409
     GET    /operations       the catalogue                          200
 
 Every refusal is ``{"error": {"type", "message", "field", "rule"}}``: 400 for a body that is
@@ -286,9 +288,12 @@ class BatchRequest(_Model):
 class BatchCreated(_Model):
     batch_id: str
     status: str
-    created: bool = Field(description="False when an Idempotency-Key replay returned an existing batch.")
+    created: bool = Field(
+        description="False when an Idempotency-Key replay (or a second resume) returned an existing batch."
+    )
     total: int = Field(description="Items in the batch.")
     max_concurrency: int
+    resumed_from: str | None = Field(None, description="The batch this one resumes (POST .../resume).")
     links: dict[str, str]
 
 
@@ -312,7 +317,22 @@ class BatchView(_Model):
     results_bucket: str | None = Field(None, description="The bucket results_key is in (the output bucket).")
     results_url: str | None = None
     error: dict[str, Any] | None = None
+    paused: bool = Field(
+        False,
+        description="Paused (POST .../pause): items that had not started end CANCELLED with a BatchPaused "
+        "error (counted under CANCELLED), started ones finish.",
+    )
+    paused_at: str | None = None
+    resumed_from: str | None = Field(None, description="The batch this one resumes, if it is a resume.")
     links: dict[str, str]
+
+
+class BatchPaused(_Model):
+    batch_id: str
+    status: str = Field(description="The batch's execution: RUNNING while started items drain.")
+    paused: bool
+    paused_at: str
+    note: str
 
 
 class BatchStopped(_Model):
@@ -971,6 +991,7 @@ def _batch_created(batch_id: str, request: Mapping[str, Any], *, created: bool) 
         created=created,
         total=int(request["total"]),
         max_concurrency=int(request["max_concurrency"]),
+        resumed_from=request.get("resumed_from"),
         links={"self": f"/batches/{batch_id}"},
     )
     return Response(
@@ -1110,6 +1131,7 @@ def get_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchView:
     error = None
     if execution.get("error") or execution.get("cause"):
         error = {"type": execution.get("error"), "message": execution.get("cause")}
+    paused_at = batches.paused_at(svc.coordination_table, batch_id)
     return BatchView(
         batch_id=batch_id,
         status=str(execution["status"]),
@@ -1128,6 +1150,9 @@ def get_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchView:
         results_bucket=None if results_key is None else bucket,
         results_url=None if results_key is None else _presign(bucket, results_key, ttl),
         error=error,
+        paused=paused_at is not None,
+        paused_at=paused_at,
+        resumed_from=request.get("resumed_from"),
         links={"self": f"/batches/{batch_id}"},
     )
 
@@ -1173,6 +1198,124 @@ def stop_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchStopped:
         jobs_cancelled=cancelled,
         note=_CANCEL_NOTE,
     )
+
+
+_PAUSE_NOTE = (
+    "Items that had not started end CANCELLED (error BatchPaused) without paying; items already "
+    "past their job's validation finish and their results are kept. Resume the batch once it has ended."
+)
+
+
+@app.post(
+    "/batches/<batch_id>/pause",
+    summary="Pause a batch (drain)",
+    description="No item that has not started yet runs or pays: each ends CANCELLED with a BatchPaused "
+    "error; items already started finish normally and their results are collected. The batch then "
+    "ends; POST /batches/{batch_id}/resume runs the rest. Pausing again is a no-op (200).",
+    responses=_responses(200, "Paused (or already paused)", 404, 409),
+    tags=["batches"],
+)
+def pause_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchPaused:
+    svc = _services()
+    execution = _batch_or_404(svc, batch_id)
+    table = svc.coordination_table
+    # Idempotent first: a batch paused before stays paused, whether or not it has drained since.
+    when = batches.paused_at(table, batch_id)
+    if when is None:
+        if execution["status"] != "RUNNING":
+            raise ApiError(
+                409,
+                "BatchFinal",
+                f"batch {batch_id} is already {execution['status']}",
+                field="batch_id",
+                rule="a batch that has not finished",
+            )
+        when, _ = batches.pause(table, batch_id, now_iso())
+    return BatchPaused(
+        batch_id=batch_id, status=str(execution["status"]), paused=True, paused_at=when, note=_PAUSE_NOTE
+    )
+
+
+@app.post(
+    "/batches/<batch_id>/resume",
+    summary="Resume a batch that has ended",
+    description="Starts a new batch (<batch_id>-r1, then -r2...) of the items that did not succeed, with "
+    "the same operation, params, per-item params, concurrency and tolerated failures, reusing results: "
+    "items that succeeded never run again. 409 while the batch runs (pause it first) or when every item "
+    "succeeded; a second resume returns the batch the first one started (200).",
+    responses=_responses(
+        202,
+        "Resumed",
+        404,
+        409,
+        also={200: {"description": "Already resumed: the batch that resume started"}},
+    ),
+    tags=["batches"],
+)
+def resume_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> Response[BatchCreated]:
+    svc = _services()
+    execution = _batch_or_404(svc, batch_id)
+    if execution["status"] == "RUNNING":
+        raise ApiError(
+            409,
+            "BatchRunning",
+            f"batch {batch_id} is still running; pause it and resume it once it has ended",
+            field="batch_id",
+            rule="a batch that has ended",
+        )
+    original = json.loads(execution.get("input") or "{}")
+    new_id = batches.resumed_id(batch_id)
+    existing = _batch_execution(svc, new_id)
+    if existing is not None:
+        return _batch_created(
+            new_id, {**json.loads(existing.get("input") or "{}"), "status": existing["status"]}, created=False
+        )
+    items = batches.unfinished_items(svc.s3, svc.store.table, original)
+    if not items:
+        raise ApiError(
+            409,
+            "NothingToResume",
+            f"every item of batch {batch_id} succeeded",
+            field="batch_id",
+            rule="a batch with items that did not succeed",
+        )
+    svc.s3.put_object(
+        Bucket=config.env(config.OUTPUT_BUCKET),
+        Key=batches.items_key(new_id),
+        Body=json.dumps(items, separators=(",", ":")).encode(),
+        ContentType="application/json",
+    )
+    request = {
+        **{k: original[k] for k in _RESUMED_KEYS if k in original},
+        "batch_id": new_id,
+        "items_key": batches.items_key(new_id),
+        "total": len(items),
+        # Whatever the original said: what it paid for is answered from the result cache.
+        "reuse": True,
+        "has_urls": any("url" in item for item in items),
+        "resumed_from": batch_id,
+        "created_at": now_iso(),
+    }
+    try:
+        svc.sfn.start_execution(
+            stateMachineArn=config.env(config.BATCH_STATE_MACHINE_ARN), name=new_id, input=json.dumps(request)
+        )
+    except svc.sfn.exceptions.ExecutionAlreadyExists:
+        # Two resumes raced: the other one started it.
+        return resume_batch(batch_id)
+    return _batch_created(new_id, request, created=True)
+
+
+# What a resume keeps of the original request (items, reuse and ids are its own).
+_RESUMED_KEYS = (
+    "operation",
+    "params",
+    "source",
+    "max_concurrency",
+    "tolerated_failure_percentage",
+    "pipeline",
+    "request_sha256",
+)
 
 
 # --- GET /operations ---------------------------------------------------------------------

@@ -34,6 +34,16 @@ the params each step will get with the catalogue before anything starts; progres
 group an item's three job records into one (:func:`group_pipeline`). A URL item is fetched as for
 an operation (its size limit the first step's), and a URL that fails records the item's first job
 (``<batch id>-<index>-cutout``) as FAILED, so its line says why.
+
+Pause and resume (``POST /batches/{id}/pause|resume``): a pause is a drain. It writes one flag
+item, ``batch-pause#<batch id>``, into the coordination table (:func:`pause`); the job workflow's
+Validate reads it (:func:`paused_at`, one GetItem) for a job carrying ``batch_id`` before the
+result cache, the claim and the slot, so an item not yet started ends CANCELLED with a
+``BatchPaused`` error without paying, its execution SUCCEEDED (a paused item spends none of the
+map's tolerated failures). Items past Validate finish normally; a pipeline's later steps never
+check (an item that started finishes). Once the batch has ended, a resume starts
+``<batch id>-r<n>`` over the items that did not succeed (:func:`unfinished_items`), keeping their
+indices, params and URLs; the result cache answers whatever was already paid for.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -61,6 +72,7 @@ __all__ = [
     "IMAGE_CONTENT_TYPES",
     "IMAGE_SUFFIXES",
     "MAX_ITEMS",
+    "PAUSED_ERROR",
     "PIPELINE",
     "PIPELINE_STEPS",
     "PROGRESS_INDEX",
@@ -74,13 +86,17 @@ __all__ = [
     "item_records",
     "items_key",
     "list_prefix",
+    "pause",
+    "paused_at",
     "pipeline_step_params",
     "plan_items",
     "read_manifest",
     "report",
     "results_key",
+    "resumed_id",
     "settle_ended",
     "summarise",
+    "unfinished_items",
 ]
 
 BATCH_PREFIX = "batches/"
@@ -297,6 +313,65 @@ def fetch_item(batch: Mapping[str, Any], item: Mapping[str, Any], *, s3: S3Clien
         raise InputUnavailableError(f"item {item['i']}: {exc.message}", rule=exc.rule) from None
 
 
+# --- pause and resume ---------------------------------------------------------------------
+
+# The error type of an item a pause ended before it started (its job record is CANCELLED).
+PAUSED_ERROR = "BatchPaused"
+_RESUMED = re.compile(r"^(?P<root>.+)-r(?P<n>[0-9]+)$")
+
+
+def _pause_name(batch_id: str) -> str:
+    return f"batch-pause#{batch_id}"
+
+
+def paused_at(table: Table, batch_id: str) -> str | None:
+    """When the batch was paused, or None. Strongly consistent: an item that starts after the
+    pause was acknowledged must see it."""
+    item = table.get_item(Key={"name": _pause_name(batch_id)}, ConsistentRead=True).get("Item")
+    return None if item is None else str(item["paused_at"])
+
+
+def pause(table: Table, batch_id: str, now: str) -> tuple[str, bool]:
+    """Write the batch's pause flag once: (when it was paused, whether this call paused it)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        table.put_item(
+            Item={"name": _pause_name(batch_id), "batch_id": batch_id, "paused_at": now},
+            ConditionExpression="attribute_not_exists(#n)",
+            ExpressionAttributeNames={"#n": "name"},
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            raise
+        return str(paused_at(table, batch_id)), False
+    return now, True
+
+
+def resumed_id(batch_id: str) -> str:
+    """The batch a resume of ``batch_id`` starts: ``<root>-r1``, then ``-r2``... (execution
+    names are unique for 90 days, so each resume needs a name of its own)."""
+    found = _RESUMED.match(batch_id)
+    if found is None:
+        return f"{batch_id}-r1"
+    return f"{found['root']}-r{int(found['n']) + 1}"
+
+
+def unfinished_items(s3: S3Client, table: Table, batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The items of an ended batch that did not succeed, as its items file has them (index,
+    input, merged params, URL). Read from the job records, which say SUCCEEDED only for an item
+    whose job (every pipeline step) succeeded; that holds for a stopped batch too, which has no
+    results manifest."""
+    batch_id = str(batch["batch_id"])
+    bucket = config.env(config.OUTPUT_BUCKET)
+    items = json.loads(s3.get_object(Bucket=bucket, Key=items_key(batch_id))["Body"].read())
+    records = {str(r["job_id"]): r for r in item_records(table, batch_id, index=PROGRESS_INDEX)}
+    if batch.get("pipeline"):
+        records = group_pipeline(list(records.values()))
+    done = JobStatus.SUCCEEDED.value
+    return [i for i in items if (records.get(f"{batch_id}-{i['i']}") or {}).get("status") != done]
+
+
 # --- progress and the results manifest ---------------------------------------------------
 
 
@@ -480,10 +555,13 @@ def report(
     table: Table,
     sfn: SFNClient | None = None,
     state_machines: Mapping[str, str] | None = None,
+    coordination: Table | None = None,
 ) -> dict[str, Any]:
     """Write ``results.jsonl`` (one line per item, in item order, the summary in its metadata)
     and return the summary. With ``sfn`` and ``state_machines`` (``{"job": arn, "pipeline":
-    arn}``), items not final are settled first (:func:`settle_ended`)."""
+    arn}``), items not final are settled first (:func:`settle_ended`). With ``coordination``
+    (the table holding pause flags), the summary says whether the batch was paused and how many
+    items the pause ended (CANCELLED, error ``BatchPaused``)."""
     batch_id = str(batch["batch_id"])
     bucket = config.env(config.OUTPUT_BUCKET)
     items = json.loads(s3.get_object(Bucket=bucket, Key=items_key(batch_id))["Body"].read())
@@ -503,4 +581,9 @@ def report(
         ContentType="application/x-ndjson",
         Metadata={SUMMARY_METADATA: json.dumps(summary, separators=(",", ":"))},
     )
-    return {"batch_id": batch_id, "results_key": key, "output_bucket": bucket, **summary}
+    out = {"batch_id": batch_id, "results_key": key, "output_bucket": bucket, **summary}
+    if coordination is not None:
+        when = paused_at(coordination, batch_id)
+        paused = sum(1 for r in records.values() if (r.get("error") or {}).get("type") == PAUSED_ERROR)
+        out |= {"paused": when is not None, "paused_at": when, "paused_items": paused}
+    return out

@@ -43,6 +43,7 @@ from picflow.semaphore import Semaphore
 # where they are used, so the Slot, Finalize and Notify functions never load them
 # (bench/coldstart.py); the handlers that need them on every invocation import them at init.
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
@@ -106,9 +107,11 @@ class Services:
         providers: Registry | None = None,
         durations: DurationHistory | None = None,
         cache: ResultCache | None = None,
+        coordination: Any = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
+        self._coordination = coordination
         self._cache = cache
         self._s3 = s3
         self._semaphore = semaphore
@@ -183,7 +186,15 @@ class Services:
         return self._dynamodb.Table(config.env(name_variable))
 
     def _coordination_table(self) -> Any:
-        return self._table(config.SEMAPHORE_TABLE)
+        if self._coordination is None:
+            self._coordination = self._table(config.SEMAPHORE_TABLE)
+        return self._coordination
+
+    @property
+    def coordination_table(self) -> Table:
+        """The table of provider slots, durations and batch pause flags."""
+        table: Table = self._coordination_table()
+        return table
 
     @property
     def semaphore(self) -> Semaphore:
@@ -318,6 +329,10 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
             "batch_id": state.get("batch_id"),
         }
     )
+    if state.get("batch_id") and state.get("pausable", True) is not False:
+        paused = _paused(svc, job_id, str(state["batch_id"]))
+        if paused is not None:
+            return paused
     op = get_operation(str(state.get("operation", "")))
     if state.get("params_error"):
         raise ParamValidationError(str(state["params_error"]), field="params", rule="a JSON object")
@@ -384,6 +399,25 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
         "reuse": state.get("reuse", True) is not False,
     }
     return {**out, **_cache_or_slot(out, svc)}
+
+
+def _paused(svc: Services, job_id: str, batch_id: str) -> dict[str, Any] | None:
+    """A job of a paused batch that has not started ends here, before the result cache, the
+    claim and the slot: nothing is paid. Its record is CANCELLED (a BatchPaused error); its
+    execution goes on to succeed (Route's Paused), so the map counts no failure. One GetItem."""
+    from picflow.batches import PAUSED_ERROR, paused_at
+
+    when = paused_at(svc.coordination_table, batch_id)
+    if when is None:
+        return None
+    error = {
+        "type": PAUSED_ERROR,
+        "message": f"batch {batch_id} was paused at {when} before this item started; resume it to run it",
+    }
+    svc.store.update(
+        job_id, {"status": JobStatus.CANCELLED.value, "error": error, "completed_at": now_iso(svc.clock())}
+    )
+    return {"job_id": job_id, "batch_id": batch_id, "paused": True, "error": error}
 
 
 def _cache_or_slot(state: Mapping[str, Any], svc: Services) -> dict[str, Any]:
@@ -941,6 +975,8 @@ def job_output(job: Mapping[str, Any]) -> dict[str, Any]:
         "operation": job.get("operation"),
         "status": job.get("status"),
         "output_bucket": manifest.get("bucket") or config.optional(config.OUTPUT_BUCKET),
+        # A pipeline reads it to end an item a batch pause stopped (statemachine/pipeline.asl.json).
+        "paused": False,
         **_result({"manifest_key": manifest.get("key"), "outputs": outputs}, reused=bool(job.get("reused"))),
     }
 
