@@ -1,4 +1,5 @@
-"""``picflow batch run|status|stop``: a whole prefix or manifest through one operation (``/batches``).
+"""``picflow batch run|status|stop|pause|resume``: a whole prefix or manifest through one operation
+(``/batches``).
 
 Items come from ``--prefix s3://<input bucket>/<prefix>`` (every image under it) or ``--manifest``:
 a local CSV (header ``key`` or ``url``, optional ``params``) or JSON Lines file, uploaded first
@@ -6,7 +7,8 @@ through ``POST /uploads``, or ``s3://<input bucket>/<key>`` of one already there
 the batch on one progress line until it ends, then prints counts, cost, reuse and where the
 results manifest is. It exits 0 when the batch succeeded (items that failed within
 ``--tolerated-failure-percent`` are reported, not fatal), 1 when it failed, was stopped or is
-still running at ``--timeout``.
+still running at ``--timeout``. ``pause`` drains a batch (items not started end unpaid, started ones
+finish); ``resume`` starts, once it has ended, a batch of the items that did not succeed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from picflow_cli.client import BatchStopped, BatchView, PicflowClient
+from picflow_cli.client import BatchCreated, BatchPaused, BatchStopped, BatchView, PicflowClient
 from picflow_cli.errors import JobsFailedError, UsageError
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "batch_line",
     "parse_source",
     "print_batch",
+    "print_batch_paused",
+    "print_batch_resumed",
     "print_batch_stopped",
     "run_batch",
 ]
@@ -134,6 +138,13 @@ def print_batch(view: BatchView, out: TextIO) -> None:
         ("concurrency", view["max_concurrency"]),
         ("tolerated", f"{view['tolerated_failure_percentage']:g}% failed items"),
         ("results", _results_where(view)),
+        (
+            "paused",
+            f"at {view.get('paused_at')} (items not started end CANCELLED, BatchPaused)"
+            if view.get("paused")
+            else None,
+        ),
+        ("resumes", view.get("resumed_from")),
     ]
     error = view.get("error")
     if error:
@@ -141,6 +152,23 @@ def print_batch(view: BatchView, out: TextIO) -> None:
     for label, value in rows:
         if value not in (None, ""):
             print(f"{label:<13}{value}", file=out)
+
+
+def print_batch_paused(result: BatchPaused, out: TextIO) -> None:
+    print(f"{result['batch_id']}: paused at {result['paused_at']} (batch {result['status']})", file=out)
+    print(f"note: {result['note']}", file=out)
+    if result["status"] == RUNNING:
+        print(f"once it has ended: `picflow batch resume {result['batch_id']}`", file=out)
+
+
+def print_batch_resumed(result: BatchCreated, out: TextIO) -> None:
+    what = "started" if result["created"] else "was already resumed as"
+    print(
+        f"{result.get('resumed_from')}: {what} {result['batch_id']} ({result['total']} item(s) "
+        f"that did not succeed)",
+        file=out,
+    )
+    print(f"follow with `picflow batch status {result['batch_id']}`", file=out)
 
 
 def print_batch_stopped(result: BatchStopped, out: TextIO) -> None:

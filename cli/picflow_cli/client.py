@@ -5,8 +5,9 @@ else the state file of a running ``picflow local up`` (:func:`resolve_endpoint`)
 
 httpx's exceptions and the API's refusals become :mod:`picflow_cli.errors` here and nowhere
 else. Reads (and POSTs that are safe to repeat: ``/uploads`` only presigns, ``/jobs`` and
-``/batches`` always carry an Idempotency-Key) are retried a few times on connect errors, 429 and
-502-504, with ``Retry-After`` honoured up to a short cap; a cancel or a stop is never retried.
+``/batches`` always carry an Idempotency-Key; a batch's pause and resume are idempotent) are retried
+a few times on connect errors, 429 and 502-504, with ``Retry-After`` honoured up to a short cap; a
+cancel or a stop is never retried.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from picflow_cli.local.state import read_state
 
 __all__ = [
     "BatchCreated",
+    "BatchPaused",
     "BatchStopped",
     "BatchView",
     "CancelResult",
@@ -127,6 +129,7 @@ class BatchCreated(TypedDict):
     created: bool
     total: int
     max_concurrency: int
+    resumed_from: NotRequired[str | None]
     links: dict[str, str]
 
 
@@ -148,7 +151,18 @@ class BatchView(TypedDict):
     results_bucket: NotRequired[str | None]
     results_url: NotRequired[str | None]
     error: NotRequired[dict[str, Any] | None]
+    paused: NotRequired[bool]
+    paused_at: NotRequired[str | None]
+    resumed_from: NotRequired[str | None]
     links: dict[str, str]
+
+
+class BatchPaused(TypedDict):
+    batch_id: str
+    status: str
+    paused: bool
+    paused_at: str
+    note: str
 
 
 class BatchStopped(TypedDict):
@@ -378,6 +392,14 @@ class PicflowClient:
 
     def stop_batch(self, batch_id: str) -> BatchStopped:
         return cast(BatchStopped, self._api("DELETE", f"/batches/{_path_id(batch_id)}", retry=False))
+
+    def pause_batch(self, batch_id: str) -> BatchPaused:
+        # Idempotent at the API (a second pause is the same 200): safe to retry.
+        return cast(BatchPaused, self._api("POST", f"/batches/{_path_id(batch_id)}/pause"))
+
+    def resume_batch(self, batch_id: str) -> BatchCreated:
+        # Idempotent at the API too: a second resume returns the batch the first one started.
+        return cast(BatchCreated, self._api("POST", f"/batches/{_path_id(batch_id)}/resume"))
 
     def download(self, result: ResultView, dest: Path) -> Path:
         """A result's presigned URL into ``dest``, checked against its size and sha256."""

@@ -3,7 +3,7 @@
     picflow local up|down                   the whole system offline (moto + mock upstream)
     picflow run OPERATION INPUT [...]       upload, start jobs, follow them, download results
     picflow jobs | status ID | cancel ID    the jobs API's reads and its cancel
-    picflow batch run|status|stop           a prefix or manifest through one operation
+    picflow batch run|status|stop|pause|resume  a prefix or manifest through one operation
     picflow operations                      the catalogue with each parameter's rule
     picflow deploy                          sam build + sam deploy, then what to set
     picflow demo                            the main job, offline, with out/report.html
@@ -178,6 +178,18 @@ def _cmd_batch_stop(args: argparse.Namespace) -> int:
     return _answer(args, lambda client: client.stop_batch(args.batch_id), print_batch_stopped)
 
 
+def _cmd_batch_pause(args: argparse.Namespace) -> int:
+    from picflow_cli.batch import print_batch_paused
+
+    return _answer(args, lambda client: client.pause_batch(args.batch_id), print_batch_paused)
+
+
+def _cmd_batch_resume(args: argparse.Namespace) -> int:
+    from picflow_cli.batch import print_batch_resumed
+
+    return _answer(args, lambda client: client.resume_batch(args.batch_id), print_batch_resumed)
+
+
 def _cmd_deploy(args: argparse.Namespace) -> int:
     from picflow_cli.deploy import deploy
 
@@ -333,7 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch = sub.add_parser(
         "batch", help="a whole prefix or manifest of images through an operation or the pipeline"
     )
-    batch_sub = batch.add_subparsers(dest="batch_command", required=True, metavar="run|status|stop")
+    batch_sub = batch.add_subparsers(
+        dest="batch_command", required=True, metavar="run|status|stop|pause|resume"
+    )
     batch_run = _command(
         batch_sub,
         "run",
@@ -401,6 +415,22 @@ def build_parser() -> argparse.ArgumentParser:
         batch_sub, "stop", _cmd_batch_stop, parents=[api, as_json], help="stop a batch, cancel its jobs"
     )
     batch_stop.add_argument("batch_id", metavar="ID")
+    batch_pause = _command(
+        batch_sub,
+        "pause",
+        _cmd_batch_pause,
+        parents=[api, as_json],
+        help="drain a batch: items not started end unpaid, started ones finish",
+    )
+    batch_pause.add_argument("batch_id", metavar="ID")
+    batch_resume = _command(
+        batch_sub,
+        "resume",
+        _cmd_batch_resume,
+        parents=[api, as_json],
+        help="once a batch has ended, run the items that did not succeed as a new batch",
+    )
+    batch_resume.add_argument("batch_id", metavar="ID")
 
     deploy = _command(sub, "deploy", _cmd_deploy, help="sam build + sam deploy, then what to set")
     deploy.add_argument(

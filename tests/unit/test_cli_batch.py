@@ -1,4 +1,4 @@
-"""``picflow batch run|status|stop`` without a stack: arguments, and the commands against an
+"""``picflow batch run|status|stop|pause|resume`` without a stack: arguments, and the commands against an
 in-memory fake of the ``/batches`` routes (httpx.MockTransport)."""
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class FakeBatches:
     requests: list[httpx.Request] = field(default_factory=list)
     puts: dict[str, bytes] = field(default_factory=dict)
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Whether batches have ended (pause refuses, resume accepts) or still run.
+    ended: bool = False
 
     def client(self) -> httpx.Client:
         return httpx.Client(transport=httpx.MockTransport(self.handle))
@@ -85,14 +87,41 @@ class FakeBatches:
                 "links": {},
             }
             return httpx.Response(202, json=created)
-        batch_id = path.rsplit("/", 1)[-1]
+        batch_id, _, action = path.removeprefix("/batches/").partition("/")
         if batch_id not in self.batches:
             return error(404, "NotFound", f"no batch {batch_id}", "batch_id", "an existing batch")
+        if request.method == "POST" and action in ("pause", "resume"):
+            return self.pause(batch_id) if action == "pause" else self.resume(batch_id)
         if request.method == "GET":
             return httpx.Response(200, json=self.view(batch_id))
         if request.method == "DELETE":
             return error(409, "BatchFinal", f"batch {batch_id} is already SUCCEEDED", "batch_id", "running")
         return error(404, "NotFound", "no route")
+
+    def pause(self, batch_id: str) -> httpx.Response:
+        if self.ended:
+            return error(409, "BatchFinal", f"batch {batch_id} is already SUCCEEDED", "batch_id", "running")
+        paused = {
+            "batch_id": batch_id,
+            "status": "RUNNING",
+            "paused": True,
+            "paused_at": "2026-01-01T00:00:00Z",
+        }
+        return httpx.Response(200, json=paused | {"note": "Items that had not started end CANCELLED."})
+
+    def resume(self, batch_id: str) -> httpx.Response:
+        if not self.ended:
+            return error(409, "BatchRunning", f"batch {batch_id} is still running", "batch_id", "ended")
+        created = {
+            "batch_id": f"{batch_id}-r1",
+            "status": "RUNNING",
+            "created": True,
+            "total": 2,
+            "max_concurrency": 4,
+            "resumed_from": batch_id,
+            "links": {},
+        }
+        return httpx.Response(202, json=created)
 
     def view(self, batch_id: str) -> dict[str, Any]:
         batch = self.batches[batch_id]
@@ -321,6 +350,63 @@ def test_batch_stop_of_a_finished_batch_is_the_apis_409_and_not_retried(capsys: 
     assert (code, out) == (2, "")
     assert "(HTTP 409 BatchFinal" in err
     assert sum(r.method == "DELETE" for r in api.requests) == 1
+
+
+def test_batch_pause_says_when_and_how_to_resume(capsys: pytest.CaptureFixture[str]):
+    api = FakeBatches(total=3)
+    cli(capsys, api, "batch", "run", "remove_fabric", "--prefix", "s3://in/cat/", "--no-wait")
+
+    code, out, err = cli(capsys, api, "batch", "pause", "batch-0")
+
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "batch-0: paused at 2026-01-01T00:00:00Z (batch RUNNING)",
+        "note: Items that had not started end CANCELLED.",
+        "once it has ended: `picflow batch resume batch-0`",
+    ]
+    (request,) = [r for r in api.requests if r.url.path.endswith("/pause")]
+    assert (request.method, request.url.path) == ("POST", "/v1/batches/batch-0/pause")
+    code, out, _ = cli(capsys, api, "batch", "pause", "batch-0", "--json")
+    assert json.loads(out)["paused"] is True
+
+
+def test_batch_pause_of_an_ended_batch_is_the_apis_409(capsys: pytest.CaptureFixture[str]):
+    api = FakeBatches(total=1, ended=True)
+    cli(capsys, api, "batch", "run", "remove_fabric", "--prefix", "s3://in/cat/", "--no-wait")
+    code, out, err = cli(capsys, api, "batch", "pause", "batch-0")
+    assert (code, out) == (2, "")
+    assert "(HTTP 409 BatchFinal" in err
+
+
+def test_batch_resume_names_the_new_batch_and_refuses_a_running_one(capsys: pytest.CaptureFixture[str]):
+    api = FakeBatches(total=3)
+    cli(capsys, api, "batch", "run", "remove_fabric", "--prefix", "s3://in/cat/", "--no-wait")
+
+    code, out, err = cli(capsys, api, "batch", "resume", "batch-0")
+    assert (code, out) == (2, "")
+    assert err.startswith("picflow: batch batch-0 is still running (HTTP 409 BatchRunning")
+
+    api.ended = True
+    code, out, err = cli(capsys, api, "batch", "resume", "batch-0")
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "batch-0: started batch-0-r1 (2 item(s) that did not succeed)",
+        "follow with `picflow batch status batch-0-r1`",
+    ]
+    code, out, _ = cli(capsys, api, "batch", "resume", "batch-0", "--json")
+    assert json.loads(out)["resumed_from"] == "batch-0"
+
+
+def test_batch_status_of_a_paused_resume_shows_both(capsys: pytest.CaptureFixture[str]):
+    from picflow_cli.batch import print_batch
+
+    out = io.StringIO()
+    print_batch(
+        _view() | {"paused": True, "paused_at": "2026-01-01T00:00:00Z", "resumed_from": "batch-w"}, out
+    )
+    lines = out.getvalue().splitlines()
+    assert "paused       at 2026-01-01T00:00:00Z (items not started end CANCELLED, BatchPaused)" in lines
+    assert "resumes      batch-w" in lines
 
 
 def test_batch_line_on_a_terminal_carries_the_time():
