@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from contract_support import BUCKET
+from contract_support import BUCKET, READ_TIMEOUT
 from picflow.collect import collect_results
 from picflow.http import RetryPolicy, build_client
 from picflow.providers.base import ResultRef
@@ -41,8 +41,8 @@ def http(mock_upstream: MockUpstream) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def short_http(mock_upstream: MockUpstream) -> Iterator[httpx.Client]:
-    """A client whose reads give up after 0.1 s, for latency beyond the read timeout."""
-    with build_client(mock_upstream.url(""), timeout=httpx.Timeout(5.0, read=0.1)) as client:
+    """A client whose reads give up after READ_TIMEOUT, for latency beyond the read timeout."""
+    with build_client(mock_upstream.url(""), timeout=httpx.Timeout(5.0, read=READ_TIMEOUT)) as client:
         yield client
 
 

@@ -16,6 +16,10 @@ from mock_upstream.testing import MockUpstream
 
 SAMPLES = Path(__file__).resolve().parents[2] / "mock_upstream" / "samples"
 BUCKET = "contract-results"
+# short_http gives up reading after READ_TIMEOUT; a fault of BEYOND_READ outlasts it. Wide
+# margins both ways: an undelayed answer on a loaded CI box must still come within the timeout.
+READ_TIMEOUT = 1.0
+BEYOND_READ = 2.0
 
 # Faults on a paid submit, the same for every provider: (kind, params, the error the client
 # raises, whether the mock charged). Faults before the provider runs (429, 5xx, reset, empty)

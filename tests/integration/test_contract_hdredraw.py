@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from contract_support import (
+    BEYOND_READ,
     STATUS_RECOVERABLE,
     SUBMIT_FAULTS,
     UNREADABLE,
@@ -342,13 +343,13 @@ def test_rate_limited_submit_keeps_retry_after(hd, mock_upstream):
 
 def test_submit_beyond_the_read_timeout_is_outcome_unknown_and_was_charged(short_http, retry, mock_upstream):
     client = HdRedrawClient(short_http, Secret("test-key"), retry=retry)
-    mock_upstream.inject_fault("latency", route=SUBMIT, seconds=0.3)
+    mock_upstream.inject_fault("latency", route=SUBMIT, seconds=BEYOND_READ)
 
     with pytest.raises(OutcomeUnknownError) as caught:
         redraw(client)
 
     assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
-    drain(mock_upstream, 0.3)
+    drain(mock_upstream, BEYOND_READ)
     assert mock_upstream.count(route=SUBMIT) == 1
     assert mock_upstream.count(paid=True) == 1
 
@@ -403,11 +404,11 @@ def test_unreadable_status_answer_is_transient(hd, mock_upstream, kind):
 def test_status_beyond_the_read_timeout_is_retried(short_http, retry, hd, mock_upstream, sleeps):
     client = HdRedrawClient(short_http, Secret("test-key"), retry=retry)
     task_id = redraw(hd)
-    mock_upstream.inject_fault("latency", route=STATUS, seconds=0.3)
+    mock_upstream.inject_fault("latency", route=STATUS, seconds=BEYOND_READ)
 
     assert client.status(task_id).state is TaskState.DONE
     assert len(sleeps) == 1
-    drain(mock_upstream, 0.3)
+    drain(mock_upstream, BEYOND_READ)
     assert mock_upstream.count(route=STATUS) == 2
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from contract_support import (
+    BEYOND_READ,
     STATUS_RECOVERABLE,
     SUBMIT_FAULTS,
     UNREADABLE,
@@ -431,7 +432,7 @@ def test_submit_beyond_the_read_timeout_is_outcome_unknown_and_was_charged(
 ):
     # GIVEN a provider that answers the submit after the client's read timeout
     client = TaskPicClient(short_http, Secret("sk-xxxx"), retry=retry)
-    mock_upstream.inject_fault("latency", route=SUBMIT, seconds=0.3)
+    mock_upstream.inject_fault("latency", route=SUBMIT, seconds=BEYOND_READ)
 
     # WHEN the client submits
     with pytest.raises(OutcomeUnknownError) as caught:
@@ -439,7 +440,7 @@ def test_submit_beyond_the_read_timeout_is_outcome_unknown_and_was_charged(
 
     # THEN it gave up without retrying, though the provider went on and charged the task
     assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
-    drain(mock_upstream, 0.3)
+    drain(mock_upstream, BEYOND_READ)
     assert mock_upstream.count(route=SUBMIT) == 1
     assert mock_upstream.count(paid=True) == 1
     assert sleeps == []
@@ -527,13 +528,13 @@ def test_unreadable_status_answer_is_transient(taskpic, mock_upstream, sleeps, t
 
 def test_status_beyond_the_read_timeout_is_retried(short_http, retry, mock_upstream, sleeps, task_id):
     client = TaskPicClient(short_http, Secret("sk-xxxx"), retry=retry)
-    mock_upstream.inject_fault("latency", route="/task/*", method="GET", seconds=0.3)
+    mock_upstream.inject_fault("latency", route="/task/*", method="GET", seconds=BEYOND_READ)
 
     status = client.status(task_id)
 
     assert status.state is TaskState.DONE
     assert len(sleeps) == 1
-    drain(mock_upstream, 0.3)
+    drain(mock_upstream, BEYOND_READ)
     assert mock_upstream.count(route=POLL) == 2
 
 

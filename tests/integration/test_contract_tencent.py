@@ -17,7 +17,15 @@ from typing import Any
 
 import httpx
 import pytest
-from contract_support import SUBMIT_FAULTS, assert_paid_once, drain, fetch_image, sample_size, stored
+from contract_support import (
+    BEYOND_READ,
+    SUBMIT_FAULTS,
+    assert_paid_once,
+    drain,
+    fetch_image,
+    sample_size,
+    stored,
+)
 from picflow.catalogue import Provider, ResultKind
 from picflow.errors import (
     AuthError,
@@ -393,12 +401,12 @@ def test_call_beyond_the_read_timeout_is_outcome_unknown_and_was_charged(
     make, short_http, mock_upstream, tmp_path
 ):
     client = make(transport=short_http)
-    mock_upstream.inject_fault("latency", action=ACTION, seconds=0.3)
+    mock_upstream.inject_fault("latency", action=ACTION, seconds=BEYOND_READ)
 
     with pytest.raises(OutcomeUnknownError) as caught:
         replace(client, tmp_path, rsp_img_type="url")
 
     assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
-    drain(mock_upstream, 0.3)
+    drain(mock_upstream, BEYOND_READ)
     assert mock_upstream.count(route=ACTION) == 1
     assert mock_upstream.count(paid=True) == 1
