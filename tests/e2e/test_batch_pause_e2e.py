@@ -7,43 +7,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
 
+import batch_support as support
 import pytest
 
 pytestmark = pytest.mark.e2e
 
 ITEMS = 12
 CONCURRENCY = 3
-
-
-def _images(system, count: int, prefix: str) -> list[str]:
-    """``count`` different images (distinct bytes, so the result cache tells them apart)."""
-    from io import BytesIO
-
-    from PIL import Image
-
-    keys = []
-    for i in range(count):
-        buf = BytesIO()
-        Image.new("RGB", (64 + i, 64), (i * 10 % 256, 120, 40)).save(buf, format="PNG")
-        key = f"{prefix}img-{i:03d}.png"
-        system.s3.put_object(Bucket=system.info.input_bucket, Key=key, Body=buf.getvalue())
-        keys.append(key)
-    return keys
-
-
-def _finish(system, api, batch_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    arn = system.info.batch_state_machine_arn.replace(":stateMachine:", ":execution:") + f":{batch_id}"
-    execution = system.stack.wait_for_arn(arn, timeout=240)
-    view = api.get(f"/batches/{batch_id}")
-    assert view.status_code == 200, view.text
-    return execution, view.json()
-
-
-def _results(system, view: dict[str, Any]) -> list[dict[str, Any]]:
-    body = system.output(view["results_key"]).decode()
-    return [json.loads(line) for line in body.splitlines() if line]
 
 
 def _submitted(system, job_ids: list[str]) -> list[str]:
@@ -65,7 +36,7 @@ def _states(system, execution_arn: str) -> list[str]:
 def test_pause_drains_in_flight_items_ends_the_rest_unpaid_and_resume_runs_only_the_rest(system, api):
     # GIVEN 12 different images, at most 3 in flight, and provider tasks held until the clock moves
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"
-    keys = _images(system, ITEMS, prefix)
+    keys = support.images(system, ITEMS, prefix, tint=(120, 40))
     system.mock.set_scenario(seconds=3600)
     started = api.post(
         "/batches",
@@ -88,7 +59,7 @@ def test_pause_drains_in_flight_items_ends_the_rest_unpaid_and_resume_runs_only_
     assert api.post(f"/batches/{batch_id}/pause").json()["paused_at"] == paused.json()["paused_at"]
     system.mock.clear_scenarios()
     system.mock.advance_clock(3600)
-    execution, view = _finish(system, api, batch_id)
+    execution, view = support.finish(system, api, batch_id)
 
     # THEN the batch ends (it did not fail: a paused item is no failure) and shows paused
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
@@ -101,7 +72,7 @@ def test_pause_drains_in_flight_items_ends_the_rest_unpaid_and_resume_runs_only_
     assert (report["paused"], report["paused_items"]) == (True, ITEMS - CONCURRENCY)
     # AND the in-flight items were collected and paid once; the others paid nothing
     assert system.mock.count(paid=True) == CONCURRENCY
-    results = _results(system, view)
+    results = support.results(system, view)
     done = [r for r in results if r["status"] == "SUCCEEDED"]
     assert sorted(r["job_id"] for r in done) == sorted(in_flight)
     assert all(r["outputs"] and r["outputs"][0]["sha256"] for r in done)
@@ -123,7 +94,7 @@ def test_pause_drains_in_flight_items_ends_the_rest_unpaid_and_resume_runs_only_
         ITEMS - CONCURRENCY,
         batch_id,
     )
-    execution2, view2 = _finish(system, api, new_id)
+    execution2, view2 = support.finish(system, api, new_id)
 
     # THEN it ran only the items that had not succeeded, and every image is paid exactly once
     assert execution2["status"] == "SUCCEEDED", execution2.get("cause")
@@ -131,7 +102,7 @@ def test_pause_drains_in_flight_items_ends_the_rest_unpaid_and_resume_runs_only_
         0,
     )
     assert (view2["resumed_from"], view2["paused"]) == (batch_id, False)
-    results2 = _results(system, view2)
+    results2 = support.results(system, view2)
     assert sorted(r["index"] for r in results2) == sorted(r["index"] for r in stopped)
     assert sorted(r["input"]["key"] for r in [*done, *results2]) == sorted(keys)
     assert all(r["outputs"] and not r["reused"] for r in results2)
@@ -141,7 +112,7 @@ def test_pause_drains_in_flight_items_ends_the_rest_unpaid_and_resume_runs_only_
 def test_pause_of_a_pipeline_batch_finishes_the_started_item_and_ends_the_others_at_their_cutout(system, api):
     # GIVEN three images through the pipeline, one item at a time, its tasks held at the mock
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"
-    _images(system, 3, prefix)
+    support.images(system, 3, prefix, tint=(120, 40))
     system.mock.set_scenario(seconds=3600)
     body = {"operation": "pipeline", "params": {"prompt": "studio"}, "prefix": prefix, "max_concurrency": 1}
     started = api.post("/batches", json=body)
@@ -154,13 +125,13 @@ def test_pause_of_a_pipeline_batch_finishes_the_started_item_and_ends_the_others
     assert api.post(f"/batches/{batch_id}/pause").status_code == 200
     system.mock.clear_scenarios()
     system.mock.advance_clock(3600)
-    execution, view = _finish(system, api, batch_id)
+    execution, view = support.finish(system, api, batch_id)
 
     # THEN the started item ran all three steps (its later steps do not pause), the others none
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
     assert view["paused"] is True
     assert (view["counts"]["SUCCEEDED"], view["counts"]["CANCELLED"]) == (1, 2)
-    results = _results(system, view)
+    results = support.results(system, view)
     (done,) = [r for r in results if r["status"] == "SUCCEEDED"]
     assert done["steps"][0] == first
     assert len(done["steps"]) == 3

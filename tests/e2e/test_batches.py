@@ -5,43 +5,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
 
+import batch_support as support
 import pytest
 
 pytestmark = pytest.mark.e2e
 
 ITEMS = 20
 SUBMIT = "/api/submit_remove_fabric_task"
-
-
-def _images(system, sample, count: int, prefix: str) -> list[str]:
-    """``count`` different images (distinct bytes, so the result cache tells them apart)."""
-    from io import BytesIO
-
-    from PIL import Image
-
-    keys = []
-    for i in range(count):
-        buf = BytesIO()
-        Image.new("RGB", (64 + i, 64), (i * 10 % 256, 80, 160)).save(buf, format="PNG")
-        key = f"{prefix}img-{i:03d}.png"
-        system.s3.put_object(Bucket=system.info.input_bucket, Key=key, Body=buf.getvalue())
-        keys.append(key)
-    return keys
-
-
-def _finish(system, api, batch_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    arn = system.info.batch_state_machine_arn.replace(":stateMachine:", ":execution:") + f":{batch_id}"
-    execution = system.stack.wait_for_arn(arn, timeout=240)
-    view = api.get(f"/batches/{batch_id}")
-    assert view.status_code == 200, view.text
-    return execution, view.json()
-
-
-def _results(system, view: dict[str, Any]) -> list[dict[str, Any]]:
-    body = system.output(view["results_key"]).decode()
-    return [json.loads(line) for line in body.splitlines() if line]
 
 
 def _max_overlap(system) -> int:
@@ -65,7 +36,7 @@ def _max_overlap(system) -> int:
 def test_batch_from_a_prefix_runs_every_item_tolerates_failures_and_reruns_for_free(system, sample, api):
     # GIVEN 20 different images under a prefix, and ~5% of paid submits refused by the provider
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"
-    keys = _images(system, sample, ITEMS, prefix)
+    keys = support.images(system, ITEMS, prefix)
     system.mock.set_seed(1)  # two of the first twenty draws fall under 5 %
     system.mock.inject_fault("http_status", route=SUBMIT, status=400, times=None, probability=0.05)
 
@@ -76,7 +47,7 @@ def test_batch_from_a_prefix_runs_every_item_tolerates_failures_and_reruns_for_f
     )
     assert started.status_code == 202, started.text
     batch_id = started.json()["batch_id"]
-    execution, view = _finish(system, api, batch_id)
+    execution, view = support.finish(system, api, batch_id)
 
     # THEN every item ran once as its own job; the refused ones failed, the batch did not
     refused = system.mock.count(route=SUBMIT, status=400)
@@ -92,7 +63,7 @@ def test_batch_from_a_prefix_runs_every_item_tolerates_failures_and_reruns_for_f
     assert view["cost"] == {"units": ITEMS - refused, "unit": "hdredraw.call"}
     paid = system.mock.count(paid=True)
     assert paid == ITEMS - refused
-    results = _results(system, view)
+    results = support.results(system, view)
     assert [r["input"]["key"] for r in results] == sorted(keys)
     assert [r["job_id"] for r in results] == [f"{batch_id}-{i}" for i in range(ITEMS)]
     failed = [r for r in results if r["status"] == "FAILED"]
@@ -106,7 +77,7 @@ def test_batch_from_a_prefix_runs_every_item_tolerates_failures_and_reruns_for_f
     system.mock.clear_faults()
     again = api.post("/batches", json={"operation": "remove_fabric", "prefix": prefix})
     assert again.status_code == 202, again.text
-    execution2, view2 = _finish(system, api, again.json()["batch_id"])
+    execution2, view2 = support.finish(system, api, again.json()["batch_id"])
 
     # THEN what was done is reused, unpaid; only the items that failed are paid for
     assert execution2["status"] == "SUCCEEDED", execution2.get("cause")
@@ -117,14 +88,14 @@ def test_batch_from_a_prefix_runs_every_item_tolerates_failures_and_reruns_for_f
 
     # AND a third run pays for nothing at all
     third = api.post("/batches", json={"operation": "remove_fabric", "prefix": prefix})
-    _, view3 = _finish(system, api, third.json()["batch_id"])
+    _, view3 = support.finish(system, api, third.json()["batch_id"])
     assert view3["reused"] == ITEMS
     assert system.mock.count(paid=True) == paid + refused
 
 
 def test_batch_from_a_jsonl_manifest_with_per_item_params(system, sample, api):
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"
-    keys = _images(system, sample, 3, prefix)
+    keys = support.images(system, 3, prefix)
     lines = [
         {"key": keys[0]},
         {"key": keys[1], "params": {"color_count": 8}},
@@ -138,11 +109,11 @@ def test_batch_from_a_jsonl_manifest_with_per_item_params(system, sample, api):
         "/batches", json={"operation": "vectorize", "params": {"color_count": 5}, "manifest": manifest}
     )
     assert started.status_code == 202, started.text
-    execution, view = _finish(system, api, started.json()["batch_id"])
+    execution, view = support.finish(system, api, started.json()["batch_id"])
 
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
     assert view["counts"]["SUCCEEDED"] == 3
-    assert [r["params"]["color_count"] for r in _results(system, view)] == [5, 8, 3]
+    assert [r["params"]["color_count"] for r in support.results(system, view)] == [5, 8, 3]
     sent = sorted(e["fields"].get("color_count") for e in system.mock.journal(paid=True))
     assert sent == ["3", "5", "8"]
 
@@ -163,33 +134,33 @@ def test_batch_from_a_csv_manifest_with_a_bad_param_is_refused_before_anything_r
 
 def test_batch_past_its_tolerated_failures_fails_with_a_report(system, sample, api):
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"
-    _images(system, sample, 2, prefix)
+    support.images(system, 2, prefix)
     system.mock.inject_fault("http_status", route=SUBMIT, status=400, times=1)
 
     started = api.post(
         "/batches",
         json={"operation": "remove_fabric", "prefix": prefix, "tolerated_failure_percentage": 0},
     )
-    execution, view = _finish(system, api, started.json()["batch_id"])
+    execution, view = support.finish(system, api, started.json()["batch_id"])
 
     assert execution["status"] == "FAILED"
     assert execution["error"] == "TooManyItemsFailed"
     assert "1 of 2 items failed" in execution["cause"]
     assert view["status"] == "FAILED"
     assert view["counts"]["FAILED"] == 1
-    assert len(_results(system, view)) == 2
+    assert len(support.results(system, view)) == 2
 
 
 def test_batch_replay_with_the_same_key_starts_nothing_new_and_another_body_conflicts(system, sample, api):
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"
-    _images(system, sample, 1, prefix)
+    support.images(system, 1, prefix)
     body = {"operation": "remove_fabric", "prefix": prefix}
     key = {"Idempotency-Key": uuid.uuid4().hex}
 
     first = api.post("/batches", json=body, headers=key)
     replay = api.post("/batches", json=body, headers=key)
     other = api.post("/batches", json={**body, "tolerated_failure_percentage": 50}, headers=key)
-    _finish(system, api, first.json()["batch_id"])
+    support.finish(system, api, first.json()["batch_id"])
 
     assert first.status_code == 202
     assert replay.status_code == 200
@@ -202,9 +173,9 @@ def test_batch_replay_with_the_same_key_starts_nothing_new_and_another_body_conf
 def test_unknown_batch_is_404_and_a_finished_one_cannot_be_stopped(system, sample, api):
     assert api.get("/batches/batch-nope").status_code == 404
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"
-    _images(system, sample, 1, prefix)
+    support.images(system, 1, prefix)
     batch_id = api.post("/batches", json={"operation": "remove_fabric", "prefix": prefix}).json()["batch_id"]
-    _finish(system, api, batch_id)
+    support.finish(system, api, batch_id)
 
     stopped = api.delete(f"/batches/{batch_id}")
 
@@ -218,11 +189,10 @@ def test_batch_of_url_items_fetches_each_through_the_url_guard_and_a_dead_url_fa
     # GIVEN a CSV manifest of two image URLs, one key and one URL that answers 404; the URLs are
     # presigned GETs of moto (the local stack's URL allowlist admits it, as a public host)
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"
-    keys = _images(system, sample, 3, prefix)
+    keys = support.images(system, 3, prefix)
 
     def url(key: str) -> str:
-        params = {"Bucket": system.info.input_bucket, "Key": key}
-        return system.s3.generate_presigned_url("get_object", Params=params)
+        return support.public_url(system, key)
 
     rows = [("url", url(keys[0])), ("key", keys[1]), ("url", url(keys[2])), ("url", url(f"{prefix}gone.png"))]
     csv_body = "key,url\n" + "".join(
@@ -238,14 +208,14 @@ def test_batch_of_url_items_fetches_each_through_the_url_guard_and_a_dead_url_fa
     )
     assert started.status_code == 202, started.text
     batch_id = started.json()["batch_id"]
-    execution, view = _finish(system, api, batch_id)
+    execution, view = support.finish(system, api, batch_id)
 
     # THEN the three images ran (each URL copied to its item's key first), the dead URL failed
     # its item with the reason, before any provider call, and the batch succeeded
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
     assert (view["counts"]["SUCCEEDED"], view["counts"]["FAILED"]) == (3, 1)
     assert system.mock.count(paid=True) == 3
-    results = _results(system, view)
+    results = support.results(system, view)
     assert [r["input"].get("url") is not None for r in results] == [True, False, True, True]
     assert [r["input"]["key"] for r in results] == [
         f"uploads/{batch_id}-0/source",
@@ -299,7 +269,7 @@ def test_pipeline_batch_runs_three_jobs_per_item_reports_one_line_each_and_rerun
 ):
     # GIVEN three different images under a prefix
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"
-    keys = _images(system, sample, 3, prefix)
+    keys = support.images(system, 3, prefix)
     paid_before = system.mock.count_by("route", paid=True)
 
     def paid_since() -> dict[str, int]:
@@ -313,14 +283,14 @@ def test_pipeline_batch_runs_three_jobs_per_item_reports_one_line_each_and_rerun
     started = api.post("/batches", json=body)
     assert started.status_code == 202, started.text
     batch_id = started.json()["batch_id"]
-    execution, view = _finish(system, api, batch_id)
+    execution, view = support.finish(system, api, batch_id)
 
     # THEN each item is one line whose outputs are the upscale's, made by its own three jobs
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
     assert started.json()["max_concurrency"] == 4  # min(taskpic 8, hdredraw 4)
     assert (view["total"], view["counts"]["SUCCEEDED"], view["done"]) == (3, 3, 3)
     assert view["cost"] == {"units": 9, "unit": "hdredraw.call+taskpic.call"}
-    results = _results(system, view)
+    results = support.results(system, view)
     assert [r["input"]["key"] for r in results] == sorted(keys)
     for i, line in enumerate(results):
         steps = [f"{batch_id}-{i}-{s}" for s in ("cutout", "background", "upscale")]
@@ -336,7 +306,7 @@ def test_pipeline_batch_runs_three_jobs_per_item_reports_one_line_each_and_rerun
 
     # WHEN the same prefix runs through the pipeline again
     again = api.post("/batches", json=body)
-    execution2, view2 = _finish(system, api, again.json()["batch_id"])
+    execution2, view2 = support.finish(system, api, again.json()["batch_id"])
 
     # THEN every step is reused and nothing more is paid
     assert execution2["status"] == "SUCCEEDED", execution2.get("cause")
@@ -350,11 +320,10 @@ def test_pipeline_batch_of_url_items_fetches_each_before_its_pipeline_and_a_dead
     # GIVEN a JSON Lines manifest: an image URL (a presigned GET of moto, which the local stack's
     # URL allowlist admits as a public host), a key, and a URL that answers 404
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"
-    keys = _images(system, sample, 2, prefix)
+    keys = support.images(system, 2, prefix)
 
     def url(key: str) -> str:
-        params = {"Bucket": system.info.input_bucket, "Key": key}
-        return system.s3.generate_presigned_url("get_object", Params=params)
+        return support.public_url(system, key)
 
     lines = [{"url": url(keys[0])}, {"key": keys[1]}, {"url": url(f"{prefix}gone.png")}]
     manifest = f"{prefix}items.jsonl"
@@ -374,13 +343,13 @@ def test_pipeline_batch_of_url_items_fetches_each_before_its_pipeline_and_a_dead
     )
     assert started.status_code == 202, started.text
     batch_id = started.json()["batch_id"]
-    execution, view = _finish(system, api, batch_id)
+    execution, view = support.finish(system, api, batch_id)
 
     # THEN the URL item was copied to its key and ran its three steps like the key item; the dead
     # URL failed its item at its cutout, before any provider call; the batch succeeded
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
     assert (view["counts"]["SUCCEEDED"], view["counts"]["FAILED"]) == (2, 1)
-    results = _results(system, view)
+    results = support.results(system, view)
     assert [r["input"]["key"] for r in results] == [
         f"uploads/{batch_id}-0/source",
         keys[1],
@@ -427,7 +396,7 @@ def test_pipeline_item_whose_pipeline_fails_between_steps_is_reported_failed_not
     # execution outside the batch (a job refused at Validate): its pipeline will fail starting
     # that step, between jobs, with none of the batch's job records failing
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"
-    _images(system, sample, 1, prefix)
+    support.images(system, 1, prefix)
     idempotency_key = uuid.uuid4().hex
     batch_id = batch_id_for(idempotency_key)
     taken = system.sfn.start_execution(
@@ -450,13 +419,13 @@ def test_pipeline_item_whose_pipeline_fails_between_steps_is_reported_failed_not
     )
     assert started.status_code == 202, started.text
     assert started.json()["batch_id"] == batch_id
-    execution, view = _finish(system, api, batch_id)
+    execution, view = support.finish(system, api, batch_id)
 
     # THEN the batch failed, and its item is FAILED (not RUNNING) in the report and in GET, saying
     # that its pipeline ended without finishing its jobs
     assert (execution["status"], execution["error"]) == ("FAILED", "TooManyItemsFailed")
     assert (view["counts"]["FAILED"], view["counts"]["RUNNING"], view["done"]) == (1, 0, 1)
-    [line] = _results(system, view)
+    [line] = support.results(system, view)
     assert (line["status"], line["steps"]) == ("FAILED", [f"{batch_id}-0-cutout"])
     assert line["error"]["type"] == "ExecutionEnded"
     assert line["error"]["message"].startswith(f"the pipeline execution {batch_id}-0 ended FAILED")

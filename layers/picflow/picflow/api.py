@@ -1094,6 +1094,16 @@ def create_batch(
     return _batch_created(batch_id, request, created=True)
 
 
+def _batch_final(batch_id: str, status: str) -> ApiError:
+    return ApiError(
+        409,
+        "BatchFinal",
+        f"batch {batch_id} is already {status}",
+        field="batch_id",
+        rule="a batch that has not finished",
+    )
+
+
 def _batch_or_404(svc: Services, batch_id: str) -> dict[str, Any]:
     execution = _batch_execution(svc, batch_id)
     if execution is None:
@@ -1168,13 +1178,7 @@ def stop_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchStopped:
     svc = _services()
     execution = _batch_or_404(svc, batch_id)
     if execution["status"] != "RUNNING":
-        raise ApiError(
-            409,
-            "BatchFinal",
-            f"batch {batch_id} is already {execution['status']}",
-            field="batch_id",
-            rule="a batch that has not finished",
-        )
+        raise _batch_final(batch_id, str(execution["status"]))
     svc.sfn.stop_execution(
         executionArn=_batch_arn(batch_id), error="Cancelled", cause="stopped through the API"
     )
@@ -1223,13 +1227,7 @@ def pause_batch(batch_id: Annotated[str, Path(pattern=_JOB_ID)]) -> BatchPaused:
     when = batches.paused_at(table, batch_id)
     if when is None:
         if execution["status"] != "RUNNING":
-            raise ApiError(
-                409,
-                "BatchFinal",
-                f"batch {batch_id} is already {execution['status']}",
-                field="batch_id",
-                rule="a batch that has not finished",
-            )
+            raise _batch_final(batch_id, str(execution["status"]))
         when, _ = batches.pause(table, batch_id, now_iso())
     return BatchPaused(
         batch_id=batch_id, status=str(execution["status"]), paused=True, paused_at=when, note=_PAUSE_NOTE
