@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from picflow.batches import describe_pipeline
 from picflow.catalogue import describe_catalogue
 from picflow.errors import PicflowError
 
@@ -53,6 +54,12 @@ def _print_operations(as_json: bool) -> None:
         limits = op["input"]
         print(f"    input: {limits['source']}, ≤ {limits['max_bytes']} bytes, {', '.join(limits['formats'])}")
         print(f"    results: {', '.join(op['results'])}; cost: {op['cost']['unit']}")
+    pipeline = describe_pipeline()
+    steps = " -> ".join(f"{s['step']} ({s['operation']})" for s in pipeline["steps"])
+    print(f"{pipeline['pipeline']}  [batches only: picflow batch run pipeline]  {steps}")
+    for p in pipeline["params"]:
+        flag = "required" if p["required"] else f"default {p['default']!r}"
+        print(f"    {p['name']}: {p['type']} ({flag}; {p['rule']})  {p['operation']}'s {p['description']}")
 
 
 def _state_file(args: argparse.Namespace) -> Path:

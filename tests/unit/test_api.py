@@ -272,6 +272,33 @@ def test_operations_sample_lists_the_whole_catalogue(client: Api) -> None:
     assert len(body["operations"]) == 14
 
 
+def test_operations_lists_the_pipeline_with_its_steps_and_the_catalogues_rules(client: Api) -> None:
+    _, body = client(sample("list_operations"))
+
+    (pipeline,) = body["pipelines"]
+    assert pipeline["pipeline"] == "pipeline"
+    assert [(s["step"], s["operation"]) for s in pipeline["steps"]] == [
+        ("cutout", "segmentation"),
+        ("background", "background"),
+        ("upscale", "redraw"),
+    ]
+    catalogue = {op["operation"]: {p["name"]: p for p in op["params"]} for op in body["operations"]}
+    for param in pipeline["params"]:
+        # Each batch param is described by the step that takes it, rule and default included.
+        assert {k: v for k, v in param.items() if k != "operation"} == catalogue[param["operation"]][
+            param["name"]
+        ]
+    assert [(p["name"], p["operation"], p["required"]) for p in pipeline["params"]] == [
+        ("prompt", "background", True),
+        ("upscale", "redraw", False),
+    ]
+
+
+def test_the_pipeline_is_not_a_job_operation(client: Api) -> None:
+    status, body = client(event("POST", "/jobs", job_body(operation="pipeline", params={})))
+    assert_error(status, body, 422, "operation")
+
+
 @pytest.mark.parametrize(("method", "path"), [("GET", "/nope"), ("PUT", "/jobs"), ("POST", "/operations")])
 def test_unknown_route_404_json(client: Api, method: str, path: str) -> None:
     status, body = client(event(method, path))

@@ -784,3 +784,13 @@ def test_pid_alive_judges_a_live_process_by_its_command_line():
     finally:
         for proc in (other, ours):
             proc.communicate()
+
+
+def test_operations_ends_with_the_pipeline_a_batch_can_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["operations"]) == 0
+
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("pipeline "))
+    assert "cutout (segmentation) -> background (background) -> upscale (redraw)" in line
+    assert "batch run pipeline" in line
+    assert "    upscale: number (default 1.0; ≥ 1, ≤ 8)" in out

@@ -10,7 +10,7 @@
     DELETE /batches/{id}     stop the batch and cancel its unfinished jobs 200 | 404 | 409
     POST   /batches/{id}/pause   drain: items not started end unpaid, started ones finish 200 | 404 | 409
     POST   /batches/{id}/resume  once ended, a batch of the items that did not succeed  202 | 200 | 404 | 409
-    GET    /operations       the catalogue                          200
+    GET    /operations       the catalogue, and the pipeline batches run  200
 
 Every refusal is ``{"error": {"type", "message", "field", "rule"}}``: 400 for a body that is
 not JSON, 415 for one that is not ``application/json``, 422 for any field that breaks a rule
@@ -240,6 +240,8 @@ class CancelResult(_Model):
 
 class OperationList(_Model):
     operations: list[dict[str, Any]]
+    # Not a job operation (POST /jobs refuses it): what POST /batches runs per item as "pipeline".
+    pipelines: list[dict[str, Any]]
 
 
 class BatchRequest(_Model):
@@ -1326,7 +1328,7 @@ _RESUMED_KEYS = (
     tags=["operations"],
 )
 def list_operations() -> OperationList:
-    return OperationList(operations=describe_catalogue())
+    return OperationList(operations=describe_catalogue(), pipelines=[batches.describe_pipeline()])
 
 
 # --- OpenAPI 3.0 -------------------------------------------------------------------------

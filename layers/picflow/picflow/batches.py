@@ -79,6 +79,7 @@ __all__ = [
     "REPORT_INDEX",
     "SUMMARY_METADATA",
     "batch_id_for",
+    "describe_pipeline",
     "fetch_item",
     "fetched_key",
     "finished_summary",
@@ -215,6 +216,33 @@ def pipeline_step_params(params: Mapping[str, Any]) -> list[tuple[str, dict[str,
         ("background", {"batch_size": 1} | ({"prompt": picked["prompt"]} if "prompt" in picked else {})),
         ("redraw", {"upscale": picked["upscale"]} if "upscale" in picked else {}),
     ]
+
+
+def describe_pipeline() -> dict[str, Any]:
+    """The pipeline as ``GET /operations`` lists it beside the operations: its steps with the
+    params each is given, and the batch params it takes, each described by the step that uses
+    it (so the rules are the catalogue's, not a copy)."""
+    from picflow.catalogue import describe_operation, get_operation
+
+    bare = pipeline_step_params({})
+    steps = [
+        {"step": step, "operation": op, "params": fixed}
+        for (step, _), (op, fixed) in zip(PIPELINE_STEPS, bare, strict=True)
+    ]
+    params = []
+    for name in _PIPELINE_PARAMS:
+        given = pipeline_step_params({name: "x"})
+        # The step that takes ``name`` is the one whose params change when it is given.
+        op = next(o for (o, with_it), (_, without) in zip(given, bare, strict=True) if with_it != without)
+        described = next(p for p in describe_operation(get_operation(op))["params"] if p["name"] == name)
+        params.append({**described, "operation": op})
+    return {
+        "pipeline": PIPELINE,
+        "summary": "cutout, then a new background, then upscale/redraw, per item",
+        "steps": steps,
+        "params": params,
+        "runs_in": 'POST /batches with "operation": "pipeline"',
+    }
 
 
 def _validated(op: Operation | str, merged: dict[str, Any]) -> dict[str, Any]:
