@@ -414,30 +414,20 @@ def build_parser() -> argparse.ArgumentParser:
     batch_run.add_argument(
         "--timeout", type=_positive, default=3600.0, metavar="S", help="give up waiting after S"
     )
-    batch_status = _command(
-        batch_sub, "status", _cmd_batch_status, parents=[api, as_json], help="a batch's progress and results"
-    )
-    batch_status.add_argument("batch_id", metavar="ID")
-    batch_stop = _command(
-        batch_sub, "stop", _cmd_batch_stop, parents=[api, as_json], help="stop a batch, cancel its jobs"
-    )
-    batch_stop.add_argument("batch_id", metavar="ID")
-    batch_pause = _command(
-        batch_sub,
-        "pause",
-        _cmd_batch_pause,
-        parents=[api, as_json],
-        help="drain a batch: items not started end unpaid, started ones finish",
-    )
-    batch_pause.add_argument("batch_id", metavar="ID")
-    batch_resume = _command(
-        batch_sub,
-        "resume",
-        _cmd_batch_resume,
-        parents=[api, as_json],
-        help="once a batch has ended, run the items that did not succeed as a new batch",
-    )
-    batch_resume.add_argument("batch_id", metavar="ID")
+    # The commands that act on one batch by its id.
+    for name, handler, help_text in (
+        ("status", _cmd_batch_status, "a batch's progress and results"),
+        ("stop", _cmd_batch_stop, "stop a batch, cancel its jobs"),
+        ("pause", _cmd_batch_pause, "drain a batch: items not started end unpaid, started ones finish"),
+        (
+            "resume",
+            _cmd_batch_resume,
+            "once a batch has ended, run the items that did not succeed as a new batch",
+        ),
+    ):
+        _command(batch_sub, name, handler, parents=[api, as_json], help=help_text).add_argument(
+            "batch_id", metavar="ID"
+        )
 
     deploy = _command(sub, "deploy", _cmd_deploy, help="sam build + sam deploy, then what to set")
     deploy.add_argument(
