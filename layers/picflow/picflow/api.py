@@ -1379,7 +1379,26 @@ def _schema_30(schema: Any) -> Any:
                 out["allOf"] = rest  # 3.0 ignores siblings of $ref, so wrap it
             else:
                 out[key] = rest
+    if "$ref" in out and len(out) > 1:
+        # 3.0 ignores every sibling of $ref (a description, a default): keep them beside an allOf.
+        out = {**{k: v for k, v in out.items() if k != "$ref"}, "allOf": [{"$ref": out["$ref"]}]}
     return out
+
+
+def _type_nullable_refs(node: Any, schemas: Mapping[str, Any]) -> None:
+    """3.0 counts ``nullable`` only beside a ``type`` (3.0.3's clarification; redocly's
+    nullable-type-sibling): a nullable ``allOf: [$ref]`` gets the type of the schema it names."""
+    if isinstance(node, dict):
+        refs = node.get("allOf")
+        if node.get("nullable") and "type" not in node and isinstance(refs, list) and len(refs) == 1:
+            target = schemas.get(str(refs[0].get("$ref", "")).removeprefix("#/components/schemas/"), {})
+            if "type" in target:
+                node["type"] = target["type"]
+        for value in node.values():
+            _type_nullable_refs(value, schemas)
+    elif isinstance(node, list):
+        for value in node:
+            _type_nullable_refs(value, schemas)
 
 
 def _to_30(node: Any, *, in_schema: bool = False) -> Any:
@@ -1405,7 +1424,7 @@ def _referenced(doc: Any) -> set[str]:
 def openapi_document() -> dict[str, Any]:
     """The API as OpenAPI 3.0.3: powertools writes 3.1, API Gateway imports only 3.0."""
     # powertools' OpenAPI document models take ~70 ms to build; requests never need them.
-    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, License
 
     raw = json.loads(
         app.get_openapi_json_schema(
@@ -1415,9 +1434,12 @@ def openapi_document() -> dict[str, Any]:
             "(x-api-key header); errors are {error: {type, message, field, rule}}.",
             security_schemes={API_KEY_SCHEME: APIKey(name="x-api-key", in_=APIKeyIn.header)},
             security=[{API_KEY_SCHEME: []}],
+            # No open licence is declared for picflow (pyproject has none).
+            license_info=License(name="Proprietary"),
         )
     )
     doc: dict[str, Any] = _to_30(raw)
+    _type_nullable_refs(doc, doc["components"]["schemas"])
     doc["openapi"] = "3.0.3"
     doc["x-amazon-apigateway-api-key-source"] = "HEADER"
     for item in doc["paths"].values():
