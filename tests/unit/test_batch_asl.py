@@ -13,17 +13,44 @@ import pytest
 ASL = json.loads((Path(__file__).resolve().parents[2] / "statemachine" / "batch.asl.json").read_text())
 
 
+def _state_names(machine: dict[str, Any]) -> list[str]:
+    """Every state's name, map processors' included."""
+    names: list[str] = []
+    for name, state in machine["States"].items():
+        names.append(name)
+        for inner in (state.get("ItemProcessor"), state.get("Iterator"), *state.get("Branches", [])):
+            if inner is not None:
+                names += _state_names(inner)
+    return names
+
+
+def _only_state(processor: dict[str, Any]) -> str:
+    [name] = processor["States"]
+    assert processor["StartAt"] == name
+    return name
+
+
 def _without_fetch(fetching: dict[str, Any], plain: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``fetching`` with its Fetch step taken out (and its Label made ``plain``'s), and the Fetch."""
+    """``fetching`` with its fetch step taken out, its job state renamed to ``plain``'s (names
+    are unique in the whole machine, so each map names its own) and its Label made ``plain``'s;
+    and the fetch step, without its Next."""
     fetching = copy.deepcopy(fetching)
     processor = fetching["ItemProcessor"]
-    fetch: dict[str, Any] = processor["States"].pop("Fetch")
-    assert processor.pop("StartAt") == "Fetch"
-    assert fetch["Next"] == plain["ItemProcessor"]["StartAt"]
-    assert fetch["ResultPath"] is None  # the item's key is planned; Fetch only fills it
-    processor["StartAt"] = plain["ItemProcessor"]["StartAt"]
+    fetch: dict[str, Any] = processor["States"].pop(processor["StartAt"])
+    job_name = _only_state({"StartAt": fetch.pop("Next"), "States": processor["States"]})
+    assert fetch["Resource"] == "${FetchFunctionArn}"
+    assert fetch["ResultPath"] is None  # the item's key is planned; the fetch step only fills it
+    plain_job = _only_state(plain["ItemProcessor"])
+    processor["StartAt"] = plain_job
+    processor["States"] = {plain_job: processor["States"].pop(job_name)}
     fetching["Label"] = plain["Label"]
     return fetching, fetch
+
+
+def test_state_names_are_unique_in_the_whole_machine() -> None:
+    # AWS refuses a definition that repeats a name anywhere, a map's ItemProcessor included.
+    names = _state_names(ASL)
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
 
 
 def test_url_items_map_is_the_items_map_with_fetch_before_the_job() -> None:
@@ -40,7 +67,7 @@ def test_pipeline_url_items_map_is_the_pipeline_items_map_with_the_same_fetch_be
     pipeline_url_items, fetch = _without_fetch(ASL["States"]["PipelineUrlItems"], pipeline_items)
 
     assert pipeline_url_items == pipeline_items
-    assert fetch == ASL["States"]["UrlItems"]["ItemProcessor"]["States"]["Fetch"]
+    assert fetch == _without_fetch(ASL["States"]["UrlItems"], ASL["States"]["Items"])[1]
     labels = [s["Label"] for s in ASL["States"].values() if s["Type"] == "Map"]
     assert len(set(labels)) == len(labels) == 4  # a map run's name carries its label
 

@@ -81,14 +81,18 @@ def test_pipeline_children_get_the_batch_id_and_reuse_with_defaults_for_a_direct
 
 def test_pipeline_items_map_is_the_items_map_starting_the_pipeline() -> None:
     items, pipeline = BATCH_ASL["States"]["Items"], copy.deepcopy(BATCH_ASL["States"]["PipelineItems"])
-    job = pipeline["ItemProcessor"]["States"]["Job"]
+    # Each map names its one state (names are unique in the whole machine).
+    [(item_name, item_job)] = items["ItemProcessor"]["States"].items()
+    [(name, job)] = pipeline["ItemProcessor"]["States"].items()
+    assert pipeline["ItemProcessor"]["StartAt"] == name
     assert job["Parameters"]["StateMachineArn"] == "${PipelineStateMachineArn}"
-    assert job["Parameters"]["Name.$"] == items["ItemProcessor"]["States"]["Job"]["Parameters"]["Name.$"]
+    assert job["Parameters"]["Name.$"] == item_job["Parameters"]["Name.$"]
     assert job["Parameters"]["Input"]["batch_id.$"] == "$.batch_id"
     assert job["Parameters"]["Input"]["reuse.$"] == "$.reuse"
 
     for key in ("Parameters", "ResultSelector", "Comment"):
-        job[key] = items["ItemProcessor"]["States"]["Job"][key]
+        job[key] = item_job[key]
+    pipeline["ItemProcessor"] = {**pipeline["ItemProcessor"], "StartAt": item_name, "States": {item_name: job}}
     pipeline["Label"] = items["Label"]
     assert pipeline == items
     [choice] = [
