@@ -92,7 +92,11 @@ def test_pipeline_items_map_is_the_items_map_starting_the_pipeline() -> None:
 
     for key in ("Parameters", "ResultSelector", "Comment"):
         job[key] = item_job[key]
-    pipeline["ItemProcessor"] = {**pipeline["ItemProcessor"], "StartAt": item_name, "States": {item_name: job}}
+    pipeline["ItemProcessor"] = {
+        **pipeline["ItemProcessor"],
+        "StartAt": item_name,
+        "States": {item_name: job},
+    }
     pipeline["Label"] = items["Label"]
     assert pipeline == items
     [choice] = [
