@@ -48,9 +48,14 @@ browser:
 		echo "installing Debian's chromium (for the report test)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-# The four installs are independent and mostly wait on the network: run them side by side.
+# The npm validators (asl-validator, redocly), exactly as package-lock.json pins them.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+# The five installs are independent and mostly wait on the network: run them side by side.
 setup:
-	@$(MAKE) --no-print-directory -j4 $(STAMP) $(SAM) $(CHECKOV) browser
+	@$(MAKE) --no-print-directory -j5 $(STAMP) $(SAM) $(CHECKOV) browser node_modules/.installed
 
 lint: setup
 	$(BIN)/ruff check .
