@@ -19,7 +19,12 @@ moto leaves (shared/offline-aws.md) are filled after ``create_stack``, each in o
 10. bucket ``VersioningConfiguration`` is ignored → applied with the S3 API;
 11. a Distributed Map never fails past its ToleratedFailurePercentage/Count → enforced when the
     map run ends (``runtime.enforce_tolerated_failures``). Also known, not needed: its
-    ResultWriter writes a manifest with no result files (the batch report reads the job records).
+    ResultWriter writes a manifest with no result files (the batch report reads the job records);
+12. the interpreter is more lenient than AWS at run time (``States.ALL`` catches
+    ``States.Runtime``, a Choice on a missing path takes ``Default``, no history limit) →
+    :mod:`picflow_cli.local.sfn_rules` makes it fail where AWS fails.
+
+What the stack enforces and what it does not: ``docs/local-stack.md``.
 
 Local code paths (``CodeUri``, ``ContentUri``, ``DefinitionUri``) are swapped for
 placeholders before the transform and remembered, since nothing here uploads artifacts.
@@ -41,6 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from picflow_cli.local import sfn_rules
 from picflow_cli.local.runtime import (
     FunctionSpec,
     LambdaRuntime,
@@ -422,6 +428,7 @@ class LocalStack:
         self._undo.append(defer_s3_notifications())
         self._undo.append(fix_sfn_service_integration())
         self._undo.append(enforce_tolerated_failures())
+        self._undo.append(sfn_rules.install())
         self._start_frontdoor(sam, physical)
         self._apply_function_env(functions)
         self._create_secrets(sam)
