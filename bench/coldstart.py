@@ -200,7 +200,7 @@ def lambda_env(code_dir: Path, handler: str) -> dict[str, str]:
         "STATE_MACHINE_ARN",
         "CALLBACK_BASE_URL",
         "EVENT_BUS_NAME",
-        "FUNCTION_PREFIX",
+        "OPERATION_FUNCTIONS",
         "RESULT_CACHE_TABLE",
         "BATCH_STATE_MACHINE_ARN",
     ):

@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from picflow_cli.errors import ConfigError, UsageError
 
-__all__ = ["CAPABILITIES", "deploy", "deploy_command", "find_sam", "secret_template"]
+__all__ = [
+    "CAPABILITIES",
+    "deploy",
+    "deploy_command",
+    "find_sam",
+    "parameters_needed",
+    "python312",
+    "secret_template",
+]
 
 CAPABILITIES = ("CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND")
 SAM_VENV = ".venv-sam"  # where `make setup` installs the SAM CLI
@@ -38,11 +47,40 @@ def find_sam(root: Path) -> str | None:
     return str(local) if local.is_file() and os.access(local, os.X_OK) else None
 
 
+def _runs(python: str) -> bool:
+    try:
+        return subprocess.run([python, "-c", ""], capture_output=True, check=False).returncode == 0  # noqa: S603
+    except OSError:
+        return False
+
+
+def python312() -> str | None:
+    """A python3.12 that really runs: PATH's, unless it is a pyenv shim for a version not selected
+    (it exists and fails), else this interpreter when it is 3.12, else pyenv's newest 3.12."""
+    found = shutil.which("python3.12")
+    if found is not None and _runs(found):
+        return found
+    if sys.version_info[:2] == (3, 12):
+        return sys.executable
+    pyenv_root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    versions = sorted(
+        Path(pyenv_root).glob("versions/3.12.*/bin/python3.12"),
+        key=lambda p: [int(n) if n.isdigit() else 0 for n in p.parent.parent.name.split(".")],
+    )
+    return str(versions[-1]) if versions and _runs(str(versions[-1])) else None
+
+
 def _sam_env() -> dict[str, str]:
-    """``sam build`` runs the python3.12 it finds on PATH: when there is none, lend it this one."""
+    """``sam build`` runs the first python3.12 on PATH (the template's runtime): put one that
+    really runs first."""
+    python = python312()
+    if python is None:
+        raise ConfigError(
+            "`sam build` needs python3.12 (the Lambda runtime) and none runs here: "
+            "install it, e.g. `pyenv install 3.12`"
+        )
     env = dict(os.environ)
-    if shutil.which("python3.12") is None and sys.version_info[:2] == (3, 12):
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PATH"] = os.pathsep.join([str(Path(python).parent), env.get("PATH", "")])
     return env
 
 
@@ -109,6 +147,50 @@ def _outputs(sam: str, stack_name: str, region: str | None, root: Path) -> dict[
     }
 
 
+# CloudFormation's own rule for stack names. No resource name is built from it (template.yaml
+# names buckets and state machines after the stack id), so any valid name deploys.
+STACK_NAME = re.compile(r"[A-Za-z][-A-Za-z0-9]{0,127}")
+
+Runner = Callable[[Sequence[str], Path, Mapping[str, str]], int]
+
+
+def _run(command: Sequence[str], cwd: Path, env: Mapping[str, str]) -> int:
+    return subprocess.run(list(command), cwd=cwd, env=dict(env), check=False).returncode  # noqa: S603
+
+
+def parameters_needed(template: Path, overrides: Mapping[str, str]) -> list[tuple[str, str, bool]]:
+    """(name, value or default, whether the deploy must be given it): a parameter without a
+    default, or whose default points at an ``.invalid`` host (RFC 2606: no usable default)."""
+    from picflow_cli.local.stack import load_template
+
+    rows = []
+    for name, spec in load_template(template).get("Parameters", {}).items():
+        default = spec.get("Default")
+        value = overrides.get(name, default)
+        missing = value is None or ".invalid" in str(value)
+        rows.append((name, "" if value is None else str(value), missing))
+    return rows
+
+
+def _dry_run(
+    root: Path, stack_name: str, overrides: Mapping[str, str], command: Sequence[str], out: TextIO
+) -> int:
+    from picflow_cli.validate import summary, transformed_template, validate
+
+    print("picflow deploy --dry-run: validating (no AWS credentials needed)", file=out, flush=True)
+    if validate(root, out) != 0:
+        raise ConfigError("the template, a state machine or the API document has problems (listed above)")
+    cfn = transformed_template(root, overrides)
+    print(f"\nstack {stack_name} would create:", file=out)
+    for line in summary(cfn):
+        print(line, file=out)
+    print("\nparameters (NAME = value; * = must be given, with --parameter NAME=VALUE):", file=out)
+    for name, value, missing in parameters_needed(root / "template.yaml", overrides):
+        print(f"  {'*' if missing else ' '} {name} = {value}", file=out)
+    print(f"\nit would run: {shlex.join(['sam', *command[1:]])}", file=out)
+    return 0
+
+
 def deploy(
     *,
     stack_name: str,
@@ -116,9 +198,18 @@ def deploy(
     guided: bool,
     parameters: Sequence[str],
     out: TextIO,
+    dry_run: bool = False,
+    run: Runner = _run,
 ) -> int:
+    """``sam build`` then ``sam deploy``; with ``dry_run``, ``sam build`` then every validator,
+    what the stack would hold and the parameters it needs, and no deploy."""
     from picflow_cli.local.stack import repo_root
 
+    if not STACK_NAME.fullmatch(stack_name):
+        raise UsageError(
+            f"--stack-name {stack_name!r}: CloudFormation wants a letter, then letters, digits and "
+            "hyphens, at most 128 characters"
+        )
     root = repo_root()
     sam = find_sam(root)
     if sam is None:
@@ -130,11 +221,14 @@ def deploy(
         stack_name=stack_name, region=region, guided=guided, overrides=overrides, template=built_template
     )
     command[0] = sam
-    for step in (build, command):
+    env = _sam_env()
+    for step in (build,) if dry_run else (build, command):
         print(f"picflow deploy: {shlex.join(['sam', *step[1:]])}", file=out, flush=True)
-        code = subprocess.run(step, cwd=root, env=_sam_env(), check=False).returncode  # noqa: S603
+        code = run(step, root, env)
         if code != 0:
             raise ConfigError(f"`sam {step[1]}` failed (exit {code}); its output above says why")
+    if dry_run:
+        return _dry_run(root, stack_name, overrides, command, out)
 
     outputs = _outputs(sam, stack_name, region, root)
     region_flag = f" --region {region}" if region else ""

@@ -5,7 +5,8 @@
     picflow jobs | status ID | cancel ID    the jobs API's reads and its cancel
     picflow batch run|status|stop|pause|resume  a prefix or manifest through one operation
     picflow operations                      the catalogue with each parameter's rule
-    picflow deploy                          sam build + sam deploy, then what to set
+    picflow deploy [--dry-run]              sam build + sam deploy, then what to set
+    picflow validate                        what AWS would reject, judged offline
     picflow demo                            the main job, offline, with out/report.html
 
 Commands that talk to the jobs API find it through ``--api-url``/``--api-key``, else
@@ -206,7 +207,15 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
         guided=args.guided,
         parameters=args.parameter,
         out=sys.stdout,
+        dry_run=args.dry_run,
     )
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from picflow_cli.local.stack import repo_root
+    from picflow_cli.validate import validate
+
+    return validate(repo_root(), sys.stdout)
 
 
 def _cmd_local_up(args: argparse.Namespace) -> int:
@@ -430,9 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     deploy = _command(sub, "deploy", _cmd_deploy, help="sam build + sam deploy, then what to set")
-    deploy.add_argument(
-        "--stack-name", default="picflow", help="lower case: it names the buckets (default picflow)"
-    )
+    deploy.add_argument("--stack-name", default="picflow", help="the CloudFormation stack (default picflow)")
     deploy.add_argument("--region", help="AWS region (default: your AWS configuration's)")
     deploy.add_argument(
         "--guided",
@@ -446,6 +453,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=VALUE",
         help="a template parameter override (e.g. HdRedrawBaseUrl=https://…)",
+    )
+    deploy.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="sam build and every validator, then what would be created and the parameters needed; "
+        "no AWS credentials, nothing deployed",
+    )
+    _command(
+        sub,
+        "validate",
+        _cmd_validate,
+        help="cfn-lint on the SAM-transformed template, asl-validator, redocly: what AWS would reject",
     )
 
     demo = _command(sub, "demo", _cmd_demo, help="run the main job offline (mock upstream)")

@@ -27,6 +27,7 @@ __all__ = [
     "env",
     "env_float",
     "env_int",
+    "operation_function",
     "optional",
 ]
 
@@ -60,6 +61,9 @@ RESULT_URL_TTL = "PICFLOW_RESULT_URL_TTL"
 JOB_TTL_DAYS = "PICFLOW_JOB_TTL_DAYS"
 # Seconds an upstream answer may take (httpx read timeout); 30 unless set.
 HTTP_READ_TIMEOUT = "PICFLOW_HTTP_READ_TIMEOUT"
+# The Lambda function of each operation, "segmentation=<name>,background=<name>,...": the job
+# state machine invokes the one Validate names (template.yaml builds it from the functions).
+OPERATION_FUNCTIONS = "PICFLOW_OPERATION_FUNCTIONS"
 # Extra hosts a user-given URL may point at (the local stack's mock and S3 endpoints).
 URL_ALLOWLIST = "PICFLOW_URL_ALLOWLIST"
 
@@ -82,11 +86,26 @@ def env_float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _pairs(raw: str) -> dict[str, str]:
+    """``"a=1,b=2"`` as a dict (blank items skipped)."""
+    pairs = {}
+    for item in raw.split(","):
+        name, _, value = item.partition("=")
+        if name.strip() and value.strip():
+            pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def operation_function(operation: str) -> str:
+    """The function that submits and checks ``operation``; a missing entry fails loudly."""
+    functions = _pairs(env(OPERATION_FUNCTIONS))
+    if operation not in functions:
+        raise KeyError(f"{OPERATION_FUNCTIONS} names no function for {operation!r}")
+    return functions[operation]
+
+
 def concurrency_caps() -> dict[str, int]:
     """Parse ``PICFLOW_CONCURRENCY``; Tencent's documented default of 1 concurrent job stands."""
     caps = {"taskpic": 8, "tencent": 1, "hdredraw": 4}
-    for item in optional(CONCURRENCY).split(","):
-        name, _, value = item.partition("=")
-        if name.strip() and value.strip():
-            caps[name.strip()] = int(value)
+    caps.update((name, int(value)) for name, value in _pairs(optional(CONCURRENCY)).items())
     return caps

@@ -356,7 +356,7 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
     meta = {
         "provider": op.provider.value,
         "style": style.value,
-        "function": f"{config.optional('PICFLOW_FUNCTION_PREFIX', 'picflow')}-op-{op.name.replace('_', '-')}",
+        "function": config.operation_function(op.name),
         "deadline_at": now + deadline,
         "max_polls": config.env_int(config.MAX_POLLS, 200),
         # The wait's heartbeat is the callback window; the submit restarts it once the provider
