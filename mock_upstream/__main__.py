@@ -1,12 +1,16 @@
-"""`python -m mock_upstream --host 127.0.0.1 --port 8765`: serve the mock, print its base URL.
+"""`python -m mock_upstream --port 8765 [--scenario FILE]`: serve the mock, print its base URL.
 
 The clock runs with real time here (use `--frozen-clock` to freeze it, as the test fixtures do).
-Accounts and settings come from a JSON file given by `--config` or `MOCK_UPSTREAM_CONFIG`.
+A scenario file (JSON, or YAML when PyYAML is installed; `--scenario`, `--config` or the
+`MOCK_UPSTREAM_CONFIG` variable) sets accounts and balances, settings, task scenarios
+(durations, failures), faults, callback behaviour and the seed; a reset returns to it.
+`--journal-out FILE` writes every request the mock saw, as JSON Lines, when it stops.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from mock_upstream.app import MockApp
@@ -18,12 +22,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mock_upstream", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--config", help="JSON file with accounts, settings and seed")
+    parser.add_argument(
+        "--scenario", "--config", dest="scenario", help="scenario file (JSON or YAML) loaded at start"
+    )
     parser.add_argument("--frozen-clock", action="store_true", help="mock time moves only when told")
+    parser.add_argument(
+        "--render-workers", type=int, default=None, help="render processes (default: cores - 1; 0: a thread)"
+    )
+    parser.add_argument("--journal-out", help="write the journal (JSON Lines) here on shutdown")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    config = load_config_file(args.config) if args.config else None
-    app = MockApp(MockState(config, clock_running=not args.frozen_clock))
+    try:
+        config = load_config_file(args.scenario) if args.scenario else None
+        state = MockState(config, clock_running=not args.frozen_clock)
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"mock_upstream: {exc}", file=sys.stderr)
+        return 2
+    app = MockApp(state, render_workers=args.render_workers)
     server = make_server(app, args.host, args.port, args.log_level)
 
     def announce(ready: ReadyServer) -> None:
@@ -31,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
 
     server.on_ready = announce
     server.run()
+    if args.journal_out:
+        with open(args.journal_out, "w", encoding="utf-8") as out:
+            for entry in app.mock.state.journal:
+                out.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
     return 0 if server.started else 1
 
 

@@ -29,8 +29,14 @@ Endpoint = Callable[[Mock, Request], Awaitable[Response]]
 class MockApp:
     """ASGI entry point; `mock` is the world the control API changes."""
 
-    def __init__(self, state: MockState | None = None, *, background_worker: bool = True) -> None:
-        self.mock = Mock(state or MockState())
+    def __init__(
+        self,
+        state: MockState | None = None,
+        *,
+        background_worker: bool = True,
+        render_workers: int | None = None,
+    ) -> None:
+        self.mock = Mock(state or MockState(), render_workers=render_workers)
         self.mock.sweepers.append(control.sweeper(self.mock))
         self.background_worker = background_worker
         self.starlette = Starlette(routes=self._routes(), lifespan=self._lifespan)
@@ -61,9 +67,12 @@ class MockApp:
             worker = asyncio.create_task(
                 self.mock.callbacks.worker(self.mock.state.clock.now, self.mock.sweep)
             )
+        # The worker processes start now, not on the first render.
+        await self.mock.renders.warm_up()
         try:
             yield
         finally:
+            self.mock.renders.stop()
             if worker is not None:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -75,5 +84,7 @@ class MockApp:
         await self.starlette(scope, receive, send)
 
 
-def create_app(config: dict[str, Any] | None = None, *, clock_running: bool = False) -> MockApp:
-    return MockApp(MockState(config, clock_running=clock_running))
+def create_app(
+    config: dict[str, Any] | None = None, *, clock_running: bool = False, render_workers: int | None = None
+) -> MockApp:
+    return MockApp(MockState(config, clock_running=clock_running), render_workers=render_workers)

@@ -1,8 +1,9 @@
 """The control API under `/__mock/`, and the result-file route `/files/{token}/{name}`.
 
 Tests drive the mock through these endpoints (or the `MockUpstream` helper in testing.py):
-reset, seed, clock, accounts, settings, scenarios, faults, journal, callbacks, a callback sink,
-Tencent job holding, task inspection. Bodies are JSON; errors are `{"error": "..."}` with 400/404.
+reset, load (a scenario document), seed, clock, accounts, settings, scenarios, faults, journal
+(and its JSON Lines export), callbacks, a callback sink, Tencent job holding, renders (state,
+waiting, holding), task inspection. Bodies are JSON; errors are `{"error": "..."}` with 400/404.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Final
 
 from starlette.requests import Request
@@ -23,9 +23,9 @@ from starlette.routing import Route
 from mock_upstream import errors, taskpic
 from mock_upstream.core import Mock, new_entry
 from mock_upstream.faults import Context
-from mock_upstream.state import SETTINGS_FIELDS, Scenario, account_from_dict
+from mock_upstream.state import SETTINGS_FIELDS, Scenario, account_from_dict, check_config
 
-OPENAPI_PATH: Final = Path(__file__).parent / "openapi.json"
+MAX_WAIT: Final = 60.0
 JOURNAL_FILTERS: Final = ("provider", "route", "method", "account", "task_id", "marker", "status", "path")
 
 
@@ -66,6 +66,14 @@ async def reset(mock: Mock, request: Request) -> Response:
         mock.state.reset_account(str(body["account"]))
     else:
         mock.reset()
+    return JSONResponse({"ok": True, "now": mock.state.clock.now()})
+
+
+async def load(mock: Mock, request: Request) -> Response:
+    """Replace the scenario document (accounts, settings, scenarios, faults, callbacks, seed)
+    and reset to it: what `--scenario FILE` does at start."""
+    mock.state.config = check_config(await _json(request), "the posted scenario")
+    mock.reset()
     return JSONResponse({"ok": True, "now": mock.state.clock.now()})
 
 
@@ -190,6 +198,17 @@ async def journal(mock: Mock, request: Request) -> Response:
     return JSONResponse({"count": len(entries), "entries": entries})
 
 
+async def journal_export(mock: Mock, request: Request) -> Response:
+    """The journal (filters as for GET /__mock/journal) as JSON Lines, one request a line."""
+    entries = _filtered(mock, request)
+    lines = "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in entries)
+    return Response(
+        lines,
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": 'attachment; filename="mock_upstream-journal.jsonl"'},
+    )
+
+
 async def journal_count(mock: Mock, request: Request) -> Response:
     entries = _filtered(mock, request)
     group = request.query_params.get("group_by")
@@ -214,6 +233,10 @@ async def callbacks_config(mock: Mock, request: Request) -> Response:
 
 
 async def callbacks_flush(mock: Mock, request: Request) -> Response:
+    # Renders in flight end their tasks first (unless held on purpose), so a flush right after
+    # a submit delivers that task's callback.
+    if not mock.renders.held:
+        await mock.renders.wait_for(lambda: not mock.renders.running, MAX_WAIT)
     mock.sweep()
     delivered = await mock.callbacks.flush(mock.state.clock.now())
     return JSONResponse({"delivered": [d.public() for d in delivered]})
@@ -259,6 +282,41 @@ async def tencent_jobs(mock: Mock, request: Request) -> Response:
     return JSONResponse({"hold": mock.jobs.hold, "active": mock.jobs.active})
 
 
+def _timeout(request: Request) -> float:
+    return min(float(request.query_params.get("timeout", "10")), MAX_WAIT)
+
+
+async def renders(mock: Mock, request: Request) -> Response:
+    """GET: what the worker pool does, optionally after waiting (`wait_started=N`: N renders
+    picked up by a worker; `wait_idle=1`: none in flight). POST {"hold": bool}: keep finished
+    renders from being delivered (their tasks stay unfinished) until released."""
+    pool = mock.renders
+    if request.method == "POST":
+        body = await _json(request)
+        if body.get("hold"):
+            pool.hold()
+        elif "hold" in body:
+            pool.release()
+        return JSONResponse(pool.public())
+    query = request.query_params
+    if "wait_started" in query:
+        wanted = int(query["wait_started"])
+        if not await pool.wait_for(lambda: pool.started_total >= wanted, _timeout(request)):
+            return errors.control_error(408, "timed out waiting for renders to start")
+    idle = query.get("wait_idle") in ("1", "true")
+    if idle and not await pool.wait_for(lambda: not pool.running, _timeout(request)):
+        return errors.control_error(408, "timed out waiting for renders to end")
+    return JSONResponse(pool.public())
+
+
+async def sync_waiting(mock: Mock, request: Request) -> Response:
+    """The task ids whose sync=1 submit is waiting for their end (`wait=N`: at least N)."""
+    wanted = int(request.query_params.get("wait", "0"))
+    if wanted and not await mock.wait_sync_waiting(wanted, _timeout(request)):
+        return errors.control_error(408, "timed out waiting for sync submits")
+    return JSONResponse({"task_ids": sorted(mock.sync_waiting)})
+
+
 async def task(mock: Mock, request: Request) -> Response:
     found = mock.state.tasks.get(request.path_params["task_id"])
     if found is None:
@@ -271,6 +329,7 @@ async def task(mock: Mock, request: Request) -> Response:
             "account": found.account,
             "created_at": found.created_at,
             "finished_at": found.finished_at,
+            "rendered": found.rendered,
             "polls": found.polls,
             "scenario": asdict(found.scenario),
             "failure": found.failure(),
@@ -278,10 +337,6 @@ async def task(mock: Mock, request: Request) -> Response:
             "callback_url": found.callback_url,
         }
     )
-
-
-async def openapi(mock: Mock, request: Request) -> Response:
-    return Response(OPENAPI_PATH.read_bytes(), media_type="application/json")
 
 
 async def files(mock: Mock, request: Request) -> Response:
@@ -311,6 +366,7 @@ def routes(mock: Mock) -> list[Route]:
 
     return [
         r("/__mock/reset", reset, ["POST"]),
+        r("/__mock/load", load, ["POST"]),
         r("/__mock/seed", seed, ["POST"]),
         r("/__mock/clock", clock, ["GET", "POST"]),
         r("/__mock/accounts", accounts, ["GET", "POST"]),
@@ -321,13 +377,15 @@ def routes(mock: Mock) -> list[Route]:
         r("/__mock/faults/{fault_id}", fault, ["DELETE"]),
         r("/__mock/journal", journal, ["GET", "DELETE"]),
         r("/__mock/journal/count", journal_count, ["GET"]),
+        r("/__mock/journal/export", journal_export, ["GET"]),
         r("/__mock/callbacks", callbacks, ["GET"]),
         r("/__mock/callbacks/config", callbacks_config, ["POST"]),
         r("/__mock/callbacks/flush", callbacks_flush, ["POST"]),
         r("/__mock/sink/{name}", sink, ["GET", "POST"]),
         r("/__mock/tencent/jobs", tencent_jobs, ["GET", "POST"]),
+        r("/__mock/renders", renders, ["GET", "POST"]),
+        r("/__mock/sync_waiting", sync_waiting, ["GET"]),
         r("/__mock/tasks/{task_id}", task, ["GET"]),
-        r("/__mock/openapi.json", openapi, ["GET"]),
         r("/files/{token}/{name}", files, ["GET"]),
     ]
 

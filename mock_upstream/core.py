@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from mock_upstream import faults
 from mock_upstream.callbacks import CallbackHub
+from mock_upstream.render import RenderPool
 from mock_upstream.state import MockState, Scenario, StoredFile, Task
 
 REDACTED: Final = "<redacted>"
@@ -97,21 +98,91 @@ class JobSlots:
 
 
 class Mock:
-    """The app's world: state, fault rules, callbacks, Tencent job slots."""
+    """The app's world: state, fault rules, callbacks, Tencent job slots, the render pool."""
 
-    def __init__(self, state: MockState) -> None:
+    def __init__(self, state: MockState, *, render_workers: int | None = None) -> None:
         self.state = state
         self.faults = faults.FaultBook()
         self.callbacks = CallbackHub()
         self.jobs = JobSlots()
+        self.renders = RenderPool(render_workers)
         self._sink_changed: asyncio.Condition | None = None
         self.sweepers: list[Callable[[], None]] = []
+        # Tasks whose sync=1 submit is waiting for their end (tests synchronise on it).
+        self.sync_waiting: dict[str, Task] = {}
+        self._sync_changed: asyncio.Event | None = None
+        self._apply_config()
+
+    def _apply_config(self) -> None:
+        """The scenario document's faults and callback settings (accounts etc. are the state's)."""
+        for rule in self.state.config.get("faults", []):
+            self.faults.add(dict(rule))
+        if self.state.config.get("callbacks"):
+            self.callbacks.configure(dict(self.state.config["callbacks"]))
 
     def reset(self) -> None:
         self.state.reset()
         self.faults = faults.FaultBook()
         self.callbacks.reset()
         self.jobs.set_hold(False)
+        self.renders.restart()
+        self._apply_config()
+
+    # ---- rendering -----------------------------------------------------------------------
+    def prepare(self, task: Task, work: Awaitable[None], on_error: Callable[[Exception], None]) -> None:
+        """Run `work` (download, render) in the background; the task ends when it is done."""
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception as exc:  # a render that crashed (or was killed by a reset)
+                on_error(exc)
+            finally:
+                task.rendered = True
+                task.ready.set()
+                if self.state.tasks.get(task.task_id) is task:
+                    if task.is_due(self.state.clock.now()):
+                        self.finish(task)
+                    self.sweep()
+
+        task.job = asyncio.get_running_loop().create_task(run())
+
+    async def wait_rendered(self, task: Task, timeout: float) -> bool:
+        """Wait (without blocking other requests) until the task's results exist."""
+        return await _wait(task.ready, timeout)
+
+    async def wait_ended(self, task: Task, timeout: float) -> bool:
+        return await _wait(task.ended, timeout)
+
+    async def wait_sync(self, task: Task, timeout: float) -> bool:
+        """A sync submit's wait for its task's end, visible to `sync_waiting` meanwhile."""
+        self.sync_waiting[task.task_id] = task
+        self._sync_notify()
+        try:
+            return await self.wait_ended(task, timeout)
+        finally:
+            self.sync_waiting.pop(task.task_id, None)
+            self._sync_notify()
+
+    def _sync_notify(self) -> None:
+        if self._sync_changed is not None:
+            self._sync_changed.set()
+            self._sync_changed = None
+
+    async def wait_sync_waiting(self, count: int, timeout: float) -> bool:
+        """Wait until at least `count` sync submits are waiting; False on timeout."""
+
+        async def until() -> None:
+            while len(self.sync_waiting) < count:
+                if self._sync_changed is None:
+                    self._sync_changed = asyncio.Event()
+                await self._sync_changed.wait()
+
+        try:
+            await asyncio.wait_for(until(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def sink_changed(self) -> asyncio.Condition:
         """Signalled whenever the callback sink receives something."""
@@ -155,6 +226,7 @@ class Mock:
                 task.urls[name] = self.publish(task.base_url, f"{task.task_id}-{name}", content, media)
         task.outputs = []
         task.callback_due = task.callback_url is not None
+        task.ended.set()
 
     def new_task(self, task: Task, request_scenario: Scenario | None) -> Task:
         task.scenario = self.state.task_scenarios.get(task.task_id) or self.state.scenario_for(
@@ -178,6 +250,16 @@ class Mock:
         entry["task_id"] = entry.get("task_id") or ctx.task_id
         self.state.record(entry)
         return response
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> bool:
+    if event.is_set():
+        return True
+    try:
+        await asyncio.wait_for(event.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 def base_url(request: Request) -> str:

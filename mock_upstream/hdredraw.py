@@ -1,10 +1,14 @@
 """The "HD redraw" vendor (document 004): ten submit endpoints and `check_task_status`.
 
 All are multipart POSTs authenticated by a `user_key` form field; every answer is HTTP 200 with
-`err_code` 0 or 1 (`err_msg` then carries the documented text). Statuses go pending ->
-processing -> Completed or Failed. `check_task_status` answers from a per-task cache for
-`hd_status_cache_seconds` (3 by default) of mock time, as the document says; cached answers do
-not count as polls. Billing: a submit takes one package count while any remain, else its price
+`err_code` 0 or 1 (`err_msg` then carries the documented text). A submit answers at once with
+the task id; the result is rendered in the background (render.py). Statuses: the documented
+`Completed`, `Failed` and `None` (JSON null: status unknown), and, while running, `Pending` then
+`Processing` (not in the document: see mock_upstream/README.md). `check_task_status` answers
+from a per-task cache for `hd_status_cache_seconds` (3 by default) of mock time, as the document
+says; cached answers do not count as polls. A completed answer carries the fields of the
+document's example answers (`vector_url`, `grid_url`, `generated_prompt` empty when they do
+not apply). Billing: a submit takes one package count while any remain, else its price
 (`HD_PRICE_MONEY`) from the money; an account with neither gets "账户剩余次数不足".
 """
 
@@ -12,14 +16,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from typing import Any, Final
 
-from PIL import Image, ImageFilter, ImageOps
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mock_upstream import errors, images
+from mock_upstream import errors, images, jobs
 from mock_upstream.core import Mock, base_url, new_entry, read_form, request_scenario
 from mock_upstream.faults import Context
 from mock_upstream.state import HD_PRICE_MONEY, Account, Scenario, Task
@@ -28,8 +30,8 @@ ROUTES: Final = tuple(HD_PRICE_MONEY)
 RATIO_RE: Final = re.compile(r"^(\d{1,3}):(\d{1,3})$")
 TRUE: Final = frozenset({"true", "1", "yes", "on"})
 FALSE: Final = frozenset({"false", "0", "no", "off", ""})
-EXPAND_FIELDS: Final = ("expand_top", "expand_bottom", "expand_left", "expand_right")
-PROMPT_WORDS: Final = ("high quality", "detailed", "sharp", "professional photography", "beautiful lighting")
+EXPAND_FIELDS: Final = jobs.EXPAND_FIELDS
+RUNNING: Final = ("Pending", "Processing")
 
 
 class SubmitError(ValueError):
@@ -145,55 +147,6 @@ def parse_params(route: str, fields: dict[str, str]) -> dict[str, Any]:
             return {}
 
 
-def _png(image: Image.Image) -> tuple[bytes, str]:
-    return images.encode(image, "PNG"), images.PNG
-
-
-def make_outputs(route: str, params: dict[str, Any], image: Image.Image, max_side: int) -> dict[str, Any]:
-    """Result files and extra status fields for `route` (deterministic in image and params)."""
-    files: dict[str, tuple[bytes, str]] = {}
-    extra: dict[str, Any] = {}
-    src = images.rgb(image)
-    simple: dict[str, Callable[[Image.Image], Image.Image]] = {
-        "submit_face_enhance_task": lambda im: ImageOps.autocontrast(im).filter(ImageFilter.SHARPEN),
-        "submit_remove_fabric_task": lambda im: im.filter(ImageFilter.MedianFilter(3)),
-        "submit_remove_diamonds_task": lambda im: im.filter(ImageFilter.MedianFilter(5)),
-        "submit_remove_watermark_task": lambda im: im.filter(ImageFilter.SMOOTH_MORE),
-    }
-    if route in simple:
-        files["image.png"] = _png(simple[route](src))
-    elif route == "submit_task":
-        files["image.png"] = _png(
-            images.upscale(src, params["upscale"], max_side, sharpen=params["high_fidelity"])
-        )
-        if params["vector_switch"]:
-            files["vector.eps"] = (images.eps(src, params["color_count"]), images.EPS)
-        if params["auto_generate_prompt"]:
-            seed = images.seed_of("prompt", src.tobytes()[:4096])
-            extra["generated_prompt"] = ", ".join(
-                w for i, w in enumerate(PROMPT_WORDS) if seed[i] % 4 or i == 0
-            )
-    elif route == "submit_vector_task":
-        files["image.png"] = _png(images.quantize(src, params["color_count"]).convert("RGB"))
-        files["vector.eps"] = (images.eps(src, params["color_count"]), images.EPS)
-    elif route == "submit_seamless_task":
-        expanded = images.expand(src, *(params[f] for f in EXPAND_FIELDS))
-        tile = images.seamless(expanded, params["fit"], params["direction"])
-        files["image.png"] = _png(images.upscale(tile, 2, max_side, sharpen=False))
-        files["image-1m.png"] = _png(tile)
-        files["grid.png"] = _png(images.grid(tile, params["direction"]))
-    elif route == "submit_edit_image_task":
-        files["image.png"] = _png(images.edit(src, params["prompt"], params["model_version"]))
-    elif route == "submit_extract_pattern_task":
-        pattern = images.aspect_crop(src, params["aspect_ratio"])
-        files["image.png"] = _png(pattern)
-        files["image-alt-1.png"] = _png(images.seamless(pattern, 0.5, 0))
-        extra["generated_prompt"] = "vibrant pattern, textile design, seamless repeat, colorful motifs"
-    else:  # submit_expand_image_task
-        files["image.png"] = _png(images.expand(src, *(params[f] for f in EXPAND_FIELDS)))
-    return {"files": files, "extra": extra}
-
-
 def charge(account: Account, route: str) -> bool:
     if account.hd_remaining_count > 0:
         account.hd_remaining_count -= 1
@@ -205,25 +158,26 @@ def charge(account: Account, route: str) -> bool:
 
 
 def render(mock: Mock, task: Task) -> dict[str, Any]:
-    """The status answer, with the fields the document lists for the task's kind."""
+    """The status answer: the fields of the document's example answers for the task's kind."""
     if task.finished_at is None:
-        return {
-            "err_code": 0,
-            "status": "pending" if task.fraction(mock.state.clock.now()) < 0.5 else "processing",
-        }
-    if task.failure() is not None:
-        return {"err_code": 0, "status": "Failed"}
+        return {"err_code": 0, "status": RUNNING[0 if task.fraction(mock.state.clock.now()) < 0.5 else 1]}
+    failure = task.failure()
+    if failure is not None:
+        # The "unknown" outcome ends the task with the documented null status.
+        return {"err_code": 0, "status": None if failure[0] == "None" else "Failed"}
     account = mock.state.accounts.get(task.account)
     urls = task.urls
+    extra = task.meta.get("extra", {})
     body: dict[str, Any] = {"err_code": 0, "status": "Completed", "images_url": urls["image.png"]}
     if task.kind == "submit_extract_pattern_task":
         body["images_urls"] = [urls["image.png"], urls["image-alt-1.png"]]
-        body.update(vector_url="", grid_url="")
     if "image-1m.png" in urls:
-        body.update(images_url_1m=urls["image-1m.png"], grid_url=urls["grid.png"])
-    if "vector.eps" in urls:
-        body["vector_url"] = urls["vector.eps"]
-    body.update(task.meta.get("extra", {}))
+        body["images_url_1m"] = urls["image-1m.png"]
+    body.update(
+        vector_url=urls.get("vector.eps", ""),
+        grid_url=urls.get("grid.png", ""),
+        generated_prompt=extra.get("generated_prompt", ""),
+    )
     if account is not None:
         body.update(remaining_count=account.hd_remaining_count, remaining_money=account.hd_remaining_money)
     return body
@@ -273,6 +227,7 @@ def create(
     uploads: dict[str, tuple[str, bytes]],
     scenario: Scenario | None,
 ) -> Task:
+    """Check the submit (cheaply: the image's header, not its pixels), charge, start the render."""
     state = mock.state
     if "input_image" not in uploads:
         raise _detail("缺少参数input_image")
@@ -280,26 +235,39 @@ def create(
     if len(content) > state.settings.hd_max_file_bytes:
         raise SubmitError(errors.HD_FILE_TOO_LARGE)
     params = parse_params(route, fields)
-    try:
-        image = images.decode(content)
-    except images.ImageDecodeError:
-        raise _detail("无法识别的图片文件") from None
+    if images.image_format(content) is None:
+        raise _detail("无法识别的图片文件")
     if not charge(account, route):
         raise SubmitError(errors.HD_NO_BALANCE)
-    made = make_outputs(route, params, image, state.settings.max_output_side)
-    task = Task(
-        task_id=state.hd_task_id(),
-        provider="hd",
-        kind=route,
-        account=account.name,
-        created_at=state.clock.now(),
-        scenario=Scenario(),
-        params=params,
-        base_url=base_url(request),
-        outputs=[(name, data, media) for name, (data, media) in made["files"].items()],
-        meta={"extra": made["extra"]},
+    task = mock.new_task(
+        Task(
+            task_id=state.hd_task_id(),
+            provider="hd",
+            kind=route,
+            account=account.name,
+            created_at=state.clock.now(),
+            scenario=Scenario(),
+            params=params,
+            base_url=base_url(request),
+        ),
+        scenario,
     )
-    return mock.new_task(task, scenario)
+
+    async def render_it() -> None:
+        made = await mock.renders.run(
+            f"hd/{route}", jobs.hdredraw, route, params, content, state.settings.max_output_side
+        )
+        if "failure" in made:
+            task.forced_failure = (None, errors.hd_submit_failed(made["failure"]))
+            return
+        task.outputs = list(made["outputs"])
+        task.meta["extra"] = made["extra"]
+
+    def crashed(exc: Exception) -> None:
+        task.forced_failure = (None, f"render failed: {type(exc).__name__}")
+
+    mock.prepare(task, render_it(), crashed)
+    return task
 
 
 async def check_status(mock: Mock, request: Request) -> Response:
@@ -324,6 +292,8 @@ async def check_status(mock: Mock, request: Request) -> Response:
             entry["cached"] = True
             return JSONResponse(task.cached[1])
         task.polls += 1
+        if task.finished_at is None and not task.rendered and task.scenario_due(now):
+            await mock.wait_rendered(task, mock.state.settings.status_render_wait_seconds)
         if task.is_due(now):
             mock.finish(task)
         body = render(mock, task)

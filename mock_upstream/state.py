@@ -10,6 +10,7 @@ timestamp, schedule, cache window and URL expiry reads this clock, never `time.t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -123,12 +124,13 @@ class Scenario:
     `polls=N`: the first N status checks see it in progress, check N+1 sees the end.
     `seconds=T`: it ends once the mock clock is T seconds past the submit.
     Neither: it ends at once (the first status check, or a sync submit, sees the end).
-    `outcome` "failure" ends it with `code` (task/pic: a negative state; Tencent: an error code).
+    `outcome` "failure" ends it with `code` (task/pic: a negative state; Tencent: an error code);
+    "unknown" ends an HD redraw task with the documented null status (elsewhere: a failure).
     """
 
     polls: int | None = None
     seconds: float | None = None
-    outcome: Literal["success", "failure"] = "success"
+    outcome: Literal["success", "failure", "unknown"] = "success"
     code: int | str | None = None
     message: str | None = None
 
@@ -141,8 +143,8 @@ class Scenario:
             raise ValueError("polls must be a non-negative integer")
         if seconds is not None and (not isinstance(seconds, int | float) or seconds < 0):
             raise ValueError("seconds must be a non-negative number")
-        if outcome not in ("success", "failure"):
-            raise ValueError("outcome must be 'success' or 'failure'")
+        if outcome not in ("success", "failure", "unknown"):
+            raise ValueError("outcome must be 'success', 'failure' or 'unknown'")
         code = data.get("code")
         if code is not None and not isinstance(code, int | str):
             raise ValueError("code must be an integer or a string")
@@ -152,7 +154,12 @@ class Scenario:
 
 @dataclass
 class Task:
-    """An async task (task/pic or HD redraw). Results are generated when it first ends."""
+    """An async task (task/pic or HD redraw).
+
+    Its results are rendered in a worker process right after the submit (`rendered` and the
+    `ready` event mark the end of that); it ends once both its scenario says so and its results
+    exist (`ended` is set then).
+    """
 
     task_id: str
     provider: Literal["taskpic", "hd"]
@@ -174,21 +181,31 @@ class Task:
     callback_due: bool = False
     # HD status cache: (mock time, answer).
     cached: tuple[float, dict[str, Any]] | None = None
+    # A sync=1 submit waits for the end: its poll count does not apply.
+    sync: bool = False
+    rendered: bool = False
+    ready: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    ended: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    job: asyncio.Task[None] | None = field(default=None, repr=False)
 
-    def is_due(self, now: float) -> bool:
-        """Whether the task has reached its end, not counting the current poll."""
-        if self.finished_at is not None:
-            return True
+    def scenario_due(self, now: float) -> bool:
+        """Whether the scenario lets the task end now, not counting the current poll."""
         if self.scenario.seconds is not None:
             return now >= self.created_at + self.scenario.seconds
-        if self.scenario.polls is not None:
+        if self.scenario.polls is not None and not self.sync:
             return self.polls > self.scenario.polls
         return True
+
+    def is_due(self, now: float) -> bool:
+        """Whether the task has reached its end: its scenario says so and its results exist."""
+        return self.finished_at is not None or (self.rendered and self.scenario_due(now))
 
     def failure(self) -> tuple[int | str | None, str | None] | None:
         """(code, message) when the task ends in failure, else None."""
         if self.forced_failure is not None:
             return self.forced_failure
+        if self.scenario.outcome == "unknown":
+            return ("None", self.scenario.message)
         if self.scenario.outcome == "failure":
             return (self.scenario.code, self.scenario.message)
         return None
@@ -224,17 +241,60 @@ class Settings:
     hd_max_file_bytes: int = 16 * 1024 * 1024
     max_output_side: int = 4096
     fetch_timeout_seconds: float = 5.0
+    # A sync call (task/pic sync=1, Tencent) waits at most this long for its result (real
+    # seconds), below the 10 s read timeout of the only example client that sets one (doc 004)
+    # and the layer's 30 s.
+    sync_wait_seconds: float = 8.0
+    # A status check of a task that is due but whose results are still rendering waits at most
+    # this long for them (real seconds), then answers the running state: below httpx's default
+    # 5 s timeout, which document 004's status example uses.
+    status_render_wait_seconds: float = 2.0
 
 
 SETTINGS_FIELDS = frozenset(Settings.__dataclass_fields__)
 
 
-def load_config_file(path: str) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        data = json.load(handle)
+CONFIG_KEYS = frozenset({"seed", "accounts", "settings", "scenarios", "faults", "callbacks"})
+SCENARIO_SCOPES = frozenset({"default", "accounts", "next"})
+
+
+def check_config(data: Any, source: str = "the scenario") -> dict[str, Any]:
+    """Refuse a scenario document with unknown keys or values, naming the first problem."""
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: the config must be a JSON object")
+        raise ValueError(f"{source}: must be an object")
+    unknown = set(data) - CONFIG_KEYS
+    if unknown:
+        raise ValueError(f"{source}: unknown keys {sorted(unknown)} (known: {sorted(CONFIG_KEYS)})")
+    for account in data.get("accounts", []):
+        account_from_dict(account)
+    Settings(**data.get("settings", {}))
+    scenarios = data.get("scenarios", {})
+    if not isinstance(scenarios, dict) or set(scenarios) - SCENARIO_SCOPES:
+        raise ValueError(f"{source}: scenarios takes {sorted(SCENARIO_SCOPES)}")
+    if "default" in scenarios:
+        Scenario.from_dict(scenarios["default"])
+    for one in scenarios.get("accounts", {}).values():
+        Scenario.from_dict(one)
+    for one in scenarios.get("next", []):
+        Scenario.from_dict(one)
+    if not isinstance(data.get("faults", []), list) or not isinstance(data.get("callbacks", {}), dict):
+        raise ValueError(f"{source}: faults is a list and callbacks an object")
     return data
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """A scenario file: JSON, or YAML (`.yaml`/`.yml`) when PyYAML is installed."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    if path.endswith((".yaml", ".yml")):
+        try:
+            import yaml  # type: ignore[import-untyped,unused-ignore]
+        except ImportError:
+            raise ValueError(f"{path}: YAML needs PyYAML installed; or write the file as JSON") from None
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    return check_config(data, path)
 
 
 class MockState:
@@ -243,7 +303,7 @@ class MockState:
     def __init__(self, config: dict[str, Any] | None = None, *, clock_running: bool = False) -> None:
         if config is None and os.environ.get(CONFIG_ENV):
             config = load_config_file(os.environ[CONFIG_ENV])
-        self.config = config or {}
+        self.config = check_config(config or {})
         self.clock = Clock(running=clock_running)
         self.reset()
 
@@ -261,6 +321,12 @@ class MockState:
         self.account_scenarios: dict[str, Scenario] = {}
         self.next_scenarios: list[Scenario] = []
         self.default_scenario = Scenario()
+        scenarios = self.config.get("scenarios", {})
+        if "default" in scenarios:
+            self.default_scenario = Scenario.from_dict(scenarios["default"])
+        for name, one in scenarios.get("accounts", {}).items():
+            self.account_scenarios[name] = Scenario.from_dict(one)
+        self.next_scenarios.extend(Scenario.from_dict(one) for one in scenarios.get("next", []))
         self.set_seed(int(self.config.get("seed", 0)))
 
     def reset_account(self, name: str) -> None:

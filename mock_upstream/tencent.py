@@ -6,8 +6,10 @@ service, in this order: Authorization shape
 X-TC-Region, X-TC-Timestamp, SecretId (AuthFailure.SecretIdNotFound), clock skew over 5 minutes
 against the mock clock (AuthFailure.SignatureExpire), then the signature itself over the
 canonical request (AuthFailure.SignatureFailure). Then the body: unknown parameters, Prompt
-length, Resolution, RspImgType, the images (download, decode, size, ratio), the balance, and
-the per-account job limit (1 by default: RequestLimitExceeded.JobNumExceed while one runs).
+(required: empty is refused; at most 256 characters), Resolution, RspImgType, the balance, the
+per-account job limit (1 by default: RequestLimitExceeded.JobNumExceed while one runs), then
+the images: downloaded on the event loop, decoded, checked (size, ratio) and rendered in a
+worker process, at most `sync_wait_seconds` (then FailedOperation.RequestTimeout).
 Every error is HTTP 200 `{"Response": {"Error": {...}, "RequestId": ...}}`.
 """
 
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import datetime
 import hashlib
 import hmac
@@ -23,11 +24,10 @@ import json
 import re
 from typing import Any, Final
 
-from PIL import Image
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from mock_upstream import errors, images, sources
+from mock_upstream import errors, images, jobs, sources
 from mock_upstream.core import Mock, base_url, new_entry, request_scenario
 from mock_upstream.errors import TencentError
 from mock_upstream.faults import Context
@@ -57,7 +57,6 @@ AUTH_RE: Final = re.compile(
     r"\s*SignedHeaders=(?P<headers>[a-z0-9;-]+),\s*Signature=(?P<sig>[0-9a-f]{64})$"
 )
 RESOLUTION_RE: Final = re.compile(r"^(\d{1,5}):(\d{1,5})$")
-PRODUCT_FORMATS: Final = frozenset({"JPEG", "PNG", "BMP", "TIFF", "WEBP"})
 MAX_BASE64_BYTES: Final = 6 * 1024 * 1024
 DEFAULT_RESOLUTION: Final = (1280, 1280)
 MAX_STORED_STRING: Final = 512
@@ -175,6 +174,9 @@ def parse_params(params: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise TencentError("UnknownParameter", f"The parameter `{unknown[0]}` is not recognized.")
     prompt = _string(params, "Prompt", required=True) or ""
+    if not prompt.strip():
+        # Required (必选 是) by document 003: an empty one is no description at all.
+        raise TencentError("InvalidParameterValue.ParameterValueError", "Prompt 不能为空。")
     if len(prompt) > 256:
         raise TencentError("InvalidParameterValue.TextLengthExceed")
     for name in ("Product", "NegativePrompt", "BackgroundTemplate"):
@@ -230,49 +232,14 @@ async def download(mock: Mock, url: str) -> bytes:
     return fetched.data
 
 
-def decode(data: bytes, formats: frozenset[str]) -> Image.Image:
-    if images.image_format(data) not in formats:
-        raise TencentError("FailedOperation.ImageDecodeFailed")
-    try:
-        return images.decode(data)
-    except images.ImageDecodeError:
-        raise TencentError("FailedOperation.ImageDecodeFailed") from None
-
-
-async def load_images(
-    mock: Mock, params: dict[str, Any]
-) -> tuple[Image.Image, Image.Image | None, Image.Image | None]:
-    product = decode(await download(mock, params["product_url"]), PRODUCT_FORMATS)
-    w, h = product.size
-    if max(w, h) >= 4000:
-        raise TencentError("FailedOperation.ImageResolutionExceed")
-    if not 2 / 5 <= w / h <= 5 / 2:
-        raise TencentError("InvalidParameterValue.ParameterValueError", "商品原图长宽比需在2:5 ~ 5:2之间。")
-    mask = None
-    if params["mask_url"]:
-        mask = decode(await download(mock, params["mask_url"]), frozenset({"PNG"}))
-        if mask.size != product.size:
-            raise TencentError(
-                "InvalidParameterValue.ParameterValueError", "Mask 图必须和商品原图分辨率一致。"
-            )
+async def fetch_images(mock: Mock, params: dict[str, Any]) -> tuple[bytes, bytes | None, bytes | None]:
+    """Download the product, mask and logo (on the loop: I/O only; decoding is the worker's)."""
+    product = await download(mock, params["product_url"])
+    mask = await download(mock, params["mask_url"]) if params["mask_url"] else None
     logo = None
-    if params["logo"]:
-        if params["logo"]["url"]:
-            logo = decode(await download(mock, params["logo"]["url"]), PRODUCT_FORMATS)
-        elif params["logo"]["image"]:
-            try:
-                raw = base64.b64decode(params["logo"]["image"], validate=True)
-            except binascii.Error:
-                raise TencentError("FailedOperation.ImageDecodeFailed") from None
-            logo = decode(raw, PRODUCT_FORMATS)
+    if params["logo"] and params["logo"]["url"]:
+        logo = await download(mock, params["logo"]["url"])
     return product, mask, logo
-
-
-def mask_of(mask: Image.Image) -> Image.Image:
-    """The documented mask has a transparent background; without alpha, use its brightness."""
-    if mask.mode in ("RGBA", "LA") or "transparency" in mask.info:
-        return mask.convert("RGBA").getchannel("A")
-    return mask.convert("L")
 
 
 def redact_json(value: Any) -> Any:
@@ -341,22 +308,25 @@ async def replace_background(
         await mock.jobs.parked()
         if mock.state.settings.tencent_processing_seconds > 0:
             await asyncio.sleep(mock.state.settings.tencent_processing_seconds)
-        product, mask, logo = await load_images(mock, params)
+        product, mask, logo = await fetch_images(mock, params)
         outcome = mock.state.scenario_for(account.name, scenario)
-        if outcome.outcome == "failure":
+        if outcome.outcome != "success":
             raise TencentError(str(outcome.code or "FailedOperation.InnerError"), outcome.message)
-        auto_mask = images.foreground_mask(product) if mask is None else None
-        result = images.replace_background(
-            product,
-            mask_of(mask) if mask is not None else auto_mask,  # type: ignore[arg-type]
-            prompt=params["prompt"],
-            size=params["resolution"],
-            logo=logo,
-            logo_rect=params["logo"]["rect"] if params["logo"] else None,
-            add_logo=params["logo_add"],
+        render = asyncio.ensure_future(
+            mock.renders.run("tencent/ReplaceBackground", jobs.tencent, params, product, mask, logo)
         )
+        render.add_done_callback(_consume)
+        try:
+            # The job slot stays taken while the worker renders; past the cap the call fails
+            # with the document's own timeout code (the render is left to finish, unbilled).
+            made = await asyncio.wait_for(asyncio.shield(render), mock.state.settings.sync_wait_seconds)
+        except TimeoutError:
+            raise TencentError("FailedOperation.RequestTimeout") from None
     finally:
         await mock.jobs.change(account.name, -1)
+    if "error" in made:
+        raise TencentError(*made["error"])
+    result: bytes = made["result"]
     account.tencent_balance -= TENCENT_PRICE
     entry["paid"] = True
     entry["result_sha256"] = hashlib.sha256(result).hexdigest()
@@ -365,11 +335,15 @@ async def replace_background(
         answer["ResultImage"] = signed_url(mock, request, f"{request_id}.jpg", result, images.JPEG)
     else:
         answer["ResultImage"] = base64.b64encode(result).decode()
-    if auto_mask is not None:
-        answer["MaskImage"] = signed_url(
-            mock, request, f"{request_id}-mask.png", images.encode(auto_mask, "PNG"), images.PNG
-        )
+    if made["mask"] is not None:
+        answer["MaskImage"] = signed_url(mock, request, f"{request_id}-mask.png", made["mask"], images.PNG)
     return answer
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """A render abandoned at the cap (or killed by a reset) has no one left to tell."""
+    if not future.cancelled():
+        future.exception()
 
 
 def signed_url(mock: Mock, request: Request, name: str, content: bytes, media: str) -> str:

@@ -216,6 +216,7 @@ def test_callback_reorder(client, mock_upstream):
         seg(client, {"callback_url": mock_upstream.sink_url("order")}).json()["data"]["task_id"]
         for _ in range(3)
     ]
+    mock_upstream.wait_renders(idle=True)  # all three ended: their callbacks come due together
     mock_upstream.advance_clock(1)
     mock_upstream.flush_callbacks()
     got = [c["data"]["task_id"] for c in mock_upstream.sink("order")]

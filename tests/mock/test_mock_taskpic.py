@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
 
 import pytest
 from PIL import Image
@@ -125,7 +126,8 @@ def test_idphoto_is_exactly_the_requested_size(client):
     assert (data["image_width"], data["image_height"]) == (300, 400)
 
 
-def test_background_returns_batch_size_images(client, mock_upstream):
+def test_background_answers_one_image_and_charges_the_batch(client, mock_upstream):
+    # Document 000: one `image` in the answer, "价格按数量翻倍" (the price counts batch_size).
     before = mock_upstream.account()["taskpic_balance"]
     response = submit(
         client,
@@ -134,11 +136,10 @@ def test_background_returns_batch_size_images(client, mock_upstream):
         url_form("https://example.com/foreground.png"),
     )
     data = response.json()["data"]
-    assert len(data["images"]) == 3
-    assert data["image"] == data["images"][0]
-    digests = {hashlib.sha256(client.get(u).content).hexdigest() for u in data["images"]}
-    assert len(digests) == 3
-    assert mock_upstream.account()["taskpic_balance"] == before - 3  # price doubles per image
+    assert "images" not in data
+    image, _ = fetch_image(client, data["image"])
+    assert image.format == "PNG"
+    assert mock_upstream.account()["taskpic_balance"] == before - 3
 
 
 def test_async_task_walks_the_states_after_n_polls(client, mock_upstream):
@@ -153,17 +154,54 @@ def test_async_task_walks_the_states_after_n_polls(client, mock_upstream):
 
 def test_async_task_ends_after_mock_seconds(client, mock_upstream):
     headers = mock_upstream.scenario_header(seconds=30)
-    task_id = submit(
-        client, "segmentation", {"sync": "1"}, url_form("https://example.com/image.png"), headers
-    ).json()["data"]["task_id"]
+    task_id = submit(client, "segmentation", {}, url_form("https://example.com/image.png"), headers).json()[
+        "data"
+    ]["task_id"]
     poll = lambda: client.get(f"/task/{task_id}", headers=AUTH).json()["data"]  # noqa: E731
     assert poll()["state"] != 1
     mock_upstream.advance_clock(29)
-    assert poll()["state"] == 4
+    assert poll()["state"] != 1
     mock_upstream.advance_clock(1)
     done = poll()
     assert done["state"] == 1
     assert done["completed_at"] - done["created_at"] == 30
+
+
+def test_sync_submit_waits_for_the_result_and_answers_with_it(client, mock_upstream):
+    # Document 001: sync 1 = "等待结果就绪" (wait until the result is ready).
+    # GIVEN a 30-second task submitted with sync=1, in a thread
+    answers = []
+    headers = mock_upstream.scenario_header(seconds=30)
+    worker = threading.Thread(
+        target=lambda: answers.append(
+            submit(client, "segmentation", {"sync": "1"}, url_form("https://example.com/image.png"), headers)
+        )
+    )
+    worker.start()
+    try:
+        # WHEN the mock says the submit is waiting, and 30 s of mock time pass
+        (task_id,) = mock_upstream.wait_sync_submits(1)
+        assert answers == []
+        mock_upstream.advance_clock(30)
+    finally:
+        worker.join(30)
+    # THEN the sync answer is the finished task, with its result
+    data = answers[0].json()["data"]
+    assert (data["task_id"], data["state"], data["state_detail"]) == (task_id, 1, "Complete")
+    assert data["completed_at"] - data["created_at"] == 30
+    image, _ = fetch_image(client, data["image"])
+    assert image.size == (data["image_width"], data["image_height"])
+
+
+def test_sync_submit_past_its_cap_answers_the_task_as_it_stands(client, mock_upstream):
+    mock_upstream.configure(sync_wait_seconds=0.2)
+    headers = mock_upstream.scenario_header(seconds=30)
+    data = submit(
+        client, "segmentation", {"sync": "1"}, url_form("https://example.com/image.png"), headers
+    ).json()["data"]
+    assert data["state"] not in (1, -1)
+    assert (data["image"], data["foreground_rect"]["width"]) == ("", 0)
+    assert mock_upstream.wait_sync_submits(0) == []
 
 
 @pytest.mark.parametrize("code", [-1, -2, -8])

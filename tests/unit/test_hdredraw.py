@@ -509,7 +509,6 @@ def test_status_posts_multipart_user_key_and_task_id(client, router):
         ("Processing", TaskState.PENDING),
         ("queued", TaskState.PENDING),
         ("", TaskState.PENDING),
-        (None, TaskState.PENDING),
         ("Completing", TaskState.PENDING),
     ],
 )
@@ -520,6 +519,20 @@ def test_status_state_compared_case_insensitively(client, router, raw, state):
 
     assert (status.state, status.raw_state, status.task_id) == (state, raw, "task123")
     assert status.provider is Provider.HDREDRAW
+
+
+def test_status_none_is_terminal_as_in_the_documents_example(client, router):
+    # Document 004's example polls until Completed and stops on `None` or "Failed".
+    router.post(STATUS_PATH).mock(return_value=answer({"err_code": 0, "status": None}))
+
+    status = client.status("task123")
+
+    assert (status.state, status.raw_state, status.error_code, status.results) == (
+        TaskState.FAILED,
+        "None",
+        "None",
+        (),
+    )
 
 
 def test_status_without_status_field_is_pending(client, router):

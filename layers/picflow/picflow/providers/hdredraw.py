@@ -273,9 +273,12 @@ def _task_status(task_id: str, body: Mapping[str, Any]) -> TaskStatus:
     raw_state = raw if isinstance(raw, str | int) and not isinstance(raw, bool) else None
     if word in _DONE:
         state = TaskState.DONE
-    elif word in _FAILED:
+    elif word in _FAILED or ("status" in body and raw is None):
+        # The document's example stops polling on None as on "Failed": the status is unknown
+        # for good and no result will come.
         state = TaskState.FAILED
-    else:  # pending, processing, queued, None, anything new: keep polling
+        raw_state = raw_state if raw is not None else "None"
+    else:  # a running state (the document names none), or anything new: keep polling
         state = TaskState.PENDING
     # The document gives result URLs only once the task is completed.
     results = _results(body) if state is TaskState.DONE else ()

@@ -299,17 +299,17 @@ class TaskPicClient:
 
 
 def _results(data: Mapping[str, Any], operation: str | None) -> tuple[ResultRef, ...]:
-    """``images`` (a list, background batches), ``image`` and ``mask`` as result refs."""
+    """``image`` (the documented result field) and ``mask`` as result refs.
+
+    A background task answers with one ``image`` like the others (document 000's example):
+    it is named ``IMAGES`` index 0, the batch the operation promises.
+    """
     refs: list[ResultRef] = []
-    images = data.get("images")
     image = _str(data.get("image"))
-    if isinstance(images, list) and images:
-        # A batch answer may also repeat its first URL as ``image``: the list is the result.
-        urls = [url for url in images if isinstance(url, str) and url]
-        refs.extend(ResultRef(ResultKind.IMAGES, url=url, index=i) for i, url in enumerate(urls))
-    elif image:
+    if image:
         kind = ResultKind.IMAGES if operation == "background" else ResultKind.IMAGE
         refs.append(ResultRef(kind, url=image))
+    # guess: output_type 1 and 3 promise a mask the example answer has no field for.
     mask = _str(data.get("mask"))
     if mask:
         refs.append(ResultRef(ResultKind.MASK, url=mask))
