@@ -109,15 +109,18 @@ def test_every_state_machine_logs_errors_without_payloads(cfn: dict[str, Any]) -
         assert logging["IncludeExecutionData"] is False, name  # payloads carry presigned URLs
         group = logging["Destinations"][0]["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
         assert cfn["Resources"][group]["Type"] == "AWS::Logs::LogGroup"
-        role = roles[machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]]
-        actions = {
-            action
-            for policy in role["Properties"].get("Policies", [])
-            for statement in policy["PolicyDocument"]["Statement"]
-            for action in (
-                [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
-            )
-        }
+        role = roles[machine["Properties"]["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
+        documents = [p["PolicyDocument"] for p in role.get("Policies", [])]
+        documents += [
+            cfn["Resources"][arn["Ref"]]["Properties"]["PolicyDocument"]
+            for arn in role.get("ManagedPolicyArns", [])
+            if isinstance(arn, dict) and arn.get("Ref") in cfn["Resources"]
+        ]
+        actions = set()
+        for document in documents:
+            for statement in document["Statement"]:
+                listed = statement["Action"]
+                actions.update([listed] if isinstance(listed, str) else listed)
         assert {"logs:CreateLogDelivery", "logs:PutResourcePolicy", "logs:DescribeLogGroups"} <= actions, name
 
 
