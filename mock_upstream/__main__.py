@@ -10,7 +10,6 @@ A scenario file (JSON, or YAML when PyYAML is installed; `--scenario`, `--config
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from mock_upstream.app import MockApp
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, TypeError) as exc:
         print(f"mock_upstream: {exc}", file=sys.stderr)
         return 2
-    app = MockApp(state, render_workers=args.render_workers)
+    app = MockApp(state, render_workers=args.render_workers, journal_out=args.journal_out)
     server = make_server(app, args.host, args.port, args.log_level)
 
     def announce(ready: ReadyServer) -> None:
@@ -46,10 +45,6 @@ def main(argv: list[str] | None = None) -> int:
 
     server.on_ready = announce
     server.run()
-    if args.journal_out:
-        with open(args.journal_out, "w", encoding="utf-8") as out:
-            for entry in app.mock.state.journal:
-                out.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
     return 0 if server.started else 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -35,8 +36,10 @@ class MockApp:
         *,
         background_worker: bool = True,
         render_workers: int | None = None,
+        journal_out: str | None = None,
     ) -> None:
         self.mock = Mock(state or MockState(), render_workers=render_workers)
+        self.journal_out = journal_out
         self.mock.sweepers.append(control.sweeper(self.mock))
         self.background_worker = background_worker
         self.starlette = Starlette(routes=self._routes(), lifespan=self._lifespan)
@@ -73,6 +76,11 @@ class MockApp:
             yield
         finally:
             self.mock.renders.stop()
+            if self.journal_out:
+                # Here, not after server.run(): uvicorn re-raises SIGTERM once it has shut down.
+                with open(self.journal_out, "w", encoding="utf-8") as out:
+                    for entry in self.mock.state.journal:
+                        out.write(json.dumps(entry, ensure_ascii=False, sort_keys=True) + "\n")
             if worker is not None:
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
