@@ -32,15 +32,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import random
 import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -211,20 +209,6 @@ class ChaosReport:
         ):
             lines += [f"  {title}: {item}" for item in items[:20]]
         return "\n".join(lines)
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _unique_image(sample: bytes, name: str, index: int, seed: int) -> bytes:
@@ -515,7 +499,7 @@ def run_chaos(stack: LocalStack, mock: MockUpstream, settings: ChaosSettings) ->
     }
     if settings.concurrency:
         env["PICFLOW_CONCURRENCY"] = settings.concurrency
-    with _environment(env):
+    with stack.function_environment(**env):
         engine.arm()
         runs = engine.plan()
         since = time.time()

@@ -40,12 +40,15 @@ class Receiver:
 
 
 @pytest.fixture
-def receiver(monkeypatch) -> Iterator[Receiver]:
+def receiver(system) -> Iterator[Receiver]:
     rec = Receiver()
-    # Loopback is refused for user URLs; the test receiver is allow-listed like the local stack's own.
+    # Loopback is refused for user URLs; the test receiver is allow-listed like the local stack's own
+    # (in the functions' configuration: their execution environments are built from it).
     allow = os.environ.get("PICFLOW_URL_ALLOWLIST", "")
-    monkeypatch.setenv("PICFLOW_URL_ALLOWLIST", f"{allow},127.0.0.1:{rec.server.server_port}")
-    yield rec
+    with system.stack.function_environment(
+        PICFLOW_URL_ALLOWLIST=f"{allow},127.0.0.1:{rec.server.server_port}"
+    ):
+        yield rec
     rec.server.shutdown()
 
 

@@ -51,12 +51,11 @@ def test_ten_tencent_jobs_under_a_cap_of_one_never_overlap_upstream(system, samp
     assert system.mock.count(provider="tencent", paid=True) == 10
 
 
-def test_callback_that_never_comes_falls_back_to_polling(system, sample, monkeypatch):
-    monkeypatch.setenv("PICFLOW_CALLBACK_TIMEOUT", "1")
+def test_callback_that_never_comes_falls_back_to_polling(system, sample):
     system.mock.configure_callbacks(drop=True)
-    key = system.upload("segmentation/in/p.jpg", sample["product.jpg"], {})
-
-    execution, job = system.run(key)
+    with system.stack.function_environment(PICFLOW_CALLBACK_TIMEOUT="1"):
+        key = system.upload("segmentation/in/p.jpg", sample["product.jpg"], {})
+        execution, job = system.run(key)
 
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
     assert job["style"] == "callback"
@@ -64,13 +63,10 @@ def test_callback_that_never_comes_falls_back_to_polling(system, sample, monkeyp
     assert system.mock.count(route="/task/pic/segmentation") == 1
 
 
-def test_the_callback_window_is_the_heartbeat_and_the_timeout_leaves_room_for_the_submit(
-    system, sample, monkeypatch
-):
-    monkeypatch.setenv("PICFLOW_CALLBACK_TIMEOUT", "300")
-    key = system.upload("segmentation/in/window.jpg", sample["product.jpg"], {"crop": 1})
-
-    execution, job = system.run(key)
+def test_the_callback_window_is_the_heartbeat_and_the_timeout_leaves_room_for_the_submit(system, sample):
+    with system.stack.function_environment(PICFLOW_CALLBACK_TIMEOUT="300"):
+        key = system.upload("segmentation/in/window.jpg", sample["product.jpg"], {"crop": 1})
+        execution, job = system.run(key)
 
     assert execution["status"] == "SUCCEEDED"
     assert job["style"] == "callback"
@@ -88,17 +84,17 @@ def test_the_callback_window_is_the_heartbeat_and_the_timeout_leaves_room_for_th
     assert scheduled["timeoutInSeconds"] == 420
 
 
-def test_a_slow_submit_does_not_shorten_the_providers_time_to_call_back(system, sample, monkeypatch):
+def test_a_slow_submit_does_not_shorten_the_providers_time_to_call_back(system, sample):
     # GIVEN a 6 s callback window, a submit that takes 3 s, and a provider that calls back 4 s
     # after it accepted the task: 7 s after the wait began, but within 6 s of the submit
     # (the window is a real-time Step Functions timer, so the mock's clock runs in real time too)
-    monkeypatch.setenv("PICFLOW_CALLBACK_TIMEOUT", "6")
     system.mock.inject_fault("latency", route="/task/pic/segmentation", seconds=3, times=1)
     system.mock.configure_callbacks(delay=4)
     system.mock.set_clock(running=True)
     try:
-        key = system.upload("segmentation/in/slow.jpg", sample["product.jpg"], {"crop": 1})
-        execution, job = system.run(key)
+        with system.stack.function_environment(PICFLOW_CALLBACK_TIMEOUT="6"):
+            key = system.upload("segmentation/in/slow.jpg", sample["product.jpg"], {"crop": 1})
+            execution, job = system.run(key)
     finally:
         system.mock.set_clock(running=False)
 

@@ -1,11 +1,11 @@
 """Security properties of the running system: no secret leaks, refused callbacks, short-lived URLs.
 
 1. Jobs on all three providers (one refused for its credentials, one with a completion notice)
-   run with the local stack's known secrets; every log line (all loggers at DEBUG, and the
-   processes' stdout/stderr), execution history (exception messages and causes), API answer,
-   job record, notice and the mock's journal is searched for each secret, raw, base64 and
-   URL-encoded. The per-job callback secrets may reach the provider (that is their job) and
-   nowhere else.
+   run with the local stack's known secrets; every log line (all loggers of every function at
+   DEBUG, the functions' and this process's stdout/stderr), execution history (exception
+   messages and causes), API answer, job record, notice and the mock's journal is searched for
+   each secret, raw, base64 and URL-encoded. The per-job callback secrets may reach the
+   provider (that is their job) and nowhere else.
 2. Provider callbacks with a wrong secret, another job's secret, no secret or a replayed
    delivery are refused; those that reach the function are recorded on the job.
 3. Result URLs are presigned for PICFLOW_RESULT_URL_TTL seconds. moto does not enforce
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 import httpx
 import pytest
 from picflow_cli.local.frontdoor import LOCAL_API_KEY
+from picflow_cli.local.lambda_worker import DEBUG_LOGS_VARIABLE
 from picflow_cli.local.stack import LOCAL_CREDENTIALS
 
 pytestmark = pytest.mark.e2e
@@ -41,48 +42,25 @@ def _forms(secret: str) -> set[str]:
     }
 
 
-class _Everything(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
+@dataclass
+class _Everything:
+    """Every log line the functions' execution environments wrote since the fixture started."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.name == "httpx" and "/callbacks/" in record.getMessage():
-            return  # the mock's own callback delivery: in AWS that request leaves the provider
-        text = json.dumps(vars(record), default=str)
-        if record.exc_info:
-            text += logging.Formatter().formatException(record.exc_info)
-        self.lines.append(record.getMessage() + " " + text)
+    runtime: Any
+    since: int
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for i in self.runtime.invocations[self.since :] for line in i.logs.splitlines()]
 
 
 @pytest.fixture
 def captured_logs(system) -> Iterator[_Everything]:
-    """Every record of every logger at DEBUG, beside (never before) the handlers' own."""
+    """Every record of every logger at DEBUG in every function (lambda_worker's debug mode: each
+    record written whole), beside (never before) the handlers' own output, which is kept too."""
     runtime = system.stack.runtime
-    for name in runtime.functions:
-        runtime.handler(name)  # imports every handler module: their loggers exist now
-    handler = _Everything()
-    manager = logging.Logger.manager
-    loggers = [logging.getLogger()] + [
-        lg
-        for name, lg in manager.loggerDict.items()
-        if isinstance(lg, logging.Logger) and (lg.handlers or name.startswith(("picflow", "httpx")))
-    ]
-    saved = [(lg, lg.level) for lg in loggers]
-    for lg in loggers:
-        lg.addHandler(handler)  # appended: powertools reads its formatter from handlers[0]
-        if lg.name.startswith(("picflow", "httpx")) or lg is logging.getLogger():
-            lg.setLevel(logging.DEBUG)
-    # botocore at DEBUG prints whole responses (GetSecretValue's too): Lambda never runs it so.
-    for name in ("botocore", "boto3", "urllib3", "s3transfer", "moto", "werkzeug"):
-        lg = logging.getLogger(name)
-        saved.append((lg, lg.level))
-        lg.setLevel(max(lg.level, logging.INFO))
-    yield handler
-    for lg in loggers:
-        lg.removeHandler(handler)
-    for lg, level in saved:
-        lg.setLevel(level)
+    with system.stack.function_environment(POWERTOOLS_LOG_LEVEL="DEBUG", **{DEBUG_LOGS_VARIABLE: "1"}):
+        yield _Everything(runtime, len(runtime.invocations))
 
 
 @pytest.fixture
@@ -205,13 +183,13 @@ def test_callbacks_with_a_wrong_missing_or_replayed_secret_are_refused_and_recor
     assert verdicts == ["rejected", "rejected", "accepted", "duplicate"]
 
 
-def test_result_urls_are_signed_for_the_configured_ttl(system, sample, api, monkeypatch):
+def test_result_urls_are_signed_for_the_configured_ttl(system, sample, api):
     key = system.upload("remove_watermark/ttl/w.png", sample["image.png"], {})
     _, job = system.run(key)
     for ttl in (60, 3600):
-        monkeypatch.setenv("PICFLOW_RESULT_URL_TTL", str(ttl))
-        before = datetime.now(UTC).replace(microsecond=0)
-        view = api.get(f"/jobs/{job['job_id']}").json()
+        with system.stack.function_environment(PICFLOW_RESULT_URL_TTL=str(ttl)):
+            before = datetime.now(UTC).replace(microsecond=0)
+            view = api.get(f"/jobs/{job['job_id']}").json()
         urls = [r["url"] for r in view["results"]] + [view["manifest_url"]]
         assert [r["expires_in"] for r in view["results"]] == [ttl] * len(view["results"])
         for url in urls:

@@ -1,38 +1,53 @@
-"""Lambda without Docker: moto's invoke path runs the real handlers in this process.
+"""Lambda without Docker: moto's invoke path runs the real handlers in worker processes.
 
 Every route into a function in moto (boto3 ``invoke``, the Step Functions interpreter,
 S3 notifications) goes through ``LambdaFunction._invoke_lambda(event)``, which returns
-``(payload_json, errored, logs)``. :func:`install` replaces it with an executor that
-imports the function's handler from its ``CodeUri`` (each under its own module name:
-every handler file is called ``app.py``), passes a Lambda-like context, and turns an
-exception into the ``{"errorType", "errorMessage", "stackTrace"}`` payload Lambda gives
-Step Functions, so Retry/Catch match on the exception's class name as in AWS.
+``(payload_json, errored, logs)``. :func:`install` replaces it with :class:`LambdaRuntime`,
+which runs each invocation as Lambda does, in an execution environment of that function:
 
-Environment: all functions of the template share one set of variables (Globals plus a
-few per-function extras that never disagree), applied once to ``os.environ``. Changing
-``os.environ`` per invocation would need a lock, and a lock deadlocks when a handler's
-S3 write fires a notification that invokes another function synchronously.
+- a process per environment (:mod:`picflow_cli.local.lambda_worker`), forked from a fork
+  server that has the AWS SDK, powertools and the layer imported (a cold start costs a fork
+  and the handler module, not seconds of imports);
+- one invocation at a time per process; a function gets another process when all of its
+  are busy (as Lambda scales out), and idle ones stay warm for the next invocation, so module
+  globals live as long as an environment and are never shared between concurrent invocations;
+- the environment variables of the function's *deployed configuration* (read from moto at each
+  invocation: ``UpdateFunctionConfiguration`` retires the environments of the old one, as on
+  AWS) plus Lambda's reserved ones, and credentials of its own (see ``credentials``);
+- the configured ``Timeout``: past it the process is killed and the invocation fails with
+  ``Sandbox.Timedout`` (``Task timed out after N.NN seconds``), as Lambda answers; a
+  process that dies fails it with ``Runtime.ExitError``; a handler module that cannot be
+  imported with ``Runtime.ImportModuleError``;
+- the memory it used: each invocation records its process's peak RSS (``max_memory_mb``, as
+  the ``Max Memory Used`` of Lambda's REPORT line); ``MemorySize`` is reported, not enforced.
+
+Handler exceptions become the ``{"errorType", "errorMessage", "stackTrace"}`` payload Lambda
+gives Step Functions, so Retry/Catch match on the exception's class name as in AWS.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import itertools
 import json
 import logging
+import multiprocessing
+import os
 import sys
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
-from types import ModuleType
 from typing import Any
+
+from picflow_cli.local.lambda_worker import WorkerSpec, error_payload, serve
 
 __all__ = [
     "FunctionSpec",
+    "Invocation",
     "LambdaRuntime",
     "defer_s3_notifications",
     "enforce_tolerated_failures",
@@ -41,6 +56,13 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+# The fork server imports this (the SDK, powertools and the layer) once; each worker is a fork of it.
+PRELOAD = ["picflow_cli.local.lambda_preload"]
+INIT_TIMEOUT_S = 30.0  # Lambda gives init 10 s; a loaded test machine needs more
+IDLE_PER_FUNCTION = 8  # warm environments kept per function; more are stopped when idle
 
 
 @dataclass(frozen=True)
@@ -60,86 +82,272 @@ class Invocation:
     errored: bool
     error_type: str | None = None
     event: Any = None
+    logs: str = ""
+    max_memory_mb: int = 0
+    cold: bool = False
+
+
+@dataclass(frozen=True)
+class _Config:
+    """The part of a function's configuration an execution environment is built from."""
+
+    handler: str
+    timeout_s: int
+    memory_mb: int
+    variables: tuple[tuple[str, str], ...]
 
 
 @dataclass
-class _Context:
-    function_name: str
-    memory_limit_in_mb: int
-    timeout_s: int
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = ""
-    _deadline: float = field(default_factory=time.monotonic)
+class _Worker:
+    config: _Config
+    process: Any  # multiprocessing.Process (forkserver context)
+    conn: Connection
+    invocations: int = 0
 
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+    def stop(self) -> None:
+        with contextlib.suppress(OSError, ValueError):  # already gone
+            self.conn.send(None)
+        self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
 
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline + self.timeout_s - time.monotonic()) * 1000))
+
+@dataclass
+class _Pool:
+    idle: list[_Worker] = field(default_factory=list)
+    busy: int = 0
+
+
+def _forkserver() -> Any:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def start_forkserver() -> None:
+    """Start the fork server now (it imports the layer in the background), so the first
+    invocation does not wait for it."""
+    from multiprocessing import forkserver
+
+    _forkserver()
+    forkserver.ensure_running()
 
 
 class LambdaRuntime:
-    """Imports handlers once per code directory and runs them like Lambda would."""
+    """Runs invocations in execution environments (worker processes) per function."""
 
-    def __init__(self, functions: dict[str, FunctionSpec]) -> None:
+    def __init__(
+        self,
+        functions: dict[str, FunctionSpec],
+        *,
+        base_environment: Mapping[str, str] | None = None,
+        credentials: Callable[[str], Mapping[str, str]] | None = None,
+    ) -> None:
         self.functions = functions
-        self._modules: dict[Path, ModuleType] = {}
-        self._import_lock = threading.Lock()
+        self.base_environment = dict(base_environment or {})
+        self.credentials = credentials or (lambda name: {})
         self.invocations: list[Invocation] = []
         # Notified after every invocation: waiters re-check their condition then.
         self.changed = threading.Condition()
+        self._pools: dict[str, _Pool] = {name: _Pool() for name in functions}
+        self._lock = threading.Lock()
+        self._context = _forkserver()
+        self._closed = False
+        # Every invocation's logs are kept in Invocation.logs; those of failed invocations (all,
+        # with PICFLOW_LOCAL_VERBOSE) are also written to this process's stdout, where pytest
+        # shows them beside a failing test and `picflow local up` on its console.
+        self.echo_all_logs = bool(os.environ.get("PICFLOW_LOCAL_VERBOSE"))
 
-    def _module(self, code_dir: Path, module_name: str) -> ModuleType:
-        key = code_dir / f"{module_name}.py"
-        with self._import_lock:
-            module = self._modules.get(key)
-            if module is None:
-                unique = f"picflow_fn_{code_dir.name}_{module_name}"
-                spec = importlib.util.spec_from_file_location(unique, key)
-                if spec is None or spec.loader is None:
-                    raise ImportError(f"cannot load {key}")
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[unique] = module
-                spec.loader.exec_module(module)
-                self._modules[key] = module
-        return module
+    def add(self, spec: FunctionSpec) -> None:
+        """Run one more function (created in moto by the caller)."""
+        with self._lock:
+            self.functions[spec.name] = spec
+            self._pools.setdefault(spec.name, _Pool())
 
-    def handler(self, name: str) -> Callable[[Any, Any], Any]:
+    # --- configuration ------------------------------------------------------------
+
+    def _config(self, name: str) -> _Config:
+        """The function's configuration as deployed now (moto's Lambda backend)."""
+        from moto.awslambda.models import lambda_backends
+
+        fn = lambda_backends[ACCOUNT][REGION].get_function(name)
+        variables = {str(k): str(v) for k, v in (fn.environment_vars or {}).items()}
+        return _Config(
+            handler=str(fn.handler),
+            timeout_s=int(fn.timeout),
+            memory_mb=int(fn.memory_size),
+            variables=tuple(sorted(variables.items())),
+        )
+
+    def _environment(self, name: str, config: _Config) -> dict[str, str]:
+        """Lambda's reserved variables, the function's own, and its credentials."""
         spec = self.functions[name]
-        module_name, _, attr = spec.handler.rpartition(".")
-        fn: Callable[[Any, Any], Any] = getattr(self._module(spec.code_dir, module_name), attr)
-        return fn
+        reserved = {
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_LAMBDA_FUNCTION_NAME": name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"local/[$LATEST]{uuid.uuid4().hex}",
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+            "LAMBDA_TASK_ROOT": str(spec.code_dir),
+            "_HANDLER": config.handler,
+            "TZ": ":UTC",
+            "LANG": "en_US.UTF-8",
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "HOME": "/tmp",  # noqa: S108 - Lambda's HOME is not writable either; /tmp is
+            # The developer's ~/.aws must not leak into a function.
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        }
+        return {**self.base_environment, **reserved, **dict(config.variables), **self.credentials(name)}
+
+    # --- workers ------------------------------------------------------------------
+
+    def _start_worker(self, name: str, config: _Config) -> tuple[_Worker, str | None]:
+        """A new execution environment; with the init error's payload if its init failed."""
+        spec = self.functions[name]
+        parent, child = self._context.Pipe()
+        worker_spec = WorkerSpec(
+            function_name=name,
+            code_dir=str(spec.code_dir),
+            handler=config.handler,
+            memory_mb=config.memory_mb,
+            environment=self._environment(name, config),
+        )
+        process = self._context.Process(target=serve, args=(child, worker_spec), daemon=True, name=name)
+        process.start()
+        child.close()
+        worker = _Worker(config, process, parent)
+        init_error = None
+        if not parent.poll(INIT_TIMEOUT_S):
+            init_error = error_payload(
+                "Runtime.InitTimeout", f"init did not finish in {INIT_TIMEOUT_S:.0f} s"
+            )
+        else:
+            try:
+                _, failure = parent.recv()
+            except EOFError:
+                failure = (error_payload("Runtime.ExitError", "Runtime exited during init"), "")
+            if failure is not None:
+                init_error, init_logs = failure
+                self._echo(name, init_logs)
+        if init_error is not None:
+            self._retire(worker)
+        return worker, init_error
+
+    def _take(self, name: str, config: _Config) -> tuple[_Worker | None, bool]:
+        """An idle environment of this configuration, or None (the caller starts one)."""
+        with self._lock:
+            pool = self._pools[name]
+            for worker in list(pool.idle):
+                if worker.config != config:  # an older configuration: retired, as on AWS
+                    pool.idle.remove(worker)
+                    threading.Thread(target=worker.stop, daemon=True).start()
+            pool.busy += 1
+            if pool.idle:
+                return pool.idle.pop(), False
+            return None, True
+
+    def _give_back(self, name: str, worker: _Worker | None) -> None:
+        with self._lock:
+            pool = self._pools[name]
+            pool.busy -= 1
+            if worker is None:
+                return
+            if self._closed or len(pool.idle) >= IDLE_PER_FUNCTION:
+                threading.Thread(target=worker.stop, daemon=True).start()
+            else:
+                pool.idle.append(worker)
+
+    @staticmethod
+    def _retire(worker: _Worker) -> None:
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join(timeout=5)
+        worker.conn.close()
+
+    def _echo(self, name: str, logs: str, errored: bool = True) -> None:
+        if logs and (errored or self.echo_all_logs):
+            sys.stdout.write(logs if logs.endswith("\n") else logs + "\n")
+            sys.stdout.flush()
+
+    def stop(self) -> None:
+        """Stop every execution environment (the local stack is going down)."""
+        with self._lock:
+            self._closed = True
+            workers = [w for pool in self._pools.values() for w in pool.idle]
+            for pool in self._pools.values():
+                pool.idle.clear()
+        for worker in workers:
+            worker.stop()
+
+    # --- invoke -------------------------------------------------------------------
 
     def invoke(self, name: str, event: Any) -> tuple[str, bool, str]:
-        spec = self.functions[name]
-        context = _Context(spec.name, spec.memory_mb, spec.timeout_s)
+        config = self._config(name)
+        request_id = str(uuid.uuid4())
         started = time.time()
-        errored = False
-        error_type = None
+        worker, cold = self._take(name, config)
+        logs = ""
+        max_rss = 0
         try:
-            # Logs go to this process's stdout: capturing them per invocation would mean
-            # swapping sys.stdout, which is process-wide while invocations run on threads.
-            result = self.handler(name)(event, context)
-            payload = json.dumps(result, default=str)
-        except Exception as exc:
-            errored = True
-            error_type = type(exc).__name__
-            payload = json.dumps(
-                {
-                    "errorType": error_type,
-                    "errorMessage": str(exc),
-                    "stackTrace": traceback.format_exception(exc)[-5:],
-                }
-            )
+            if worker is None:
+                worker, init_error = self._start_worker(name, config)
+                if init_error is not None:
+                    payload, errored = init_error, True
+                    worker = None
+                    return self._record(name, started, event, payload, errored, logs, max_rss, cold)
+            worker.conn.send((request_id, json.dumps(event, default=str), config.timeout_s))
+            if not worker.conn.poll(config.timeout_s):
+                self._retire(worker)
+                worker = None
+                payload = error_payload(
+                    "Sandbox.Timedout",
+                    f"RequestId: {request_id} Error: Task timed out after {config.timeout_s:.2f} seconds",
+                )
+                return self._record(name, started, event, payload, True, logs, max_rss, cold)
+            try:
+                payload, errored, logs, max_rss = worker.conn.recv()
+            except EOFError:
+                worker.process.join(timeout=5)
+                code = worker.process.exitcode
+                self._retire(worker)
+                worker = None
+                payload = error_payload(
+                    "Runtime.ExitError",
+                    f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}",
+                )
+                return self._record(name, started, event, payload, True, logs, max_rss, cold)
+            worker.invocations += 1
+            return self._record(name, started, event, payload, errored, logs, max_rss, cold)
+        finally:
+            self._give_back(name, worker)
+
+    def _record(
+        self,
+        name: str,
+        started: float,
+        event: Any,
+        payload: str,
+        errored: bool,
+        logs: str,
+        max_rss: int,
+        cold: bool,
+    ) -> tuple[str, bool, str]:
+        error_type = json.loads(payload).get("errorType") if errored else None
+        self._echo(name, logs, errored)
         with self.changed:
             self.invocations.append(
-                Invocation(name, started, time.time() - started, errored, error_type, event)
+                Invocation(
+                    name, started, time.time() - started, errored, error_type, event, logs, max_rss, cold
+                )
             )
             self.changed.notify_all()
-        return payload, errored, ""
+        return payload, errored, logs
 
 
 def install(runtime: LambdaRuntime) -> Callable[[], None]:

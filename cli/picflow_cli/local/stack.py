@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from picflow_cli.local import sfn_rules
+from picflow_cli.local import iam, sfn_rules
 from picflow_cli.local.runtime import (
     FunctionSpec,
     LambdaRuntime,
@@ -54,6 +54,7 @@ from picflow_cli.local.runtime import (
     enforce_tolerated_failures,
     fix_sfn_service_integration,
     install,
+    start_forkserver,
 )
 
 __all__ = ["LOCAL_CREDENTIALS", "LocalStack", "StackInfo", "load_template", "repo_root"]
@@ -253,6 +254,8 @@ class LocalStack:
         self._undo: list[Any] = []
         self._saved_env: dict[str, str | None] = {}
         self.frontdoor: Any = None
+        self.secret_arns: dict[str, str] = {}
+        self.iam = iam.Registry()  # who may call what (filled once deployed)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -296,6 +299,8 @@ class LocalStack:
             f"{moto_url}/moto-api/config", json={"stepfunctions": {"execute_state_machine": True}}
         ).raise_for_status()
         self.info = StackInfo(moto_url=moto_url, upstream_url=self.upstream_url)
+        # The Lambda fork server imports the layer while the template deploys.
+        start_forkserver()
         try:
             self._deploy()
         except BaseException:
@@ -423,15 +428,20 @@ class LocalStack:
             )
             for logical_id, spec in specs.items()
         }
-        self.runtime = LambdaRuntime(functions)
+        self.runtime = LambdaRuntime(
+            functions,
+            base_environment={"AWS_ENDPOINT_URL": self.info.moto_url},
+            credentials=self._credentials,
+        )
+        self._undo.append(self.runtime.stop)
         self._undo.append(install(self.runtime))
         self._undo.append(defer_s3_notifications())
         self._undo.append(fix_sfn_service_integration())
         self._undo.append(enforce_tolerated_failures())
         self._undo.append(sfn_rules.install())
         self._start_frontdoor(sam, physical)
-        self._apply_function_env(functions)
-        self._create_secrets(sam)
+        self._apply_function_env(functions, self._create_secrets(sam))
+        self._build_iam(resources, functions)
 
     def _recreate_state_machines(self, resources: Mapping[str, Any], physical: Mapping[str, str]) -> None:
         """Gap 4: the definitions CloudFormation resolved, created in the executing backend."""
@@ -490,20 +500,78 @@ class LocalStack:
         self.frontdoor.start(self.api_port)
         self.info.api_url = self.frontdoor.base_url
 
-    def _apply_function_env(self, functions: Mapping[str, FunctionSpec]) -> None:
-        """One environment for all handlers (see runtime.py for why), checked for conflicts."""
+    def _credentials(self, function_name: str) -> dict[str, str]:
+        """The credentials a function's execution environments get (as Lambda passes its role's):
+        the key id names the function, so each call is checked against its role (iam.py)."""
+        return {
+            "AWS_ACCESS_KEY_ID": iam.Registry.function_key(function_name),
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_SESSION_TOKEN": "local",
+        }
+
+    def _build_iam(self, resources: Mapping[str, Any], functions: Mapping[str, FunctionSpec]) -> None:
+        """Each function's and state machine's role, its policies as deployed (the transformed
+        template's, intrinsics resolved by moto's CloudFormation), then the request hook."""
+        from moto.cloudformation.models import cloudformation_backends
+        from moto.cloudformation.parsing import clean_json
+
         assert self.info is not None
+        stacks = cloudformation_backends[ACCOUNT][REGION].stacks.values()
+        resource_map = next(st for st in stacks if st.name == self.stack_name).resource_map
+        from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+        managed = json.loads(aws_managed_policies_data)
+        role_ids = {self.info.resources[k]: k for k, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+        secret_refs = {json.dumps({"Ref": k}): json.dumps(arn) for k, arn in self.secret_arns.items()}
+
+        own_policies = {
+            self.info.resources[k].rsplit("/", 1)[-1]: k
+            for k, r in resources.items()
+            if r["Type"] == "AWS::IAM::ManagedPolicy" and k in self.info.resources
+        }
+
+        def resolved(document: Any) -> Mapping[str, Any]:
+            text = json.dumps(document)
+            for ref, arn in secret_refs.items():  # moto cannot resolve these (gap 7)
+                text = text.replace(ref, arn)
+            result: Mapping[str, Any] = clean_json(json.loads(text), resource_map)
+            return result
+
+        def documents(role_name: str) -> tuple[Mapping[str, Any], ...]:
+            props = resources[role_ids[role_name]]["Properties"]
+            docs = []
+            for policy in props.get("Policies", []):
+                docs.append(resolved(policy["PolicyDocument"]))
+            for ref in props.get("ManagedPolicyArns", []):
+                name = str(clean_json(ref, resource_map)).rsplit("/", 1)[-1]
+                if name in own_policies:  # one of the template's AWS::IAM::ManagedPolicy
+                    docs.append(resolved(resources[own_policies[name]]["Properties"]["PolicyDocument"]))
+                else:  # AWS managed: moto ships their documents
+                    docs.append(managed[name]["Document"])
+            return tuple(docs)
+
+        registry = iam.Registry()
         lam = self.client("lambda")
-        merged: dict[str, str] = {}
         for name in functions:
-            env = (
-                lam.get_function_configuration(FunctionName=name).get("Environment", {}).get("Variables", {})
+            role_arn = lam.get_function_configuration(FunctionName=name)["Role"]
+            registry.principals[registry.function_key(name)] = iam.Principal(
+                role_arn, name, documents(role_arn.rsplit("/", 1)[-1])
             )
-            for key, value in env.items():
-                if key in merged and merged[key] != str(value):
-                    raise RuntimeError(f"local stack: functions disagree on {key}")
-                merged[key] = str(value)
-        merged |= {
+        sfn = self.client("stepfunctions")
+        for machine in sfn.list_state_machines()["stateMachines"]:
+            role_arn = sfn.describe_state_machine(stateMachineArn=machine["stateMachineArn"])["roleArn"]
+            role_name = role_arn.rsplit("/", 1)[-1]
+            if role_name in role_ids:
+                registry.principals[registry.role_key(role_arn)] = iam.Principal(
+                    role_arn, machine["name"], documents(role_name)
+                )
+        self.iam = registry
+        self._undo.append(iam.install(registry))
+
+    def _local_overrides(self) -> dict[str, str]:
+        """What differs from the template here: addresses, and powertools' AWS-only features."""
+        assert self.info is not None
+        return {
             # The template's execute-api URL does not resolve here: callbacks come to the front door.
             "PICFLOW_CALLBACK_BASE_URL": self.info.api_url,
             "PICFLOW_URL_ALLOWLIST": ",".join(
@@ -513,11 +581,101 @@ class LocalStack:
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("PICFLOW_LOCAL_LOG_LEVEL", "WARNING"),
         }
+
+    def _apply_function_env(self, functions: Mapping[str, FunctionSpec], secrets: Mapping[str, str]) -> None:
+        """Each function's deployed environment, with the local overrides and the secret ARNs,
+        written back to its configuration: its execution environments are built from that.
+
+        The union (checked for conflicts) also goes into this process's environment, for test
+        and demo code that uses the layer directly (its table and bucket names); handlers never
+        see it.
+        """
+        lam = self.client("lambda")
+        merged: dict[str, str] = {}
+        overrides = self._local_overrides()
+        for name in functions:
+            env = {
+                str(k): str(v)
+                for k, v in lam.get_function_configuration(FunctionName=name)
+                .get("Environment", {})
+                .get("Variables", {})
+                .items()
+            }
+            # moto's CloudFormation cannot resolve a !Ref to a secret (gap 7): the ARN goes in here.
+            env |= secrets
+            env |= overrides
+            lam.update_function_configuration(FunctionName=name, Environment={"Variables": env})
+            for key, value in env.items():
+                if key in merged and merged[key] != value:
+                    raise RuntimeError(f"local stack: functions disagree on {key}")
+                merged[key] = value
         self._set_env(merged)
 
-    def _create_secrets(self, sam: Mapping[str, Any]) -> None:
+    @contextmanager
+    def function_environment(self, **values: str) -> Iterator[None]:
+        """Every function's environment with ``values`` set, as ``UpdateFunctionConfiguration``
+        would set them on AWS (new execution environments), restored on exit."""
+        lam = self.client("lambda")
+        assert self.runtime is not None
+        saved = {
+            name: lam.get_function_configuration(FunctionName=name)
+            .get("Environment", {})
+            .get("Variables", {})
+            for name in self.runtime.functions
+        }
+        try:
+            for name, env in saved.items():
+                lam.update_function_configuration(
+                    FunctionName=name, Environment={"Variables": {**env, **values}}
+                )
+            yield
+        finally:
+            for name, env in saved.items():
+                lam.update_function_configuration(FunctionName=name, Environment={"Variables": env})
+
+    def add_function(
+        self,
+        name: str,
+        code_dir: Path,
+        handler: str,
+        *,
+        policies: tuple[Mapping[str, Any], ...] = (),
+        timeout_s: int = 3,
+        memory_mb: int = 128,
+        environment: Mapping[str, str] | None = None,
+    ) -> str:
+        """A function outside the template (tests feed the stack deliberately wrong handlers this
+        way), with a role of its own holding ``policies``; returns its ARN."""
+        assert self.runtime is not None
+        trust = {
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ]
+        }
+        role_arn: str = self.client("iam").create_role(
+            RoleName=f"{name}-role", AssumeRolePolicyDocument=json.dumps(trust)
+        )["Role"]["Arn"]
+        arn: str = self.client("lambda").create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role_arn,
+            Handler=handler,
+            Code={"ZipFile": _layer_zip()},  # never run: the runtime runs code_dir
+            Timeout=timeout_s,
+            MemorySize=memory_mb,
+            Environment={"Variables": {**self._local_overrides(), **(environment or {})}},
+        )["FunctionArn"]
+        self.runtime.add(FunctionSpec(name, code_dir, handler, memory_mb, timeout_s))
+        self.iam.principals[self.iam.function_key(name)] = iam.Principal(role_arn, name, policies)
+        return arn
+
+    def _create_secrets(self, sam: Mapping[str, Any]) -> dict[str, str]:
         """Gap 7: moto's CloudFormation has no Secrets Manager; create the secrets here, filled
-        with the mock's credentials, and point the variables that !Ref them at the ARN."""
+        with the mock's credentials; returns the variables that !Ref them with the ARN."""
         secret_ids = [k for k, r in sam["Resources"].items() if r["Type"] == "AWS::SecretsManager::Secret"]
         client = self.client("secretsmanager")
         arns = {
@@ -526,20 +684,19 @@ class LocalStack:
             )["ARN"]
             for logical_id in secret_ids
         }
+        self.secret_arns = arns
         env_blocks = [sam.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})]
         env_blocks += [
             r.get("Properties", {}).get("Environment", {}).get("Variables", {})
             for r in sam["Resources"].values()
             if r["Type"] == "AWS::Serverless::Function"
         ]
-        self._set_env(
-            {
-                key: arns[value["Ref"]]
-                for block in env_blocks
-                for key, value in block.items()
-                if isinstance(value, dict) and value.get("Ref") in arns
-            }
-        )
+        return {
+            key: arns[value["Ref"]]
+            for block in env_blocks
+            for key, value in block.items()
+            if isinstance(value, dict) and value.get("Ref") in arns
+        }
 
     def _stop_executions(self) -> None:
         """Executions left RUNNING keep going on daemon threads: stop them."""
