@@ -64,12 +64,12 @@ exec(compile(sys.argv[3], "first-call", "exec"), {"module": sys.modules.get("app
 print(elapsed * 1000, (time.process_time() - started) * 1000)
 """
 
-# A 1x1 PNG: Validate and Collect open every image with Pillow (picflow.images).
+# A 1x1 PNG: Validate and Collect open every image with Pillow (picflow.core.images).
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 _SVC = "from picflow import workflow\nsvc = workflow.services()\n"
 _IMAGE = f"""
 import base64, io
-from picflow import catalogue, images
+from picflow.core import catalogue, images
 images.inspect_image(io.BytesIO(base64.b64decode({PNG!r})), catalogue.get_operation("segmentation").input)
 """
 _API_EVENT = {
@@ -89,22 +89,22 @@ _API_EVENT = {
 FIRST_CALL: dict[str, str] = {
     "validate": _SVC
     + "svc.store; svc.s3; svc.cache; svc.durations; svc.semaphore\n"
-    + "from picflow.catalogue import validate_params\nvalidate_params('segmentation', {})\n"
+    + "from picflow.core.catalogue import validate_params\nvalidate_params('segmentation', {})\n"
     + _IMAGE,
     "operations": _SVC
     + "svc.store; svc.s3; svc.semaphore; svc.cache\n"
-    + "from picflow.catalogue import validate_params\nvalidate_params('segmentation', {})\n"
+    + "from picflow.core.catalogue import validate_params\nvalidate_params('segmentation', {})\n"
     # The secrets client load_credentials() reads the provider keys with (no GetSecretValue here).
     + "from picflow.providers import registry\nregistry._secrets()\n"
     + "from picflow.providers import taskpic\nsvc.providers.downloads()\n",
     "collect": _SVC
     + "svc.store; svc.s3; svc.cache; svc.durations; svc.semaphore; svc.providers.downloads()\n"
-    + "import picflow.collect\n"
+    + "import picflow.job.results\n"
     + _IMAGE,
     "slot": _SVC + "svc.semaphore\n",
     "finalize": _SVC + "svc.store\n",
     "batch": _SVC + "svc.s3; svc.store\n",
-    "notify": _SVC + "svc.store; svc.events\nimport picflow.notify\n",
+    "notify": _SVC + "svc.store; svc.events\nimport picflow.net.webhooks\n",
     "s3_trigger": _SVC + "svc.s3; svc.store; svc.sfn\n",
     "fetch": _SVC + "svc.s3; svc.store\nfrom picflow import urls\nurls.safe_client()\n",
     "callback": _SVC + "svc.store; svc.sfn\nfrom picflow.providers import taskpic\n",

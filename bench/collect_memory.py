@@ -1,4 +1,4 @@
-"""Collect's memory: peak RSS growth of ``picflow.collect.collect_results`` for 5, 50 and 200 MB results.
+"""Collect's memory: peak RSS growth of ``picflow.job.results.collect_results`` for 5, 50 and 200 MB results.
 
 The parent process writes a real, valid PNG of each size (16-bit RGBA, stored deflate, 64 KiB
 IDAT chunks, as encoders write them) to a temporary directory, serves it from a stdlib HTTP
@@ -90,9 +90,9 @@ class FileHandler(http.server.BaseHTTPRequestHandler):
 
 CHILD = r"""
 import json, os, sys, tempfile, threading, time
-from picflow.catalogue import ResultKind
-from picflow.collect import collect_results
-from picflow.http import build_client
+from picflow.core.catalogue import ResultKind
+from picflow.job.results import collect_results
+from picflow.net.http import build_client
 from picflow.providers.base import ResultRef
 import boto3
 

@@ -63,7 +63,7 @@ JOB_ID = re.compile(r"api-[0-9a-f]{32,40}")
 
 
 def png(index: int) -> bytes:
-    """A distinct image per job, so no job can be answered from another's result (picflow.cache)."""
+    """A distinct image per job, so no job can be answered from another's result (picflow.aws.cache)."""
     buffer = io.BytesIO()
     Image.new("RGB", (640, 640), (index % 256, index // 256, 40)).save(buffer, "PNG")
     return buffer.getvalue()

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from picflow import workflow
-from picflow.catalogue import Provider
-from picflow.durations import MemoryDurationHistory
-from picflow.http import build_client
+from picflow.aws.durations import MemoryDurationHistory
+from picflow.core.catalogue import Provider
+from picflow.job import workflow
+from picflow.net.http import build_client
 from picflow.providers.base import Secret
 from picflow.providers.hdredraw import HdRedrawClient
 from picflow.providers.registry import Registry

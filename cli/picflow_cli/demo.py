@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from picflow.jobs import from_dynamo
+from picflow.aws.jobs import from_dynamo
 
 from picflow_cli.local.stack import LocalStack, repo_root
 

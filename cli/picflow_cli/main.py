@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from picflow.batches import describe_pipeline
-from picflow.catalogue import describe_catalogue
-from picflow.errors import PicflowError
+from picflow.batch.batches import describe_pipeline
+from picflow.core.catalogue import describe_catalogue
+from picflow.core.errors import PicflowError
 
 from picflow_cli import settings
 from picflow_cli.errors import CliError

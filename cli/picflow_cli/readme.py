@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from picflow.catalogue import describe_catalogue
+from picflow.core.catalogue import describe_catalogue
 
 __all__ = ["END", "START", "operations_table", "render"]
 

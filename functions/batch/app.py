@@ -1,4 +1,4 @@
-"""Batch report: the batch state machine's last step writes the results manifest (picflow.batches),
+"""Batch report: the batch state machine's last step writes the results manifest (picflow.batch.batches),
 settling items whose child execution ended outside their jobs."""
 
 import gc
@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow import batches
-from picflow.workflow import services
+from picflow.batch import batches
+from picflow.job.workflow import services
 
 logger = Logger()
 # Only the AWS SDK: patch_all() would also import and patch httpx, which this function never calls.

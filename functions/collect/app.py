@@ -3,11 +3,11 @@
 import gc
 from typing import Any
 
-import picflow.collect  # noqa: F401 - every invocation needs it (httpx, Pillow): load it during init
+import picflow.job.results  # noqa: F401 - every invocation needs it (httpx, Pillow): load it during init
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow import workflow
+from picflow.job import workflow
 
 logger = Logger()
 # The AWS SDK and httpx (result downloads); patch_all() would also import every other library X-Ray knows.

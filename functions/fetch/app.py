@@ -1,13 +1,13 @@
 """Batch Fetch: the batch map's first step for a URL item copies the image into the input bucket
-(picflow.batches.fetch_item, through picflow.urls' SSRF-checked client)."""
+(picflow.batch.batches.fetch_item, through picflow.net.urls' SSRF-checked client)."""
 
 import gc
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow import batches
-from picflow.workflow import services
+from picflow.batch import batches
+from picflow.job.workflow import services
 
 logger = Logger()
 # The AWS SDK and httpx (the fetch); patch_all() would also import every other library X-Ray knows.

@@ -3,10 +3,10 @@
 import gc
 from typing import Any
 
-import picflow.notify  # noqa: F401 - every invocation needs it (httpx): load it during init
+import picflow.net.webhooks  # noqa: F401 - every invocation needs it (httpx): load it during init
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow import workflow
+from picflow.job import workflow
 
 logger = Logger()
 # The AWS SDK and httpx (the notice POST); patch_all() would also import every other library X-Ray knows.

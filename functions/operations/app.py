@@ -9,12 +9,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import picflow.catalogue  # noqa: F401 - every invocation needs it: load it during init
+import picflow.core.catalogue  # noqa: F401 - every invocation needs it: load it during init
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow import workflow
-from picflow.http import correlated
+from picflow.job import workflow
+from picflow.net.http import correlated
 
 logger = Logger()
 # The AWS SDK and httpx (provider calls); patch_all() would also import every other library X-Ray knows.

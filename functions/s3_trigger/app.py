@@ -6,7 +6,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow import s3events
+from picflow.entry import s3events
 
 logger = Logger()
 # Only the AWS SDK: patch_all() would also import and patch httpx, which this function never calls.

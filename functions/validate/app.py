@@ -4,11 +4,11 @@ import gc
 from typing import Any
 
 # Every invocation validates params (pydantic) and opens the input (Pillow): load them during init.
-import picflow.images
-import picflow.params  # noqa: F401
+import picflow.core.images
+import picflow.core.params  # noqa: F401
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow import workflow
+from picflow.job import workflow
 
 logger = Logger()
 # Only the AWS SDK: patch_all() would also import and patch httpx, which this function never calls.

@@ -23,10 +23,10 @@ from typing import Any
 
 import httpx
 import pytest
-from picflow.catalogue import OPERATIONS
-from picflow.jobs import JobStore
-from picflow.semaphore import Semaphore
-from picflow.starter import job_id_for
+from picflow.aws.jobs import JobStore
+from picflow.aws.semaphore import Semaphore
+from picflow.aws.starter import job_id_for
+from picflow.core.catalogue import OPERATIONS
 from picflow_cli.local.stack import load_template, repo_root
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from picflow.notify import verify
+from picflow.net.webhooks import verify
 from picflow_cli.local.stack import LOCAL_CREDENTIALS
 
 pytestmark = pytest.mark.e2e

@@ -2,7 +2,7 @@
 
 Every client gets a ``RetryPolicy`` whose ``sleep`` only records the waits, so retries are
 visible (and honoured ``Retry-After`` values checkable) without anyone sleeping. Results are
-fetched with plain httpx and decoded with Pillow, or stored through ``picflow.collect`` (the
+fetched with plain httpx and decoded with Pillow, or stored through ``picflow.job.results`` (the
 path the workflow takes) into an in-memory stand-in for S3.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from contract_support import BUCKET, READ_TIMEOUT
-from picflow.collect import collect_results
-from picflow.http import RetryPolicy, build_client
+from picflow.job.results import collect_results
+from picflow.net.http import RetryPolicy, build_client
 from picflow.providers.base import ResultRef
 
 from mock_upstream.testing import MockUpstream
@@ -67,7 +67,7 @@ def s3() -> FakeS3:
 
 @pytest.fixture
 def collect(s3: FakeS3, http: httpx.Client) -> Callable[..., dict[str, Any]]:
-    """Store refs through ``picflow.collect.collect_results``; returns the manifest."""
+    """Store refs through ``picflow.job.results.collect_results``; returns the manifest."""
 
     def run(refs: list[ResultRef] | tuple[ResultRef, ...], provider: str) -> dict[str, Any]:
         job = {"job_id": "job-1", "operation": "contract"}

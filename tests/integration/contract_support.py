@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from picflow.errors import OutcomeUnknownError, PicflowError, RateLimitedError, TransientError
+from picflow.core.errors import OutcomeUnknownError, PicflowError, RateLimitedError, TransientError
 from PIL import Image
 
 from mock_upstream.testing import MockUpstream

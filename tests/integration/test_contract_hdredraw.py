@@ -24,8 +24,8 @@ from contract_support import (
     sample,
     stored,
 )
-from picflow.catalogue import Provider, ResultKind
-from picflow.errors import (
+from picflow.core.catalogue import Provider, ResultKind
+from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
     OutcomeUnknownError,
@@ -36,7 +36,7 @@ from picflow.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
-from picflow.http import RetryPolicy
+from picflow.net.http import RetryPolicy
 from picflow.providers.base import Balance, ImageInput, Secret, TaskState, TaskStatus
 from picflow.providers.hdredraw import HdRedrawClient
 
@@ -415,7 +415,7 @@ def test_status_beyond_the_read_timeout_is_retried(short_http, retry, hd, mock_u
     assert mock_upstream.count(route=STATUS) == 2
 
 
-# --- results through picflow.collect -----------------------------------------------------
+# --- results through picflow.job.results -----------------------------------------------------
 
 
 def test_collect_stores_images_and_the_eps_and_keeps_the_prompt(hd, mock_upstream: MockUpstream, collect, s3):

@@ -27,8 +27,8 @@ from contract_support import (
     sample_size,
     stored,
 )
-from picflow.catalogue import Provider, ResultKind
-from picflow.errors import (
+from picflow.core.catalogue import Provider, ResultKind
+from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
     OutcomeUnknownError,
@@ -40,7 +40,7 @@ from picflow.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
-from picflow.http import RetryPolicy
+from picflow.net.http import RetryPolicy
 from picflow.providers.base import ImageInput, Secret, Submission, TaskState, TaskStatus
 from picflow.providers.taskpic import TaskPicClient
 
@@ -538,7 +538,7 @@ def test_status_beyond_the_read_timeout_is_retried(short_http, retry, mock_upstr
     assert mock_upstream.count(route=POLL) == 2
 
 
-# --- result downloads through picflow.collect --------------------------------------------
+# --- result downloads through picflow.job.results --------------------------------------------
 
 
 def test_collect_stores_every_result_with_the_served_checksum(taskpic, mock_upstream, collect, s3):

@@ -26,8 +26,8 @@ from contract_support import (
     sample_size,
     stored,
 )
-from picflow.catalogue import Provider, ResultKind
-from picflow.errors import (
+from picflow.core.catalogue import Provider, ResultKind
+from picflow.core.errors import (
     AuthError,
     ConcurrencyLimitedError,
     InvalidRequestError,
@@ -39,7 +39,7 @@ from picflow.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
-from picflow.http import RetryPolicy, build_client
+from picflow.net.http import RetryPolicy, build_client
 from picflow.providers.base import Secret, Submission, TaskState
 from picflow.providers.tencent import TencentClient
 from PIL import Image

@@ -29,10 +29,12 @@ import pytest
 import requests
 import yaml
 from moto import mock_aws
-from picflow import api, s3events, workflow
-from picflow.catalogue import OPERATIONS
-from picflow.jobs import JobStore
-from picflow.semaphore import Semaphore
+from picflow.api import routes as api
+from picflow.aws.jobs import JobStore
+from picflow.aws.semaphore import Semaphore
+from picflow.core.catalogue import OPERATIONS
+from picflow.entry import s3events
+from picflow.job import workflow
 
 pytestmark = pytest.mark.disable_socket
 
@@ -448,7 +450,7 @@ def test_idempotency_key_reused_with_another_body_409(client: Api) -> None:
 
 def test_idempotency_key_race_with_another_body_starts_nothing_more(client: Api) -> None:
     # GIVEN a job record claimed by a concurrent request whose start has not happened yet
-    from picflow.starter import job_id_for
+    from picflow.aws.starter import job_id_for
 
     put_input("background/shoe.png")
     job_id = job_id_for("api", "order-79")
@@ -1032,7 +1034,7 @@ def test_resume_a_batch_whose_every_item_succeeded_is_409(client: Api, batch_mac
 
 def test_openapi_document_committed_matches_the_code() -> None:
     committed = json.loads((ROOT / "docs/openapi.json").read_text())
-    assert committed == api.openapi_document(), "docs/openapi.json drifted: run python -m picflow.api"
+    assert committed == api.openapi_document(), "docs/openapi.json drifted: run python -m picflow.api.routes"
 
 
 def test_openapi_document_is_valid_3_0_with_api_key_on_every_route() -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from picflow import batches
-from picflow.batches import PAUSED_ERROR, items_key, pause, paused_at, resumed_id, unfinished_items
-from picflow.jobs import JobStore
-from picflow.workflow import Services, job_output, validate
+from picflow.aws.jobs import JobStore
+from picflow.batch import batches
+from picflow.batch.batches import PAUSED_ERROR, items_key, pause, paused_at, resumed_id, unfinished_items
+from picflow.job.workflow import Services, job_output, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_ASL = json.loads((ROOT / "statemachine" / "job.asl.json").read_text())

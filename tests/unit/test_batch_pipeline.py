@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from picflow.batches import PIPELINE, group_pipeline, pipeline_step_params, plan_items, summarise
-from picflow.errors import ParamValidationError
+from picflow.batch.batches import PIPELINE, group_pipeline, pipeline_step_params, plan_items, summarise
+from picflow.core.errors import ParamValidationError
 
 ROOT = Path(__file__).resolve().parents[2]
 BATCH_ASL = json.loads((ROOT / "statemachine" / "batch.asl.json").read_text())

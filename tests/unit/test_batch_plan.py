@@ -7,7 +7,7 @@ import socket
 from typing import Any
 
 import pytest
-from picflow.batches import (
+from picflow.batch.batches import (
     PIPELINE,
     fetch_item,
     group_pipeline,
@@ -17,9 +17,9 @@ from picflow.batches import (
     read_manifest,
     summarise,
 )
-from picflow.catalogue import get_operation
-from picflow.errors import ParamValidationError
-from picflow.urls import InputUnavailableError, UnsafeUrlError
+from picflow.core.catalogue import get_operation
+from picflow.core.errors import ParamValidationError
+from picflow.net.urls import InputUnavailableError, UnsafeUrlError
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_plan_items_refuses_a_hostile_url_naming_its_line(dns: list[str], url: s
 
 
 def test_finished_summary_is_the_reports_for_a_succeeded_batch_only() -> None:
-    from picflow.batches import finished_summary
+    from picflow.batch.batches import finished_summary
 
     report = summarise([{"status": "SUCCEEDED", "reused": True}], total=1)
     output = json.dumps({"batch_id": "b", "status": "SUCCEEDED", "report": {"results_key": "k", **report}})

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from picflow.batches import PIPELINE, finished_summary, items_key, report, results_key
+from picflow.batch.batches import PIPELINE, finished_summary, items_key, report, results_key
 
 ROLE = "arn:aws:iam::123456789012:role/picflow-test"
 DEFINITION = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})

@@ -1,4 +1,4 @@
-"""picflow.catalogue: the 14 operations and every documented parameter rule (shared/seeds 000-004).
+"""picflow.core.catalogue: the 14 operations and every documented parameter rule (shared/seeds 000-004).
 
 The boundary tests are hypothesis properties: for each range, values drawn from just inside
 are accepted and values drawn from just outside are refused with a ParamValidationError that
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
-from picflow.catalogue import (
+from picflow.core.catalogue import (
     OPERATIONS,
     Provider,
     ResultKind,
@@ -23,7 +23,7 @@ from picflow.catalogue import (
     get_operation,
     validate_params,
 )
-from picflow.errors import InvalidRequestError, ParamValidationError
+from picflow.core.errors import InvalidRequestError, ParamValidationError
 
 pytestmark = pytest.mark.disable_socket
 

@@ -1,4 +1,4 @@
-"""picflow.collect: provider results copied into S3 (moto) from a fake result host (MockTransport).
+"""picflow.job.results: provider results copied into S3 (moto) from a fake result host (MockTransport).
 
 Memory staying flat for large results is a bench concern (bench/), not a unit test.
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from picflow.catalogue import ResultKind
-from picflow.collect import collect_results, result_key
-from picflow.errors import ResultUnavailableError, TransientError
+from picflow.core.catalogue import ResultKind
+from picflow.core.errors import ResultUnavailableError, TransientError
+from picflow.job.results import collect_results, result_key
 from picflow.providers.base import ResultRef
 from PIL import Image
 

@@ -1,12 +1,12 @@
-"""picflow.durations: the recent task durations that time an operation's first poll."""
+"""picflow.aws.durations: the recent task durations that time an operation's first poll."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from picflow.durations import KEEP, DynamoDurationHistory, MemoryDurationHistory
-from picflow.semaphore import Semaphore
+from picflow.aws.durations import KEEP, DynamoDurationHistory, MemoryDurationHistory
+from picflow.aws.semaphore import Semaphore
 
 pytestmark = pytest.mark.disable_socket
 

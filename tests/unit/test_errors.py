@@ -1,4 +1,4 @@
-"""picflow.errors: the class names are the Step Functions contract, so they are pinned here."""
+"""picflow.core.errors: the class names are the Step Functions contract, so they are pinned here."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from picflow import errors
-from picflow.errors import (
+from picflow.core import errors
+from picflow.core.errors import (
     ConcurrencyLimitedError,
     InvalidRequestError,
     ParamValidationError,
@@ -165,7 +165,7 @@ def test_error_str_repr_and_dict_do_not_render_a_secret_bearing_cause(name: str)
 
 
 def test_error_messages_drop_url_queries_that_could_carry_signatures() -> None:
-    from picflow.errors import UpstreamTaskFailedError
+    from picflow.core.errors import UpstreamTaskFailedError
 
     url = "http://127.0.0.1:9/in/a.png?X-Amz-Signature=abc&X-Amz-Security-Token=tok"
     error = UpstreamTaskFailedError(f"source download failed: {url}", code=-3)

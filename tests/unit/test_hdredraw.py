@@ -16,8 +16,8 @@ import pytest
 import respx
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from picflow.catalogue import MB, OPERATIONS, Provider, ResultKind
-from picflow.errors import (
+from picflow.core.catalogue import MB, OPERATIONS, Provider, ResultKind
+from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
     OutcomeUnknownError,
@@ -29,7 +29,7 @@ from picflow.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
-from picflow.http import RetryPolicy, build_client
+from picflow.net.http import RetryPolicy, build_client
 from picflow.providers.base import Balance, ImageInput, ResultRef, Secret, TaskState
 from picflow.providers.hdredraw import ERROR_TABLE, STATUS_PATH, HdRedrawClient
 

@@ -1,4 +1,4 @@
-"""picflow.http.send: retries only where a paid call cannot happen twice; waits are recorded, never slept."""
+"""picflow.net.http.send: retries only where a paid call cannot happen twice; waits are recorded, never slept."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from picflow.errors import OutcomeUnknownError, RateLimitedError, TransientError
-from picflow.http import DEFAULT_TIMEOUT, NO_RETRY, RetryPolicy, build_client, parse_retry_after, send
+from picflow.core.errors import OutcomeUnknownError, RateLimitedError, TransientError
+from picflow.net.http import DEFAULT_TIMEOUT, NO_RETRY, RetryPolicy, build_client, parse_retry_after, send
 
 pytestmark = pytest.mark.disable_socket
 
@@ -269,10 +269,10 @@ def test_build_client_has_explicit_timeouts_and_no_redirects() -> None:
 
 
 def test_httpx_never_logs_request_urls_even_at_debug(caplog: pytest.LogCaptureFixture) -> None:
-    # Presigned URLs carry signatures: importing picflow.http keeps httpx's loggers quiet.
+    # Presigned URLs carry signatures: importing picflow.net.http keeps httpx's loggers quiet.
     import logging
 
-    import picflow.http  # noqa: F401
+    import picflow.net.http  # noqa: F401
 
     secret_url = "https://bucket.s3.amazonaws.com/k?X-Amz-Signature=deadbeef"
     with caplog.at_level(logging.DEBUG):

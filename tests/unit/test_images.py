@@ -1,4 +1,4 @@
-"""picflow.images: the source image is checked from its bytes before any money is spent on it."""
+"""picflow.core.images: the source image is checked from its bytes before any money is spent on it."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import struct
 import zlib
 
 import pytest
-from picflow.catalogue import OPERATIONS, InputLimits
-from picflow.errors import ParamValidationError
-from picflow.images import MAX_PIXELS, SNIFF_BYTES, inspect_image, inspect_prefix, sniff_content_type
+from picflow.core.catalogue import OPERATIONS, InputLimits
+from picflow.core.errors import ParamValidationError
+from picflow.core.images import MAX_PIXELS, SNIFF_BYTES, inspect_image, inspect_prefix, sniff_content_type
 from PIL import Image
 
 pytestmark = pytest.mark.disable_socket

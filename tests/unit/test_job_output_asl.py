@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from picflow import workflow
+from picflow.job import workflow
 
 pytestmark = pytest.mark.disable_socket
 
@@ -243,7 +243,7 @@ def _task_result(name: str, state: dict[str, Any], given: Shape) -> list[Shape]:
     """What a Task hands back (before ResultSelector), one shape per way it can answer."""
     resource = state["Resource"]
     parameters = state.get("Parameters") or {}
-    # picflow.workflow._result: what Collect and Reuse return, and a sync Submit merges in.
+    # picflow.job.workflow._result: what Collect and Reuse return, and a sync Submit merges in.
     outcome = _keys(workflow._result({"manifest_key": "m", "outputs": []}, reused=False))
     if resource == "${ValidateFunctionArn}" and parameters.get("action") == "twin":
         return [given | {"cache": OPAQUE, "slot": OPAQUE}]  # await_twin: {**state, cache, slot}

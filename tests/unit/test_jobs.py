@@ -1,4 +1,4 @@
-"""picflow.jobs.JobStore on moto's DynamoDB, with the jobs table built from template.yaml."""
+"""picflow.aws.jobs.JobStore on moto's DynamoDB, with the jobs table built from template.yaml."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 import pytest
-from picflow.errors import OutcomeUnknownError
-from picflow.jobs import FINAL, JobStatus, JobStore, SubmitClaim
+from picflow.aws.jobs import FINAL, JobStatus, JobStore, SubmitClaim
+from picflow.core.errors import OutcomeUnknownError
 
 pytestmark = pytest.mark.disable_socket
 

@@ -1,4 +1,4 @@
-"""picflow.notify: signed completion notices (Standard Webhooks scheme) and the public job view."""
+"""picflow.net.webhooks: signed completion notices (Standard Webhooks scheme) and the public job view."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from picflow.errors import PicflowError
-from picflow.http import RetryPolicy
-from picflow.notify import SIGNATURE_TOLERANCE, job_event, post_notice, sign, verify
+from picflow.core.errors import PicflowError
+from picflow.net.http import RetryPolicy
+from picflow.net.webhooks import SIGNATURE_TOLERANCE, job_event, post_notice, sign, verify
 
 pytestmark = pytest.mark.disable_socket
 

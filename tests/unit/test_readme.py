@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from picflow.catalogue import OPERATIONS
+from picflow.core.catalogue import OPERATIONS
 from picflow_cli.readme import operations_table, render
 
 README = Path(__file__).resolve().parents[2] / "README.md"

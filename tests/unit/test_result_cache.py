@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 import pytest
-from picflow.cache import ResultCache, cache_key, canonical_params
-from picflow.collect import reuse_results
-from picflow.semaphore import Semaphore
-from picflow.workflow import Services, await_twin
+from picflow.aws.cache import ResultCache, cache_key, canonical_params
+from picflow.aws.semaphore import Semaphore
+from picflow.job.results import reuse_results
+from picflow.job.workflow import Services, await_twin
 
 SHA = "a" * 64
 

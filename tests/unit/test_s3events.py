@@ -1,4 +1,4 @@
-"""picflow.s3events: which uploads start jobs, and what each job is asked to do (moto S3 + SFN)."""
+"""picflow.entry.s3events: which uploads start jobs, and what each job is asked to do (moto S3 + SFN)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from picflow.jobs import JobStore
-from picflow.s3events import S3Upload, job_request, start_from_s3_event, uploads
-from picflow.starter import s3_job_id
-from picflow.workflow import Services
+from picflow.aws.jobs import JobStore
+from picflow.aws.starter import s3_job_id
+from picflow.entry.s3events import S3Upload, job_request, start_from_s3_event, uploads
+from picflow.job.workflow import Services
 
 pytestmark = pytest.mark.disable_socket
 

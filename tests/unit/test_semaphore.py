@@ -1,4 +1,4 @@
-"""picflow.semaphore on moto's DynamoDB (table from template.yaml), with a fake clock."""
+"""picflow.aws.semaphore on moto's DynamoDB (table from template.yaml), with a fake clock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 import pytest
-from picflow.semaphore import Acquired, Semaphore
+from picflow.aws.semaphore import Acquired, Semaphore
 
 pytestmark = pytest.mark.disable_socket
 

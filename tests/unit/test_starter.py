@@ -1,4 +1,4 @@
-"""picflow.starter: one job and one execution per idempotency key (moto SFN, non-executing)."""
+"""picflow.aws.starter: one job and one execution per idempotency key (moto SFN, non-executing)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from picflow.jobs import JobStore
-from picflow.starter import job_id_for, s3_job_id, start_job
+from picflow.aws.jobs import JobStore
+from picflow.aws.starter import job_id_for, s3_job_id, start_job
 
 pytestmark = pytest.mark.disable_socket
 

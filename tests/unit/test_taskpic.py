@@ -18,8 +18,8 @@ import pytest
 import respx
 from hypothesis import given
 from hypothesis import strategies as st
-from picflow.catalogue import Provider, ResultKind, get_operation
-from picflow.errors import (
+from picflow.core.catalogue import Provider, ResultKind, get_operation
+from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
     OutcomeUnknownError,
@@ -31,8 +31,8 @@ from picflow.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
-from picflow.http import RetryPolicy, build_client
-from picflow.params import SegmentationParams
+from picflow.core.params import SegmentationParams
+from picflow.net.http import RetryPolicy, build_client
 from picflow.providers.base import ImageInput, Secret, TaskState, TaskStatus
 from picflow.providers.taskpic import FAILED_STATES, TaskPicClient, expected_results
 

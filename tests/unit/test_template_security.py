@@ -191,7 +191,7 @@ def _functions(cfn: dict[str, Any]) -> list[str]:
 def test_every_function_that_takes_or_frees_a_slot_or_stores_results_may_write_there(
     cfn: dict[str, Any],
 ) -> None:
-    # The template is checked against where picflow.workflow writes. Validate takes the slot,
+    # The template is checked against where picflow.job.workflow writes. Validate takes the slot,
     # Collect and a sync Submit (every operation function) free it and fill the result cache,
     # the Slot function retries and releases it, the API frees it on cancel.
     operations = {name for name in _functions(cfn) if name.startswith("Op")}

@@ -24,8 +24,8 @@ import pytest
 import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from picflow.catalogue import Provider, ResultKind, validate_params
-from picflow.errors import (
+from picflow.core.catalogue import Provider, ResultKind, validate_params
+from picflow.core.errors import (
     AuthError,
     ConcurrencyLimitedError,
     InvalidRequestError,
@@ -37,7 +37,7 @@ from picflow.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
-from picflow.http import RetryPolicy, build_client
+from picflow.net.http import RetryPolicy, build_client
 from picflow.providers import tc3
 from picflow.providers.base import Secret, TaskState
 from picflow.providers.tencent import TencentClient, error_class

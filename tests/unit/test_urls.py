@@ -1,4 +1,4 @@
-"""picflow.urls: hostile URLs are refused, at check time and again at connect time (no sockets)."""
+"""picflow.net.urls: hostile URLs are refused, at check time and again at connect time (no sockets)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from picflow import urls
-from picflow.urls import UnsafeUrlError, check_public_url, open_public, safe_client
+from picflow.net import urls
+from picflow.net.urls import UnsafeUrlError, check_public_url, open_public, safe_client
 
 pytestmark = pytest.mark.disable_socket
 

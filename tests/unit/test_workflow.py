@@ -1,4 +1,4 @@
-"""picflow.workflow's pure parts (poll schedule, Validate's payload) and picflow.callbacks.
+"""picflow.job.workflow's pure parts (poll schedule, Validate's payload) and picflow.entry.callbacks.
 
 Callbacks run against a fake Services: the real JobStore on moto (table from template.yaml) and a
 fake Step Functions client that records SendTaskSuccess/SendTaskFailure.
@@ -15,17 +15,16 @@ import pytest
 from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from picflow.callbacks import MAX_LOG, CallbackOutcome, body_of, handle_callback
-from picflow.catalogue import Provider
-from picflow.errors import (
+from picflow.aws.jobs import JobStore
+from picflow.core.catalogue import Provider
+from picflow.core.errors import (
     DeadlineExceededError,
     OutcomeUnknownError,
     ResultUnavailableError,
     TransientError,
 )
-from picflow.jobs import JobStore
-from picflow.providers.base import Submission
-from picflow.workflow import (
+from picflow.entry.callbacks import MAX_LOG, CallbackOutcome, body_of, handle_callback
+from picflow.job.workflow import (
     POLL_CEILING,
     POLL_FLOOR,
     SUBMIT_GRACE,
@@ -36,6 +35,7 @@ from picflow.workflow import (
     submit,
     task_duration,
 )
+from picflow.providers.base import Submission
 
 pytestmark = pytest.mark.disable_socket
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO, Any
 
-from picflow.catalogue import Provider, ResultKind
-from picflow.errors import UpstreamTaskFailedError
+from picflow.core.catalogue import Provider, ResultKind
+from picflow.core.errors import UpstreamTaskFailedError
 
 __all__ = ["Balance", "ImageInput", "ResultRef", "Secret", "Submission", "TaskState", "TaskStatus"]
 

@@ -23,8 +23,8 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 import httpx
 
-from picflow.catalogue import MB, Operation, Provider, ResultKind, get_operation, validate_params
-from picflow.errors import (
+from picflow.core.catalogue import MB, Operation, Provider, ResultKind, get_operation, validate_params
+from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
     OutcomeUnknownError,
@@ -36,7 +36,7 @@ from picflow.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
-from picflow.http import RetryPolicy, parse_retry_after, send
+from picflow.net.http import RetryPolicy, parse_retry_after, send
 from picflow.providers.base import (
     Balance,
     ImageInput,
@@ -48,7 +48,7 @@ from picflow.providers.base import (
 )
 
 if TYPE_CHECKING:
-    from picflow.params import Params
+    from picflow.core.params import Params
 
 __all__ = ["ERROR_TABLE", "STATUS_PATH", "HdRedrawClient"]
 
@@ -116,7 +116,7 @@ class HdRedrawClient:
                 operation=op.name,
             )
         # Only a submit needs the models (pydantic): status reads do not load them.
-        from picflow.params import Params
+        from picflow.core.params import Params
 
         # Re-validate a Params instance too: it may be another operation's model.
         raw = params.model_dump() if isinstance(params, Params) else params

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from picflow import config
-from picflow.http import DEFAULT_TIMEOUT, build_client
+from picflow.core import config
+from picflow.net.http import DEFAULT_TIMEOUT, build_client
 from picflow.providers.base import Secret
 
 if TYPE_CHECKING:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from picflow.catalogue import Operation, Provider, ResultKind, get_operation, validate_params
-from picflow.errors import (
+from picflow.core.catalogue import Operation, Provider, ResultKind, get_operation, validate_params
+from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
     OutcomeUnknownError,
@@ -38,11 +38,11 @@ from picflow.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
-from picflow.http import RetryPolicy, parse_retry_after, send
+from picflow.net.http import RetryPolicy, parse_retry_after, send
 from picflow.providers.base import ImageInput, ResultRef, Secret, Submission, TaskState, TaskStatus
 
 if TYPE_CHECKING:
-    from picflow.params import Params
+    from picflow.core.params import Params
 
 __all__ = ["FAILED_STATES", "PENDING_STATES", "TaskPicClient", "expected_results"]
 
@@ -96,7 +96,7 @@ def expected_results(operation: str | Operation, params: Params) -> frozenset[Re
 class TaskPicClient:
     """Submits task/pic operations and reads their tasks (poll or callback).
 
-    ``http`` comes from :func:`picflow.http.build_client` with the provider's base URL.
+    ``http`` comes from :func:`picflow.net.http.build_client` with the provider's base URL.
     """
 
     # guess: the documents do not show how to read a task; this is the one line to change.
@@ -208,7 +208,7 @@ class TaskPicClient:
     @staticmethod
     def _check_params(op: Operation, params: Params | Mapping[str, Any]) -> Params:
         # Only a submit needs the models (pydantic): status reads do not load them.
-        from picflow.params import Params
+        from picflow.core.params import Params
 
         if isinstance(params, Params):
             if not isinstance(params, op.params):

@@ -33,8 +33,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from picflow.catalogue import OPERATIONS, Provider, ResultKind, validate_params
-from picflow.errors import (
+from picflow.core.catalogue import OPERATIONS, Provider, ResultKind, validate_params
+from picflow.core.errors import (
     AuthError,
     ConcurrencyLimitedError,
     InvalidRequestError,
@@ -46,12 +46,12 @@ from picflow.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
-from picflow.http import RetryPolicy, parse_retry_after, send
+from picflow.net.http import RetryPolicy, parse_retry_after, send
 from picflow.providers import tc3
 from picflow.providers.base import ResultRef, Secret, Submission, TaskState, TaskStatus
 
 if TYPE_CHECKING:
-    from picflow.params import Params, ReplaceBackgroundParams
+    from picflow.core.params import Params, ReplaceBackgroundParams
 
 __all__ = ["DEFAULT_HOST", "TencentClient", "error_class"]
 
@@ -500,7 +500,7 @@ class TencentClient:
 
     @staticmethod
     def _validate(params: Params | Mapping[str, Any]) -> ReplaceBackgroundParams:
-        from picflow.params import Params, ReplaceBackgroundParams
+        from picflow.core.params import Params, ReplaceBackgroundParams
 
         if isinstance(params, Params):
             if not isinstance(params, ReplaceBackgroundParams):

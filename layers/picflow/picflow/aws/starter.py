@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from picflow import config
+from picflow.core import config
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
-    from picflow.jobs import JobStore
+    from picflow.aws.jobs import JobStore
 
 __all__ = ["StartResult", "job_id_for", "s3_job_id", "start_job"]
 

@@ -11,8 +11,8 @@ import warnings
 from dataclasses import dataclass
 from typing import IO
 
-from picflow.catalogue import InputLimits
-from picflow.errors import ParamValidationError
+from picflow.core.catalogue import InputLimits
+from picflow.core.errors import ParamValidationError
 
 __all__ = ["MAX_PIXELS", "MIME_TYPES", "ImageInfo", "inspect_image", "sniff_content_type"]
 

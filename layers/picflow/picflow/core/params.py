@@ -1,6 +1,6 @@
 """The params models of the catalogue's operations: every user parameter and its rule, in pydantic.
 
-Split from :mod:`picflow.catalogue` because pydantic and the models cost ~40 ms to import and
+Split from :mod:`picflow.core.catalogue` because pydantic and the models cost ~40 ms to import and
 build: the catalogue's table (what a status check, Collect or a callback reads) stays light,
 and only the code that validates params (Validate, a submit, the API) loads this module.
 
@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
-from picflow.errors import ParamValidationError
+from picflow.core.errors import ParamValidationError
 
 __all__ = [
     "BACKGROUND_TEMPLATE_PROMPT",

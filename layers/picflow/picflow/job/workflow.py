@@ -23,9 +23,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from picflow import config
-from picflow.cache import cache_key
-from picflow.errors import (
+from picflow.aws.cache import cache_key
+from picflow.aws.jobs import JobStatus, JobStore, now_iso
+from picflow.aws.semaphore import Semaphore
+from picflow.core import config
+from picflow.core.errors import (
     DeadlineExceededError,
     InvalidRequestError,
     OutcomeUnknownError,
@@ -36,8 +38,6 @@ from picflow.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
-from picflow.jobs import JobStatus, JobStore, now_iso
-from picflow.semaphore import Semaphore
 
 # The catalogue (pydantic models), the provider clients (httpx) and images (Pillow) are imported
 # where they are used, so the Slot, Finalize and Notify functions never load them
@@ -48,9 +48,9 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
 
-    from picflow.cache import ResultCache
-    from picflow.catalogue import Operation, Provider, Style
-    from picflow.durations import DurationHistory
+    from picflow.aws.cache import ResultCache
+    from picflow.aws.durations import DurationHistory
+    from picflow.core.catalogue import Operation, Provider, Style
     from picflow.providers.base import ResultRef, TaskStatus
     from picflow.providers.registry import Registry
 
@@ -78,7 +78,7 @@ __all__ = [
 # (times POLL_MARGIN), and never sooner than the provider's floor (HD redraw caches status
 # for 3 s: polling faster buys nothing) nor later than POLL_CEILING (long tasks are noticed
 # sooner than by a fixed 30 s poll). The first read waits for what the operation's recent
-# tasks took (picflow.durations), so short and long tasks alike cost a few reads.
+# tasks took (picflow.aws.durations), so short and long tasks alike cost a few reads.
 POLL_FLOOR: dict[str, float] = {"taskpic": 1.0, "hdredraw": 3.0, "tencent": 1.0}  # by Provider
 POLL_MIN_DELAY = 2.0
 POLL_RATIO = 0.1
@@ -139,7 +139,7 @@ class Services:
     @property
     def cache(self) -> ResultCache:
         if self._cache is None:
-            from picflow.cache import ResultCache
+            from picflow.aws.cache import ResultCache
 
             self._cache = ResultCache(self._table(config.RESULT_CACHE_TABLE))
         return self._cache
@@ -171,7 +171,7 @@ class Services:
     @property
     def durations(self) -> DurationHistory:
         if self._durations is None:
-            from picflow.durations import DynamoDurationHistory
+            from picflow.aws.durations import DynamoDurationHistory
 
             self._durations = DynamoDurationHistory(self._coordination_table())
         return self._durations
@@ -238,7 +238,7 @@ def _record_error(args: Any, kwargs: Any, error: dict[str, Any]) -> None:
 
 
 def _style(op: Operation, mode: str) -> Style:
-    from picflow.catalogue import Style
+    from picflow.core.catalogue import Style
 
     if mode != "auto":
         style = Style(mode)
@@ -261,7 +261,7 @@ def _inspect_input(
 ) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
-    from picflow.images import inspect_image
+    from picflow.core.images import inspect_image
 
     kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if version_id:
@@ -312,7 +312,7 @@ def state_from_event(event: Mapping[str, Any]) -> dict[str, Any]:
 @_records_errors
 def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
     """Check everything that can be checked before money is spent; create/refresh the job."""
-    from picflow.catalogue import get_operation, validate_params
+    from picflow.core.catalogue import get_operation, validate_params
 
     svc = svc or services()
     job_id = str(state["job_id"])
@@ -341,7 +341,7 @@ def validate(state: Mapping[str, Any], svc: Services | None = None) -> dict[str,
     if not source.get("bucket") or not source.get("key"):
         raise ParamValidationError("input needs bucket and key", field="input", rule="an S3 object")
     if state.get("notify_url"):
-        from picflow.urls import UnsafeUrlError, check_public_url
+        from picflow.net.urls import UnsafeUrlError, check_public_url
 
         try:
             check_public_url(str(state["notify_url"]))
@@ -405,7 +405,7 @@ def _paused(svc: Services, job_id: str, batch_id: str) -> dict[str, Any] | None:
     """A job of a paused batch that has not started ends here, before the result cache, the
     claim and the slot: nothing is paid. Its record is CANCELLED (a BatchPaused error); its
     execution goes on to succeed (Route's Paused), so the map counts no failure. One GetItem."""
-    from picflow.batches import PAUSED_ERROR, paused_at
+    from picflow.batch.batches import PAUSED_ERROR, paused_at
 
     when = paused_at(svc.coordination_table, batch_id)
     if when is None:
@@ -435,7 +435,7 @@ def _cache_or_slot(state: Mapping[str, Any], svc: Services) -> dict[str, Any]:
         if found is not None and found.get("pending_owner") not in (None, job_id):
             # An identical job is paying right now: wait for its results instead of paying.
             elapsed = svc.clock() - float(found.get("claimed_at") or svc.clock())
-            from picflow.catalogue import Provider
+            from picflow.core.catalogue import Provider
 
             wait = _scaled(next_wait(Provider(str(meta["provider"])), max(0.0, elapsed), None))
             return {"cache": {**cache, "twin": found["pending_owner"], "wait_seconds": wait}, "slot": None}
@@ -514,7 +514,7 @@ def _refs_to_state(refs: tuple[ResultRef, ...]) -> list[dict[str, Any]]:
 
 
 def _refs_from_state(raw: list[Mapping[str, Any]]) -> list[ResultRef]:
-    from picflow.catalogue import ResultKind
+    from picflow.core.catalogue import ResultKind
     from picflow.providers.base import ResultRef
 
     return [
@@ -552,7 +552,7 @@ def submit(
     operation: str, state: Mapping[str, Any], task_token: str | None = None, svc: Services | None = None
 ) -> dict[str, Any]:
     """Make the one paid call of a job (never twice; see JobStore.claim_submit)."""
-    from picflow.catalogue import Style, get_operation, validate_params
+    from picflow.core.catalogue import Style, get_operation, validate_params
     from picflow.providers.base import TaskState
 
     svc = svc or services()
@@ -629,7 +629,7 @@ def _callback_window_starts(svc: Services, task_token: str) -> None:
 
 
 def _call_provider(op: Operation, params: Any, style: Style, state: Mapping[str, Any], svc: Services) -> Any:
-    from picflow.catalogue import Provider, Style
+    from picflow.core.catalogue import Provider, Style
     from picflow.providers.base import ImageInput
 
     source = state["input"]
@@ -713,7 +713,7 @@ def first_wait(provider: Provider, recent: list[float]) -> float:
 
 @_records_errors
 def check(operation: str, state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
-    from picflow.catalogue import get_operation
+    from picflow.core.catalogue import get_operation
     from picflow.providers.base import TaskState
 
     svc = svc or services()
@@ -731,7 +731,7 @@ def check(operation: str, state: Mapping[str, Any], svc: Services | None = None)
     previous = state.get("poll") or {}
     errors = int(previous.get("errors", 0))
     # The last read that saw the task running bounds its duration from below: Collect records
-    # it for the next job's first wait (picflow.durations).
+    # it for the next job's first wait (picflow.aws.durations).
     seen = {"elapsed": round(now - started, 3), "last_pending": float(previous.get("last_pending") or 0.0)}
     if not task_id:
         _await_submit(svc, job_id, record, now)
@@ -792,7 +792,7 @@ def _await_submit(svc: Services, job_id: str, record: Mapping[str, Any], now: fl
 
 
 def _read_status(svc: Services, op: Operation, task_id: str) -> TaskStatus:
-    from picflow.catalogue import Provider
+    from picflow.core.catalogue import Provider
 
     if op.provider is Provider.TASKPIC:
         # The operation lets a single-image background answer be labelled as "images".
@@ -811,7 +811,7 @@ def _enforce_deadline(job_meta: Mapping[str, Any], now: float, polls: int) -> No
 
 
 def _collect(op: Operation, state: Mapping[str, Any], refs: Any, svc: Services) -> dict[str, Any]:
-    from picflow.collect import collect_results
+    from picflow.job.results import collect_results
 
     job_id = str(state["job_id"])
     # The upstream task is over: free the provider slot before the download, which can take a
@@ -871,7 +871,7 @@ def _result(manifest: Mapping[str, Any], *, reused: bool) -> dict[str, Any]:
 @_records_errors
 def reuse(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
     """A result-cache hit: copy the earlier job's outputs; the job succeeds without a paid call."""
-    from picflow.collect import reuse_results
+    from picflow.job.results import reuse_results
 
     svc = svc or services()
     job_id = str(state["job_id"])
@@ -905,7 +905,7 @@ def reuse(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, An
 @_records_errors
 def collect(state: Mapping[str, Any], svc: Services | None = None) -> dict[str, Any]:
     """Copy the results named by the last Check (or callback) into S3; mark the job SUCCEEDED."""
-    from picflow.catalogue import get_operation
+    from picflow.core.catalogue import get_operation
 
     svc = svc or services()
     op = get_operation(str(state["operation"]))
@@ -982,7 +982,7 @@ def job_output(job: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _publish(svc: Services, job: Mapping[str, Any]) -> dict[str, Any]:
-    from picflow.notify import job_event, post_notice
+    from picflow.net.webhooks import job_event, post_notice
 
     out: dict[str, Any] = {"event": False, "posted": None}
     bus = config.optional(config.EVENT_BUS_NAME)
@@ -1006,7 +1006,7 @@ def _publish(svc: Services, job: Mapping[str, Any]) -> dict[str, Any]:
         if key is None:
             out["posted"] = "no signing key configured"
         else:
-            from picflow.urls import safe_client
+            from picflow.net.urls import safe_client
 
             # A user-given URL: connect-time address checks, no redirects (no SSRF, no rebinding).
             with safe_client() as http:

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from picflow.catalogue import ResultKind
-from picflow.errors import ResultUnavailableError, TransientError
-from picflow.http import send
-from picflow.images import inspect_image, sniff_content_type
+from picflow.core.catalogue import ResultKind
+from picflow.core.errors import ResultUnavailableError, TransientError
+from picflow.core.images import inspect_image, sniff_content_type
+from picflow.net.http import send
 from picflow.providers.base import ResultRef
 
 if TYPE_CHECKING:

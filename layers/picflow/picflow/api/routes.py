@@ -23,7 +23,7 @@ sha256 of the request, so a replay (same key, same body) returns the job and a d
 is a 409 for as long as the job exists (powertools' idempotency records expire much sooner
 and would then let a second body through silently).
 
-``python -m picflow.api [path]`` writes the OpenAPI 3.0 document (see :func:`openapi_document`).
+``python -m picflow.api.routes [path]`` writes the OpenAPI 3.0 document (see :func:`openapi_document`).
 """
 
 from __future__ import annotations
@@ -45,8 +45,11 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from picflow import batches, config, urls
-from picflow.catalogue import (
+from picflow.aws.jobs import FINAL, JobStatus, now_iso
+from picflow.aws.starter import job_id_for, start_job
+from picflow.batch import batches
+from picflow.core import config
+from picflow.core.catalogue import (
     OPERATIONS,
     Operation,
     Style,
@@ -55,17 +58,16 @@ from picflow.catalogue import (
     get_operation,
     validate_params,
 )
-from picflow.errors import ParamValidationError
-from picflow.jobs import FINAL, JobStatus, now_iso
-from picflow.notify import job_event
-from picflow.s3events import UPLOADS_PREFIX
-from picflow.starter import job_id_for, start_job
+from picflow.core.errors import ParamValidationError
+from picflow.entry.s3events import UPLOADS_PREFIX
+from picflow.net import urls
+from picflow.net.webhooks import job_event
 
 if TYPE_CHECKING:
     import httpx
     from mypy_boto3_s3 import S3Client
 
-    from picflow.workflow import Services
+    from picflow.job.workflow import Services
 
 __all__ = ["ApiError", "app", "openapi_document", "reset_clients", "write_openapi"]
 
@@ -352,7 +354,7 @@ logger = Logger(child=True)
 
 
 def _services() -> Services:
-    from picflow.workflow import services
+    from picflow.job.workflow import services
 
     return services()
 
@@ -607,7 +609,7 @@ def _sniff(
     so a bad file gets its 422 here and leaves no FAILED job behind. Validate still decodes
     the whole file before anything is paid.
     """
-    from picflow.images import SNIFF_BYTES, inspect_prefix
+    from picflow.core.images import SNIFF_BYTES, inspect_prefix
 
     kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes=0-{SNIFF_BYTES - 1}"}
     if version:

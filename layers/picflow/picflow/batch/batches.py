@@ -22,8 +22,8 @@ Manifests: CSV with a header row (``key`` or ``url``, and optionally ``params``,
 object), or JSON Lines (``{"key": ..., "params": {...}}`` or ``{"url": ...}``), one item per row;
 per-item params override the batch's. Keys name objects in the input bucket. A URL item goes
 through the same checks as a job's ``input.url``: refused at ``POST /batches`` (naming its line)
-unless it is a public http(s) URL (:func:`picflow.urls.check_public_url`), then copied by the
-map's Fetch step (:func:`fetch_item`, :func:`picflow.urls.fetch_into_s3`) to
+unless it is a public http(s) URL (:func:`picflow.net.urls.check_public_url`), then copied by the
+map's Fetch step (:func:`fetch_item`, :func:`picflow.net.urls.fetch_into_s3`) to
 ``uploads/<batch id>-<index>/source`` in the input bucket just before its job starts. A URL that
 then fails (not 200, too big, unreachable) fails its item with a job record saying why.
 
@@ -56,16 +56,16 @@ import uuid
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from picflow import config
-from picflow.errors import ParamValidationError
-from picflow.jobs import FINAL, JobStatus, from_dynamo
+from picflow.aws.jobs import FINAL, JobStatus, from_dynamo
+from picflow.core import config
+from picflow.core.errors import ParamValidationError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
 
-    from picflow.catalogue import Operation
+    from picflow.core.catalogue import Operation
 
 __all__ = [
     "BATCH_PREFIX",
@@ -115,7 +115,7 @@ _PIPELINE_PARAMS = ("prompt", "upscale")
 
 
 def batch_id_for(idempotency_key: str | None) -> str:
-    from picflow.starter import job_id_for
+    from picflow.aws.starter import job_id_for
 
     return f"batch-{uuid.uuid4().hex}" if idempotency_key is None else job_id_for("batch", idempotency_key)
 
@@ -195,7 +195,7 @@ def read_manifest(s3: S3Client, bucket: str, key: str) -> list[dict[str, Any]]:
 
 def fetched_key(batch_id: str, index: int) -> str:
     """Where a URL item's image is copied: the key a job's ``input.url`` would get, by job id."""
-    from picflow.s3events import UPLOADS_PREFIX
+    from picflow.entry.s3events import UPLOADS_PREFIX
 
     return f"{UPLOADS_PREFIX}{batch_id}-{index}/source"
 
@@ -222,7 +222,7 @@ def describe_pipeline() -> dict[str, Any]:
     """The pipeline as ``GET /operations`` lists it beside the operations: its steps with the
     params each is given, and the batch params it takes, each described by the step that uses
     it (so the rules are the catalogue's, not a copy)."""
-    from picflow.catalogue import describe_operation, get_operation
+    from picflow.core.catalogue import describe_operation, get_operation
 
     bare = pipeline_step_params({})
     steps = [
@@ -248,7 +248,7 @@ def describe_pipeline() -> dict[str, Any]:
 def _validated(op: Operation | str, merged: dict[str, Any]) -> dict[str, Any]:
     """``merged`` checked as ``op``'s params; for the pipeline, as each step's params, and
     completed with redraw's default upscale (the pipeline's ASL reads both prompt and upscale)."""
-    from picflow.catalogue import validate_params
+    from picflow.core.catalogue import validate_params
 
     if op != PIPELINE:
         validate_params(op, merged)
@@ -265,9 +265,9 @@ def plan_items(
     batch_id: str,
 ) -> list[dict[str, Any]]:
     """The items file: each row's params merged over the batch's and validated, and each URL
-    checked, before anything runs (:class:`~picflow.urls.UnsafeUrlError` names the line).
+    checked, before anything runs (:class:`~picflow.net.urls.UnsafeUrlError` names the line).
     ``op`` is an operation or :data:`PIPELINE`."""
-    from picflow.urls import UnsafeUrlError, check_public_url
+    from picflow.net.urls import UnsafeUrlError, check_public_url
 
     if not rows:
         raise ParamValidationError("the batch has no images", field="items", rule="at least one image")
@@ -297,9 +297,9 @@ def plan_items(
 def fetch_item(batch: Mapping[str, Any], item: Mapping[str, Any], *, s3: S3Client, table: Table) -> None:
     """The map's Fetch step for a URL item: copy the image to the item's key, or record the
     item's job as FAILED with the reason and raise (the map counts the item as failed)."""
-    from picflow.catalogue import get_operation
-    from picflow.jobs import JobStore, now_iso
-    from picflow.urls import InputUnavailableError, UnsafeUrlError, fetch_into_s3, safe_client
+    from picflow.aws.jobs import JobStore, now_iso
+    from picflow.core.catalogue import get_operation
+    from picflow.net.urls import InputUnavailableError, UnsafeUrlError, fetch_into_s3, safe_client
 
     if "url" not in item:
         return  # a key item of a batch that also has URL items: its image is in place already

@@ -33,7 +33,7 @@ __all__ = [
 
 JOBS_TABLE = "PICFLOW_JOBS_TABLE"
 SEMAPHORE_TABLE = "PICFLOW_SEMAPHORE_TABLE"
-# The content-addressed result cache (picflow.cache).
+# The content-addressed result cache (picflow.aws.cache).
 RESULT_CACHE_TABLE = "PICFLOW_RESULT_CACHE_TABLE"
 INPUT_BUCKET = "PICFLOW_INPUT_BUCKET"
 OUTPUT_BUCKET = "PICFLOW_OUTPUT_BUCKET"

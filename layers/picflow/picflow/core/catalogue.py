@@ -2,7 +2,7 @@
 
 Each entry names its provider, endpoint, interaction styles, input limits, results, cost and
 params model; the models themselves (every user parameter and its rule, from the provider
-documents in ``shared/seeds``) are in :mod:`picflow.params`. The README's operation table is
+documents in ``shared/seeds``) are in :mod:`picflow.core.params`. The README's operation table is
 generated from these two modules, so they are the one place to change an operation or a rule.
 
 This module does not import pydantic: a status check, Collect or a provider callback reads the
@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
-from picflow.errors import ParamValidationError
+from picflow.core.errors import ParamValidationError
 
 if TYPE_CHECKING:
-    from picflow.params import Params
+    from picflow.core.params import Params
 
 __all__ = [
     "OPERATIONS",
@@ -101,7 +101,7 @@ class Operation:
     provider: Provider
     endpoint: str
     styles: frozenset[Style]
-    params_model: str  # a class of picflow.params: see ``params``
+    params_model: str  # a class of picflow.core.params: see ``params``
     input: InputLimits
     results: frozenset[ResultKind]
     cost: Cost
@@ -109,8 +109,8 @@ class Operation:
 
     @property
     def params(self) -> type[Params]:
-        """The pydantic model of this operation's params (imports picflow.params on first use)."""
-        from picflow import params
+        """The pydantic model of this operation's params (imports picflow.core.params on first use)."""
+        from picflow.core import params
 
         model: type[Params] = getattr(params, self.params_model)
         return model

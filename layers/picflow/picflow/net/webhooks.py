@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from picflow.errors import PicflowError
-from picflow.http import RetryPolicy, send
+from picflow.core.errors import PicflowError
+from picflow.net.http import RetryPolicy, send
 
 __all__ = ["SIGNATURE_TOLERANCE", "job_event", "post_notice", "sign", "verify"]
 

@@ -28,7 +28,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from picflow.errors import OutcomeUnknownError, PicflowError, RateLimitedError, TransientError
+from picflow.core.errors import OutcomeUnknownError, PicflowError, RateLimitedError, TransientError
 
 __all__ = [
     "CORRELATION_HEADER",

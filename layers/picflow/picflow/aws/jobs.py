@@ -20,8 +20,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from picflow import config
-from picflow.errors import OutcomeUnknownError
+from picflow.core import config
+from picflow.core.errors import OutcomeUnknownError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table

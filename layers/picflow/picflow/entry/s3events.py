@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from picflow.starter import StartResult, s3_job_id, start_job
+from picflow.aws.starter import StartResult, s3_job_id, start_job
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from picflow.workflow import Services
+    from picflow.job.workflow import Services
 
 __all__ = ["BATCH_INPUTS_PREFIX", "SIDECAR_SUFFIX", "UPLOADS_PREFIX", "S3Upload", "job_request", "uploads"]
 
@@ -124,7 +124,7 @@ def job_request(upload: S3Upload, s3: S3Client) -> dict[str, Any]:
 
 def start_from_s3_event(event: Mapping[str, Any], svc: Services | None = None) -> list[StartResult]:
     """Start one job per uploaded image; duplicates of an event start nothing."""
-    from picflow.workflow import services
+    from picflow.job.workflow import services
 
     svc = svc or services()
     return [

@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from picflow import config
+from picflow.core import config
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -56,7 +56,7 @@ class ResultCache:
         self._table = table
 
     def get(self, key: str) -> dict[str, Any] | None:
-        from picflow.jobs import from_dynamo
+        from picflow.aws.jobs import from_dynamo
 
         item = self._table.get_item(Key={"cache_key": key}).get("Item")
         return None if item is None else from_dynamo(item)
@@ -117,7 +117,7 @@ class ResultCache:
 
     def put(self, key: str, entry: Mapping[str, Any]) -> None:
         """Last writer wins: any successful job's results are as good as another's."""
-        from picflow.jobs import now_iso, to_dynamo
+        from picflow.aws.jobs import now_iso, to_dynamo
 
         ttl_days = config.env_int(config.JOB_TTL_DAYS, 30)
         item = {**entry, "cache_key": key, "stored_at": now_iso(), "ttl": int(time.time()) + ttl_days * 86400}

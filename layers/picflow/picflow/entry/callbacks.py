@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from picflow.errors import UpstreamTaskFailedError
-from picflow.jobs import FINAL, JobStatus, now_iso
+from picflow.aws.jobs import FINAL, JobStatus, now_iso
+from picflow.core.errors import UpstreamTaskFailedError
 from picflow.providers.base import TaskState
 
 if TYPE_CHECKING:
-    from picflow.workflow import Services
+    from picflow.job.workflow import Services
 
 __all__ = ["CallbackOutcome", "body_of", "handle_callback"]
 

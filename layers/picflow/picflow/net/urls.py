@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from picflow import config
-from picflow.errors import InvalidRequestError
-from picflow.http import ssl_context
+from picflow.core import config
+from picflow.core.errors import InvalidRequestError
+from picflow.net.http import ssl_context
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -235,7 +235,7 @@ class _CheckingBackend(httpcore.SyncBackend):
 
 class _CheckingTransport(httpx.HTTPTransport):
     def __init__(self, limits: httpx.Limits) -> None:
-        # One shared TLS context (picflow.http.ssl_context): building one per client was ~35 ms each.
+        # One shared TLS context (picflow.net.http.ssl_context): building one per client was ~35 ms each.
         super().__init__(verify=ssl_context(trust_env=False), trust_env=False, limits=limits)
         # httpx exposes no network_backend argument: rebuild its pool with ours.
         self._pool = httpcore.ConnectionPool(
@@ -281,7 +281,7 @@ def open_public(
 
 
 def _check_size(size: int, max_bytes: int, what: str) -> None:
-    from picflow.errors import ParamValidationError
+    from picflow.core.errors import ParamValidationError
 
     if size > max_bytes:
         raise ParamValidationError(

@@ -1,0 +1,1 @@
+"""Ways in besides the API: S3 uploads and provider callbacks."""
