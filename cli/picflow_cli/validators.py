@@ -44,23 +44,23 @@ _NODE_ENV = {
 @dataclass(frozen=True)
 class _Kind:
     service: str
-    arn_resource: str  # the ARN's resource part, from the physical name
-    ref_is_arn: bool = False  # Ref answers the ARN (state machines, topics, secrets), not the name
+    arn_resource: str  # the ARN's resource part, from the physical {name}
+    ref: str = "{name}"  # what Ref answers: the name, the {arn} (state machines, topics), a URL
     global_arn: bool = False  # no region and account in the ARN (S3)
 
 
 _KINDS: dict[str, _Kind] = {
-    "AWS::Serverless::Function": _Kind("lambda", "function:{}"),
-    "AWS::Lambda::Function": _Kind("lambda", "function:{}"),
-    "AWS::Serverless::StateMachine": _Kind("states", "stateMachine:{}", ref_is_arn=True),
-    "AWS::StepFunctions::StateMachine": _Kind("states", "stateMachine:{}", ref_is_arn=True),
-    "AWS::S3::Bucket": _Kind("s3", "{}", global_arn=True),
-    "AWS::DynamoDB::Table": _Kind("dynamodb", "table/{}"),
-    "AWS::Serverless::SimpleTable": _Kind("dynamodb", "table/{}"),
-    "AWS::SQS::Queue": _Kind("sqs", "{}"),
-    "AWS::SNS::Topic": _Kind("sns", "{}", ref_is_arn=True),
-    "AWS::Events::EventBus": _Kind("events", "event-bus/{}"),
-    "AWS::SecretsManager::Secret": _Kind("secretsmanager", "secret:{}", ref_is_arn=True),
+    "AWS::Serverless::Function": _Kind("lambda", "function:{name}"),
+    "AWS::Lambda::Function": _Kind("lambda", "function:{name}"),
+    "AWS::Serverless::StateMachine": _Kind("states", "stateMachine:{name}", ref="{arn}"),
+    "AWS::StepFunctions::StateMachine": _Kind("states", "stateMachine:{name}", ref="{arn}"),
+    "AWS::S3::Bucket": _Kind("s3", "{name}", global_arn=True),
+    "AWS::DynamoDB::Table": _Kind("dynamodb", "table/{name}"),
+    "AWS::Serverless::SimpleTable": _Kind("dynamodb", "table/{name}"),
+    "AWS::SQS::Queue": _Kind("sqs", "{name}", ref="https://sqs.{region}.amazonaws.com/{account}/{name}"),
+    "AWS::SNS::Topic": _Kind("sns", "{name}", ref="{arn}"),
+    "AWS::Events::EventBus": _Kind("events", "event-bus/{name}"),
+    "AWS::SecretsManager::Secret": _Kind("secretsmanager", "secret:{name}", ref="{arn}"),
 }
 _PSEUDO = {
     "AWS::Partition": _PARTITION,
@@ -78,7 +78,7 @@ def _physical_name(logical_id: str) -> str:
 
 def _arn(kind: _Kind, name: str) -> str:
     region, account = ("", "") if kind.global_arn else (_REGION, _ACCOUNT)
-    return f"arn:{_PARTITION}:{kind.service}:{region}:{account}:{kind.arn_resource.format(name)}"
+    return f"arn:{_PARTITION}:{kind.service}:{region}:{account}:{kind.arn_resource.format(name=name)}"
 
 
 def _ref(logical_id: str, template: Mapping[str, Any]) -> str:
@@ -92,9 +92,9 @@ def _ref(logical_id: str, template: Mapping[str, Any]) -> str:
         raise ValueError(f"Ref to {logical_id}, which template.yaml does not define")
     kind = _KINDS.get(str(resource.get("Type")))
     name = _physical_name(logical_id)
-    if kind is not None and kind.service == "sqs":
-        return f"https://sqs.{_REGION}.amazonaws.com/{_ACCOUNT}/{name}"  # Ref of a queue: its URL
-    return _arn(kind, name) if kind is not None and kind.ref_is_arn else name
+    if kind is None:
+        return name
+    return kind.ref.format(name=name, arn=_arn(kind, name), region=_REGION, account=_ACCOUNT)
 
 
 def _get_att(logical_id: str, attribute: str, template: Mapping[str, Any]) -> str:
@@ -137,22 +137,34 @@ def substitutions(root: Path) -> dict[str, dict[str, str]]:
     """For each ASL file a state machine of template.yaml uses (path relative to ``root``), its
     DefinitionSubstitutions resolved to values of the right kind: a Lambda ARN for a
     function's Arn, a state machine ARN for a state machine's Ref, a bucket name for a bucket's
-    Ref, and so on."""
+    Ref, and so on. Raises ValueError naming a value it cannot resolve."""
+    values, problems = _substitutions(root)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return values
+
+
+def _substitutions(root: Path) -> tuple[dict[str, dict[str, str]], list[str]]:
     from picflow_cli.local.stack import load_template
 
-    template = load_template(root / TEMPLATE)
+    try:
+        template = load_template(root / TEMPLATE)
+    except ValueError as exc:
+        return {}, [f"{TEMPLATE}: cannot be read: {exc}"]
     out: dict[str, dict[str, str]] = {}
-    for resource in template.get("Resources", {}).values():
+    problems: list[str] = []
+    for logical_id, resource in template.get("Resources", {}).items():
         properties = resource.get("Properties") or {}
         uri = properties.get("DefinitionUri")
         if resource.get("Type") != "AWS::Serverless::StateMachine" or not isinstance(uri, str):
             continue
-        values = {
-            str(key): _resolve(value, template)
-            for key, value in (properties.get("DefinitionSubstitutions") or {}).items()
-        }
-        out.setdefault(Path(uri).as_posix(), {}).update(values)
-    return out
+        values = out.setdefault(Path(uri).as_posix(), {})
+        for key, value in (properties.get("DefinitionSubstitutions") or {}).items():
+            try:
+                values[str(key)] = _resolve(value, template)
+            except ValueError as exc:
+                problems.append(f"{TEMPLATE}: {logical_id} DefinitionSubstitutions {key}: {exc}")
+    return out, problems
 
 
 def _node_tool(root: Path, name: str) -> str:
@@ -177,8 +189,7 @@ def asl_errors(root: Path) -> list[str]:
     """asl-validator on every ``statemachine/*.asl.json`` with its ``${Name}`` placeholders
     substituted as the template maps them; one line per error, naming the file."""
     tool = _node_tool(root, "asl-validator")
-    mapped = substitutions(root)
-    errors: list[str] = []
+    mapped, errors = _substitutions(root)
     with tempfile.TemporaryDirectory(prefix="picflow-asl-") as tmp:
         for path in sorted((root / STATE_MACHINES).glob("*.asl.json")):
             name = path.relative_to(root).as_posix()

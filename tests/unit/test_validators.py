@@ -163,3 +163,17 @@ def test_validators_without_the_npm_tools_say_to_run_make_setup(tmp_path: Path) 
         asl_errors(tmp_path)
     with pytest.raises(ConfigError, match="make setup"):
         openapi_errors(tmp_path)
+
+
+def test_asl_errors_reports_a_substitution_naming_no_resource(tmp_path: Path) -> None:
+    root = _copy(tmp_path, "template.yaml", "statemachine/pipeline.asl.json")
+    template = root / "template.yaml"
+    template.write_text(
+        template.read_text().replace(
+            "JobStateMachineArn: !Ref JobStateMachine", "JobStateMachineArn: !Ref NoSuchMachine", 1
+        )
+    )
+
+    errors = asl_errors(root)
+
+    assert any(e.startswith("template.yaml: ") and "NoSuchMachine" in e for e in errors)
