@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from contract_support import BUCKET, READ_TIMEOUT
+from picflow.core.tasks import ResultRef
 from picflow.job.results import collect_results
 from picflow.net.http import RetryPolicy, build_client
-from picflow.providers.base import ResultRef
 
 from mock_upstream.testing import MockUpstream
 

@@ -24,7 +24,7 @@ from contract_support import (
     sample,
     stored,
 )
-from picflow.core.catalogue import Provider, ResultKind
+from picflow.core.catalogue import Provider, ResultKind, TaskState
 from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
@@ -36,8 +36,9 @@ from picflow.core.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
+from picflow.core.tasks import Balance, TaskStatus
 from picflow.net.http import RetryPolicy
-from picflow.providers.base import Balance, ImageInput, Secret, TaskState, TaskStatus
+from picflow.providers.base import ImageInput, Secret
 from picflow.providers.hdredraw import HdRedrawClient
 
 from mock_upstream.testing import MockUpstream

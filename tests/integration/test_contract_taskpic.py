@@ -27,7 +27,7 @@ from contract_support import (
     sample_size,
     stored,
 )
-from picflow.core.catalogue import Provider, ResultKind
+from picflow.core.catalogue import Provider, ResultKind, TaskState
 from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
@@ -40,10 +40,12 @@ from picflow.core.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
+from picflow.core.tasks import Submission, TaskStatus
 from picflow.net.http import RetryPolicy
-from picflow.providers.base import ImageInput, Secret, Submission, TaskState, TaskStatus
+from picflow.providers.base import ImageInput, Secret
 from picflow.providers.taskpic import TaskPicClient
 
+from mock_upstream import errors
 from mock_upstream.testing import MockUpstream
 
 pytestmark = pytest.mark.integration
@@ -302,7 +304,7 @@ def test_bad_token_is_an_auth_error_and_costs_nothing(http, retry, mock_upstream
         cutout(client)
 
     assert (caught.value.code, caught.value.http_status) == (401, 401)
-    assert "invalid token" in caught.value.message
+    assert errors.TASKPIC_BAD_TOKEN in caught.value.message  # the provider's text, kept
     assert "sk-not-a-customer" not in str(caught.value)
     assert mock_upstream.count(paid=True) == 0
 
@@ -314,7 +316,7 @@ def test_exhausted_balance_is_quota_exhausted(taskpic, mock_upstream):
         cutout(taskpic)
 
     assert (caught.value.code, caught.value.http_status) == (402, 402)
-    assert "insufficient balance" in caught.value.message
+    assert errors.TASKPIC_NO_BALANCE in caught.value.message
 
 
 def test_a_batch_costs_its_size_so_a_small_balance_refuses_it(taskpic, mock_upstream):
@@ -332,7 +334,7 @@ def test_unknown_task_fails_the_task_with_the_providers_text(taskpic):
         taskpic.status("00000000-0000-4000-8000-000000000000")
 
     assert (caught.value.code, caught.value.http_status) == (404, 404)
-    assert "task not found" in caught.value.message
+    assert errors.TASKPIC_TASK_UNKNOWN in caught.value.message
 
 
 def test_another_accounts_task_is_not_found(taskpic, http, retry, mock_upstream):

@@ -26,7 +26,7 @@ from contract_support import (
     sample_size,
     stored,
 )
-from picflow.core.catalogue import Provider, ResultKind
+from picflow.core.catalogue import Provider, ResultKind, TaskState
 from picflow.core.errors import (
     AuthError,
     ConcurrencyLimitedError,
@@ -39,8 +39,9 @@ from picflow.core.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
+from picflow.core.tasks import Submission
 from picflow.net.http import RetryPolicy, build_client
-from picflow.providers.base import Secret, Submission, TaskState
+from picflow.providers.base import Secret
 from picflow.providers.tencent import TencentClient
 from PIL import Image
 

@@ -22,7 +22,7 @@ def test_module_entry_point_prints_base_url_and_serves():
         assert line.startswith("mock_upstream listening on http://127.0.0.1:")
         base_url = line.split()[-1]
         response = httpx.get(f"{base_url}/task/nope", headers={"Authorization": "Bearer sk-xxxx"})
-        assert response.json() == {"status": 404, "message": "task not found"}
+        assert response.json()["status"] == 404
     finally:
         process.terminate()
         process.wait(10)
