@@ -32,6 +32,7 @@ import itertools
 import json
 import logging
 import multiprocessing
+import multiprocessing.spawn
 import os
 import sys
 import threading
@@ -85,6 +86,7 @@ class Invocation:
     logs: str = ""
     max_memory_mb: int = 0
     cold: bool = False
+    init_duration: float = 0.0  # a cold start's init (fork and handler import), as Lambda's REPORT
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ class _Worker:
     process: Any  # multiprocessing.Process (forkserver context)
     conn: Connection
     invocations: int = 0
+    started: float = 0.0
+    init_duration: float = 0.0
 
     def stop(self) -> None:
         with contextlib.suppress(OSError, ValueError):  # already gone
@@ -120,7 +124,23 @@ class _Pool:
     busy: int = 0
 
 
+_starting = threading.local()
+_preparation_data = multiprocessing.spawn.get_preparation_data
+
+
+def _without_main(name: str) -> dict[str, Any]:
+    """multiprocessing re-imports the parent's ``__main__`` in every child (pytest's script, the
+    CLI, any script that starts a stack): a worker is a Lambda environment and needs none of it,
+    and a script without a ``__main__`` guard would run again in each one."""
+    data: dict[str, Any] = _preparation_data(name)
+    if getattr(_starting, "worker", False):
+        data.pop("init_main_from_name", None)
+        data.pop("init_main_from_path", None)
+    return data
+
+
 def _forkserver() -> Any:
+    multiprocessing.spawn.get_preparation_data = _without_main
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     return context
@@ -210,6 +230,7 @@ class LambdaRuntime:
     def _start_worker(self, name: str, config: _Config) -> tuple[_Worker, str | None]:
         """A new execution environment; with the init error's payload if its init failed."""
         spec = self.functions[name]
+        started = time.monotonic()
         parent, child = self._context.Pipe()
         worker_spec = WorkerSpec(
             function_name=name,
@@ -219,9 +240,14 @@ class LambdaRuntime:
             environment=self._environment(name, config),
         )
         process = self._context.Process(target=serve, args=(child, worker_spec), daemon=True, name=name)
-        process.start()
+        _starting.worker = True
+        try:
+            process.start()
+        finally:
+            _starting.worker = False
         child.close()
         worker = _Worker(config, process, parent)
+        worker.started = started
         init_error = None
         if not parent.poll(INIT_TIMEOUT_S):
             init_error = error_payload(
@@ -235,6 +261,7 @@ class LambdaRuntime:
             if failure is not None:
                 init_error, init_logs = failure
                 self._echo(name, init_logs)
+        worker.init_duration = time.monotonic() - started
         if init_error is not None:
             self._retire(worker)
         return worker, init_error
@@ -275,6 +302,27 @@ class LambdaRuntime:
             sys.stdout.write(logs if logs.endswith("\n") else logs + "\n")
             sys.stdout.flush()
 
+    def prewarm(self) -> threading.Thread:
+        """One execution environment per function, started in the background now (as provisioned
+        concurrency would), so a function's first invocation does not wait for its init."""
+
+        def warm() -> None:
+            for name in list(self.functions):
+                if self._closed:
+                    return
+                config = self._config(name)
+                with self._lock:
+                    pool = self._pools[name]
+                    if pool.idle or pool.busy:
+                        continue  # an invocation got there first
+                    pool.busy += 1
+                worker, init_error = self._start_worker(name, config)
+                self._give_back(name, None if init_error else worker)
+
+        thread = threading.Thread(target=warm, name="lambda-prewarm", daemon=True)
+        thread.start()
+        return thread
+
     def stop(self) -> None:
         """Stop every execution environment (the local stack is going down)."""
         with self._lock:
@@ -294,13 +342,17 @@ class LambdaRuntime:
         worker, cold = self._take(name, config)
         logs = ""
         max_rss = 0
+        init = 0.0
         try:
             if worker is None:
                 worker, init_error = self._start_worker(name, config)
+                init = worker.init_duration
                 if init_error is not None:
                     payload, errored = init_error, True
                     worker = None
-                    return self._record(name, started, event, payload, errored, logs, max_rss, cold)
+                    return self._record(
+                        name, started, event, payload, errored, logs, max_rss, init if cold else None
+                    )
             worker.conn.send((request_id, json.dumps(event, default=str), config.timeout_s))
             if not worker.conn.poll(config.timeout_s):
                 self._retire(worker)
@@ -309,7 +361,9 @@ class LambdaRuntime:
                     "Sandbox.Timedout",
                     f"RequestId: {request_id} Error: Task timed out after {config.timeout_s:.2f} seconds",
                 )
-                return self._record(name, started, event, payload, True, logs, max_rss, cold)
+                return self._record(
+                    name, started, event, payload, True, logs, max_rss, init if cold else None
+                )
             try:
                 payload, errored, logs, max_rss = worker.conn.recv()
             except EOFError:
@@ -321,9 +375,11 @@ class LambdaRuntime:
                     "Runtime.ExitError",
                     f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}",
                 )
-                return self._record(name, started, event, payload, True, logs, max_rss, cold)
+                return self._record(
+                    name, started, event, payload, True, logs, max_rss, init if cold else None
+                )
             worker.invocations += 1
-            return self._record(name, started, event, payload, errored, logs, max_rss, cold)
+            return self._record(name, started, event, payload, errored, logs, max_rss, init if cold else None)
         finally:
             self._give_back(name, worker)
 
@@ -336,14 +392,23 @@ class LambdaRuntime:
         errored: bool,
         logs: str,
         max_rss: int,
-        cold: bool,
+        init: float | None,
     ) -> tuple[str, bool, str]:
         error_type = json.loads(payload).get("errorType") if errored else None
         self._echo(name, logs, errored)
         with self.changed:
             self.invocations.append(
                 Invocation(
-                    name, started, time.time() - started, errored, error_type, event, logs, max_rss, cold
+                    name,
+                    started,
+                    time.time() - started,
+                    errored,
+                    error_type,
+                    event,
+                    logs,
+                    max_rss,
+                    cold=init is not None,
+                    init_duration=init or 0.0,
                 )
             )
             self.changed.notify_all()

@@ -442,6 +442,7 @@ class LocalStack:
         self._start_frontdoor(sam, physical)
         self._apply_function_env(functions, self._create_secrets(sam))
         self._build_iam(resources, functions)
+        self.runtime.prewarm()
 
     def _recreate_state_machines(self, resources: Mapping[str, Any], physical: Mapping[str, str]) -> None:
         """Gap 4: the definitions CloudFormation resolved, created in the executing backend."""
