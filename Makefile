@@ -57,12 +57,14 @@ node_modules/.installed: package.json package-lock.json
 setup:
 	@$(MAKE) --no-print-directory -j5 $(STAMP) $(SAM) $(CHECKOV) browser node_modules/.installed
 
+# lint-imports keeps the layer's imports flowing one way (pyproject's [tool.importlinter]).
 # `picflow validate` judges what AWS would reject: cfn-lint on the template and on its
 # SAM-transformed form (a cycle through AWS::Serverless::* types shows only there),
 # asl-validator on the state machines, redocly on the API document.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/picflow validate
 	$(SAM) validate --lint
 	$(CHECKOV) -f template.yaml --framework cloudformation --quiet --compact --skip-download

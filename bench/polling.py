@@ -1,7 +1,7 @@
 """Polling cost and detection delay: picflow's Check and schedule against the job-poller baseline.
 
 Every job is a real upstream task on the mock (scenario ``seconds=d``) on the mock's frozen,
-controllable clock: nothing really waits. picflow's own ``workflow.check`` reads the status
+controllable clock: nothing really waits. picflow's own ``picflow.job.check.check`` reads the status
 through the real provider clients; for picflow the next wait is the one Check returns, for the
 baselines (the AWS job-poller sample: a fixed Wait between status checks) a fixed 5 s or 30 s.
 Every wait is a Wait state: no Lambda sleeps while polling.
@@ -30,10 +30,12 @@ from typing import Any
 
 import httpx
 from picflow.aws.durations import MemoryDurationHistory
+from picflow.aws.services import Services
 from picflow.core.catalogue import Provider
-from picflow.job import workflow
+from picflow.core.polling import first_wait, task_duration
+from picflow.job.check import check
 from picflow.net.http import build_client
-from picflow.providers.base import Secret
+from picflow.providers.base import ProviderClient, Secret
 from picflow.providers.hdredraw import HdRedrawClient
 from picflow.providers.registry import Registry
 from picflow.providers.taskpic import TaskPicClient
@@ -200,10 +202,9 @@ class MockRegistry(Registry):
     def __init__(self, base_url: str) -> None:
         super().__init__(build_client(base_url))
 
-    def taskpic(self) -> TaskPicClient:
-        return TaskPicClient(self.http(), Secret("sk-xxxx"))
-
-    def hdredraw(self) -> HdRedrawClient:
+    def client(self, provider: Provider) -> ProviderClient:
+        if provider is Provider.TASKPIC:
+            return TaskPicClient(self.http(), Secret("sk-xxxx"))
         return HdRedrawClient(self.http(), Secret("test-key"))
 
 
@@ -240,7 +241,7 @@ def submit(http: httpx.Client, family: str, seconds: float, image: bytes) -> str
 
 
 def run_job(
-    svc: workflow.Services,
+    svc: Services,
     clock: MockClock,
     http: httpx.Client,
     family: str,
@@ -260,15 +261,15 @@ def run_job(
         "poll": {"errors": 0},
     }
     clock.inline = 0.0
-    first = workflow.first_wait(provider, svc.durations.recent(operation))
+    first = first_wait(provider, svc.durations.recent(operation))
     clock.wait_state(fixed if fixed is not None else first)
     checks = 0
     while True:
         checks += 1
-        out = workflow.check(operation, state, svc)
+        out = check(operation, state, svc)
         state["poll"] = out
         if out["state"] == "done":
-            learned = workflow.task_duration(out, clock() - began)
+            learned = task_duration(out, clock() - began)
             if fixed is None and learned is not None:  # what Collect records for the next job
                 svc.durations.record(operation, learned)
             return Run(int(out["polls"]), checks, clock() - began - seconds, clock.inline)
@@ -355,7 +356,7 @@ def main() -> int:
     with ThreadedServer() as server:
         control = MockUpstream(server.base_url)
         clock = MockClock(control)
-        svc = workflow.Services(
+        svc = Services(
             store=FakeStore(),  # type: ignore[arg-type]
             providers=MockRegistry(server.base_url),
             clock=clock,

@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
-from picflow.aws.starter import s3_job_id
 from picflow.core import errors
+from picflow.core.names import s3_job_id
 
 if TYPE_CHECKING:
     from mock_upstream.testing import MockUpstream

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, NotRequired, TypedDict, cast
 
 import httpx
+from picflow.core.results import ResultView
 
 from picflow_cli import settings
 from picflow_cli.errors import ApiError, ConfigError, TransportError
@@ -51,6 +52,8 @@ RETRY_CAP_S = 5.0
 
 
 # --- response shapes (the OpenAPI document's schemas) --------------------------------------
+# A stored result (ResultView) is the layer's own shape, picflow.core.results: the API validates
+# its answers against it and writes it into docs/openapi.json, so this client cannot drift from it.
 
 
 class UploadSlot(TypedDict):
@@ -67,19 +70,6 @@ class JobCreated(TypedDict):
     status: str
     created: bool
     links: dict[str, str]
-
-
-class ResultView(TypedDict):
-    kind: str
-    index: int
-    key: str
-    content_type: str
-    size: int
-    sha256: str
-    width: NotRequired[int | None]
-    height: NotRequired[int | None]
-    url: str
-    expires_in: int
 
 
 class _JobHead(TypedDict):

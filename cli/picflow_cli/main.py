@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from picflow.batch.batches import describe_pipeline
+from picflow.batch.pipeline import describe_pipeline
 from picflow.core.catalogue import describe_catalogue
 from picflow.core.errors import PicflowError
 

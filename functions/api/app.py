@@ -1,4 +1,4 @@
-"""The jobs API: API Gateway (REST, API key) → the resolver in picflow.api.routes."""
+"""The jobs API: API Gateway (REST, API key) → the resolver in picflow.api.app."""
 
 import gc
 from typing import Any
@@ -7,7 +7,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow.api.routes import app
+from picflow.api.app import app
 
 logger = Logger()
 # The AWS SDK and httpx (URL inputs); patch_all() would also import every other library X-Ray knows.

@@ -1,4 +1,4 @@
-"""Batch report: the batch state machine's last step writes the results manifest (picflow.batch.batches),
+"""Batch report: the batch state machine's last step writes the results manifest (picflow.batch.report),
 settling items whose child execution ended outside their jobs."""
 
 import gc
@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow.batch import batches
-from picflow.job.workflow import services
+from picflow.aws.services import services
+from picflow.batch.report import report
 
 logger = Logger()
 # Only the AWS SDK: patch_all() would also import and patch httpx, which this function never calls.
@@ -24,7 +24,7 @@ gc.freeze()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     svc = services()
-    summary = batches.report(
+    summary = report(
         event["batch"],
         s3=svc.s3,
         table=svc.store.table,

@@ -6,8 +6,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from picflow.aws.services import services
 from picflow.entry import callbacks
-from picflow.job import workflow
 
 logger = Logger()
 # Only the AWS SDK: patch_all() would also import and patch httpx, which this function never calls.
@@ -27,7 +27,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         str(path.get("job_id", "")),
         str(path.get("secret", "")),
         callbacks.body_of(event),
-        workflow.services(),
+        services(),
     )
     metrics.add_dimension(name="verdict", value=outcome.verdict)
     metrics.add_metric(name="ProviderCallbacks", unit=MetricUnit.Count, value=1)

@@ -7,7 +7,7 @@ import picflow.job.results  # noqa: F401 - every invocation needs it (httpx, Pil
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow.job import workflow
+from picflow.job.collect import collect, reuse
 
 logger = Logger()
 # The AWS SDK and httpx (result downloads); patch_all() would also import every other library X-Ray knows.
@@ -29,10 +29,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.add_dimension(name="operation", value=state["operation"])
     if event.get("action") == "reuse":
         # A result-cache hit: the earlier outputs are copied, nothing is paid.
-        out = workflow.reuse(state)
+        out = dict(reuse(state))
         metrics.add_metric(name="JobsReused", unit=MetricUnit.Count, value=1)
         return out
-    out = workflow.collect(state)
+    out = dict(collect(state))
     metrics.add_metric(name="JobsSucceeded", unit=MetricUnit.Count, value=1)
     metrics.add_metric(
         name="PollsPerJob", unit=MetricUnit.Count, value=(state.get("poll") or {}).get("polls", 0)

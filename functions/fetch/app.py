@@ -1,13 +1,13 @@
 """Batch Fetch: the batch map's first step for a URL item copies the image into the input bucket
-(picflow.batch.batches.fetch_item, through picflow.net.urls' SSRF-checked client)."""
+(picflow.batch.fetch.fetch_item, through picflow.net.urls' SSRF-checked client)."""
 
 import gc
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow.batch import batches
-from picflow.job.workflow import services
+from picflow.aws.services import services
+from picflow.batch.fetch import fetch_item
 
 logger = Logger()
 # The AWS SDK and httpx (the fetch); patch_all() would also import every other library X-Ray knows.
@@ -23,4 +23,4 @@ gc.freeze()
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
     svc = services()
-    batches.fetch_item(event, event["item"], s3=svc.s3, table=svc.store.table)
+    fetch_item(event, event["item"], s3=svc.s3, table=svc.store.table)

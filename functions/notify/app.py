@@ -6,7 +6,7 @@ from typing import Any
 import picflow.net.webhooks  # noqa: F401 - every invocation needs it (httpx): load it during init
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow.job import workflow
+from picflow.job.finish import notify
 
 logger = Logger()
 # The AWS SDK and httpx (the notice POST); patch_all() would also import every other library X-Ray knows.
@@ -19,7 +19,7 @@ gc.freeze()
 @logger.inject_lambda_context(correlation_id_path="state.job_id")
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    out = workflow.notify(event["state"], event.get("execution_name"))
+    out = notify(event["state"], event.get("execution_name"))
     if "error" in out["notified"]:
         # The job's results are stored either way; the notice alone is lost.
         logger.warning("notice not delivered", extra={"error": out["notified"]["error"]})

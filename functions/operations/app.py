@@ -13,7 +13,8 @@ import picflow.core.catalogue  # noqa: F401 - every invocation needs it: load it
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow.job import workflow
+from picflow.job.check import check
+from picflow.job.submit import submit
 from picflow.net.http import correlated
 
 logger = Logger()
@@ -38,12 +39,13 @@ def _operation(name: str) -> Handler:
         )
         metrics.add_dimension(name="operation", value=name)
         started = time.perf_counter()
+        out: dict[str, Any]
         with correlated(str(state["job_id"])):  # every upstream call carries the job id
             if event["step"] == "submit":
-                out = workflow.submit(name, state, task_token=event.get("task_token"))
+                out = dict(submit(name, state, task_token=event.get("task_token")))
                 metrics.add_metric(name="UpstreamSubmits", unit=MetricUnit.Count, value=1)
             else:
-                out = workflow.check(name, state)
+                out = dict(check(name, state))
                 metrics.add_metric(name="StatusChecks", unit=MetricUnit.Count, value=1)
         metrics.add_metric(
             name="UpstreamLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000

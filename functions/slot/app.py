@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow.job import workflow
+from picflow.job.slot import acquire_slot, release_slot
 
 logger = Logger()
 # Only the AWS SDK: patch_all() would also import and patch httpx, which this function never calls.
@@ -23,5 +23,5 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     state = {**event["state"], "job_id": event["state"].get("job_id") or event.get("execution_name")}
     logger.append_keys(job_id=state["job_id"], execution_id=state.get("execution_id"))
     if event["action"] == "acquire":
-        return workflow.acquire_slot(state)
-    return workflow.release_slot(state)
+        return dict(acquire_slot(state))
+    return dict(release_slot(state))

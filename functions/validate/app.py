@@ -8,7 +8,7 @@ import picflow.core.images
 import picflow.core.params  # noqa: F401
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow.job import workflow
+from picflow.job.validate import await_twin, state_from_event, validate
 
 logger = Logger()
 # Only the AWS SDK: patch_all() would also import and patch httpx, which this function never calls.
@@ -27,7 +27,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         # Waiting on an identical job that is paying: its results, or take over.
         state = event["state"]
         logger.append_keys(job_id=state["job_id"], execution_id=state.get("execution_id"))
-        return workflow.await_twin(state)
-    state = workflow.state_from_event(event)
+        return await_twin(state)
+    state = state_from_event(event)
     logger.append_keys(job_id=state["job_id"], execution_id=state.get("execution_id"))
-    return workflow.validate(state)
+    return validate(state)

@@ -390,7 +390,7 @@ def test_pipeline_batch_of_url_items_fetches_each_before_its_pipeline_and_a_dead
 
 
 def test_pipeline_item_whose_pipeline_fails_between_steps_is_reported_failed_not_running(system, sample, api):
-    from picflow.batch.batches import batch_id_for
+    from picflow.batch.plan import batch_id_for
 
     # GIVEN one image, and the name of its pipeline's background job already taken by an earlier
     # execution outside the batch (a job refused at Validate): its pipeline will fail starting

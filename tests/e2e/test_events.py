@@ -25,8 +25,8 @@ import httpx
 import pytest
 from picflow.aws.jobs import JobStore
 from picflow.aws.semaphore import Semaphore
-from picflow.aws.starter import job_id_for
 from picflow.core.catalogue import OPERATIONS
+from picflow.core.names import job_id_for
 from picflow_cli.local.stack import load_template, repo_root
 
 pytestmark = pytest.mark.e2e

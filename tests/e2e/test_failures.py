@@ -37,7 +37,7 @@ def test_unknown_operation_prefix_fails_clearly(system, sample):
 @pytest.mark.parametrize(
     ("data", "rule"),
     [
-        (b"", "non-empty"),
+        (b"", "not empty"),
         (b"GIF89a but not really", "a decodable image"),
         (b"<html>hello</html>", "a decodable image"),
     ],

@@ -69,7 +69,7 @@ def _refused_image(system, key: str) -> dict:
 @pytest.mark.parametrize(
     ("name", "make", "rule"),
     [
-        ("zero bytes", lambda s: b"", "non-empty"),
+        ("zero bytes", lambda s: b"", "not empty"),
         ("text", lambda s: b"just some words, not pixels\n" * 10, "a decodable image"),
         ("pdf", lambda s: b"%PDF-1.7\n1 0 obj <<>> endobj\n%%EOF\n", "a decodable image"),
         ("jpeg magic on png bytes", lambda s: b"\xff\xd8\xff\xe0" + s["image.png"][4:], "a complete image"),

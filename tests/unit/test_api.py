@@ -29,12 +29,13 @@ import pytest
 import requests
 import yaml
 from moto import mock_aws
-from picflow.api import routes as api
+from picflow.api import common as api
+from picflow.aws import services as workflow
 from picflow.aws.jobs import JobStore
 from picflow.aws.semaphore import Semaphore
 from picflow.core.catalogue import OPERATIONS
 from picflow.entry import s3events
-from picflow.job import workflow
+from picflow_cli.openapi import openapi_document
 
 pytestmark = pytest.mark.disable_socket
 
@@ -450,7 +451,7 @@ def test_idempotency_key_reused_with_another_body_409(client: Api) -> None:
 
 def test_idempotency_key_race_with_another_body_starts_nothing_more(client: Api) -> None:
     # GIVEN a job record claimed by a concurrent request whose start has not happened yet
-    from picflow.aws.starter import job_id_for
+    from picflow.core.names import job_id_for
 
     put_input("background/shoe.png")
     job_id = job_id_for("api", "order-79")
@@ -468,7 +469,7 @@ def test_create_job_by_url_streams_the_image_into_the_input_bucket(
         assert request.url.host == "images.example.com"
         return httpx.Response(200, content=PNG, headers={"Content-Type": "image/png"})
 
-    monkeypatch.setattr(api, "_fetch_client", lambda: httpx.Client(transport=httpx.MockTransport(upstream)))
+    monkeypatch.setattr(api, "fetch_client", lambda: httpx.Client(transport=httpx.MockTransport(upstream)))
     status, body = client(
         event("POST", "/jobs", job_body(input={"url": "https://images.example.com/shoe.png"}))
     )
@@ -494,7 +495,7 @@ def test_create_job_by_url_oversize_stream_422_and_nothing_stored(
 
     monkeypatch.setattr(
         api,
-        "_fetch_client",
+        "fetch_client",
         lambda: httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(200, content=chunks()))),
     )
     body = {
@@ -513,7 +514,7 @@ def test_create_job_by_url_redirect_to_metadata_422(client: Api, monkeypatch: py
     def upstream(request: httpx.Request) -> httpx.Response:
         return httpx.Response(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
 
-    monkeypatch.setattr(api, "_fetch_client", lambda: httpx.Client(transport=httpx.MockTransport(upstream)))
+    monkeypatch.setattr(api, "fetch_client", lambda: httpx.Client(transport=httpx.MockTransport(upstream)))
     status, out = client(event("POST", "/jobs", job_body(input={"url": "https://images.example.com/a.png"})))
     assert_error(status, out, 422, "input.url")
     assert out["error"]["type"] == "UnsafeUrlError"
@@ -1034,14 +1035,14 @@ def test_resume_a_batch_whose_every_item_succeeded_is_409(client: Api, batch_mac
 
 def test_openapi_document_committed_matches_the_code() -> None:
     committed = json.loads((ROOT / "docs/openapi.json").read_text())
-    assert committed == api.openapi_document(), "docs/openapi.json drifted: run python -m picflow.api.routes"
+    assert committed == openapi_document(), "docs/openapi.json drifted: run python -m picflow_cli.openapi"
 
 
 def test_openapi_document_is_valid_3_0_with_api_key_on_every_route() -> None:
     from openapi_spec_validator import validate
     from openapi_spec_validator.validation import OpenAPIV30SpecValidator
 
-    doc = api.openapi_document()
+    doc = openapi_document()
     validate(doc, cls=OpenAPIV30SpecValidator)
     assert doc["openapi"].startswith("3.0.")
     assert doc["components"]["securitySchemes"]["api_key"] == {
@@ -1074,5 +1075,5 @@ def test_openapi_document_is_valid_3_0_with_api_key_on_every_route() -> None:
 def test_template_routes_match_the_resolver() -> None:
     events = RESOURCES["ApiFunction"]["Properties"]["Events"].values()
     in_template = {(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events}
-    in_code = {(m.upper(), p) for p, item in api.openapi_document()["paths"].items() for m in item}
+    in_code = {(m.upper(), p) for p, item in openapi_document()["paths"].items() for m in item}
     assert in_template == in_code

@@ -10,9 +10,13 @@ from typing import Any
 
 import pytest
 from picflow.aws.jobs import JobStore
-from picflow.batch import batches
-from picflow.batch.batches import PAUSED_ERROR, items_key, pause, paused_at, resumed_id, unfinished_items
-from picflow.job.workflow import Services, job_output, validate
+from picflow.aws.pause import PAUSED_ERROR, pause, paused_at
+from picflow.aws.services import Services
+from picflow.batch.pipeline import PIPELINE_STEPS
+from picflow.batch.plan import resumed_id, unfinished_items
+from picflow.core.names import items_key
+from picflow.job.finish import job_output
+from picflow.job.validate import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_ASL = json.loads((ROOT / "statemachine" / "job.asl.json").read_text())
@@ -222,7 +226,7 @@ def test_unfinished_items_are_every_item_but_those_that_succeeded(
 def test_unfinished_items_of_a_pipeline_batch_need_all_three_steps_done(
     s3: Any, jobs_table: Any, output: str
 ) -> None:
-    done = [{"job_id": f"b-0-{s}", "status": "SUCCEEDED"} for s, _ in batches.PIPELINE_STEPS]
+    done = [{"job_id": f"b-0-{s}", "status": "SUCCEEDED"} for s, _ in PIPELINE_STEPS]
     records = [
         *done,
         {"job_id": "b-1-cutout", "status": "SUCCEEDED"},  # stopped between steps

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from picflow.batch.batches import PIPELINE, group_pipeline, pipeline_step_params, plan_items, summarise
+from picflow.batch.pipeline import PIPELINE, pipeline_step_params
+from picflow.batch.plan import plan_items
+from picflow.batch.report import group_pipeline, summarise
 from picflow.core.errors import ParamValidationError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,16 +7,10 @@ import socket
 from typing import Any
 
 import pytest
-from picflow.batch.batches import (
-    PIPELINE,
-    fetch_item,
-    group_pipeline,
-    item_records,
-    list_prefix,
-    plan_items,
-    read_manifest,
-    summarise,
-)
+from picflow.batch.fetch import fetch_item
+from picflow.batch.pipeline import PIPELINE
+from picflow.batch.plan import list_prefix, plan_items, read_manifest
+from picflow.batch.report import group_pipeline, item_records, summarise
 from picflow.core.catalogue import get_operation
 from picflow.core.errors import ParamValidationError
 from picflow.net.urls import InputUnavailableError, UnsafeUrlError
@@ -194,7 +188,7 @@ def test_plan_items_refuses_a_hostile_url_naming_its_line(dns: list[str], url: s
 
 
 def test_finished_summary_is_the_reports_for_a_succeeded_batch_only() -> None:
-    from picflow.batch.batches import finished_summary
+    from picflow.batch.report import finished_summary
 
     report = summarise([{"status": "SUCCEEDED", "reused": True}], total=1)
     output = json.dumps({"batch_id": "b", "status": "SUCCEEDED", "report": {"results_key": "k", **report}})

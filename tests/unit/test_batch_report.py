@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from picflow.batch.batches import PIPELINE, finished_summary, items_key, report, results_key
+from picflow.batch.pipeline import PIPELINE
+from picflow.batch.report import finished_summary, report
+from picflow.core.names import items_key, results_key
 
 ROLE = "arn:aws:iam::123456789012:role/picflow-test"
 DEFINITION = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})

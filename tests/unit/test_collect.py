@@ -16,8 +16,9 @@ import httpx
 import pytest
 from picflow.core.catalogue import ResultKind
 from picflow.core.errors import ResultUnavailableError, TransientError
-from picflow.job.results import collect_results, result_key
-from picflow.providers.base import ResultRef
+from picflow.core.names import result_key
+from picflow.core.tasks import ResultRef
+from picflow.job.results import collect_results
 from PIL import Image
 
 pytestmark = pytest.mark.disable_socket
@@ -201,7 +202,8 @@ def test_collect_results_leaves_no_scratch_files(host: ResultHost, s3: Any, work
     ],
 )
 def test_result_key_is_predictable(kind: ResultKind, index: int, content_type: str, key: str) -> None:
-    assert result_key("p/", ResultRef(kind, url="u", index=index), content_type) == key
+    numbered = kind is ResultKind.IMAGES
+    assert result_key("p/", kind.value, index, content_type, numbered=numbered) == key
 
 
 # --- unavailable and broken results ----------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 import respx
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from picflow.core.catalogue import MB, OPERATIONS, Provider, ResultKind
+from picflow.core.catalogue import MB, OPERATIONS, Provider, ResultKind, TaskState
 from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
@@ -29,8 +29,9 @@ from picflow.core.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
+from picflow.core.tasks import Balance, ResultRef
 from picflow.net.http import RetryPolicy, build_client
-from picflow.providers.base import Balance, ImageInput, ResultRef, Secret, TaskState
+from picflow.providers.base import ImageInput, Secret
 from picflow.providers.hdredraw import ERROR_TABLE, STATUS_PATH, HdRedrawClient
 
 pytestmark = pytest.mark.disable_socket
@@ -366,7 +367,7 @@ def test_submit_file_over_16mb_raises_before_sending(client, router, tmp_path):
             client.submit("remove_watermark", {}, ImageInput(file=big, filename="big.png"))
         assert big.tell() == 0  # the size came from seeking; nothing was read
 
-    assert (caught.value.field, caught.value.rule) == ("input_image", "at most 16 MB")
+    assert (caught.value.field, caught.value.rule) == ("input_image", f"at most {16 * MB} bytes")
     assert route.call_count == 0
 
 

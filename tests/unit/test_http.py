@@ -1,4 +1,4 @@
-"""picflow.net.http.send: retries only where a paid call cannot happen twice; waits are recorded, never slept."""
+"""picflow.net.http.send: retries only where a paid call cannot pay twice; waits are recorded, never slept."""
 
 from __future__ import annotations
 

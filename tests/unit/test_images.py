@@ -93,7 +93,7 @@ def test_inspect_image_exactly_the_byte_limit_is_accepted() -> None:
 
 
 def test_inspect_image_empty_is_refused() -> None:
-    assert refused(b"").rule == "non-empty"
+    assert refused(b"").rule == "not empty"
 
 
 def test_inspect_image_one_byte_over_the_limit_is_refused() -> None:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from picflow.job import workflow
+from picflow.job.collect import job_result
+from picflow.job.finish import job_output
 
 pytestmark = pytest.mark.disable_socket
 
@@ -243,12 +244,12 @@ def _task_result(name: str, state: dict[str, Any], given: Shape) -> list[Shape]:
     """What a Task hands back (before ResultSelector), one shape per way it can answer."""
     resource = state["Resource"]
     parameters = state.get("Parameters") or {}
-    # picflow.job.workflow._result: what Collect and Reuse return, and a sync Submit merges in.
-    outcome = _keys(workflow._result({"manifest_key": "m", "outputs": []}, reused=False))
+    # picflow.job.collect.job_result: what Collect and Reuse return, and a sync Submit merges in.
+    outcome = _keys(job_result("m", [], reused=False))
     if resource == "${ValidateFunctionArn}" and parameters.get("action") == "twin":
         return [given | {"cache": OPAQUE, "slot": OPAQUE}]  # await_twin: {**state, cache, slot}
     if resource == "${ValidateFunctionArn}":
-        # workflow.validate: the job to run (out + _cache_or_slot), or _paused's answer.
+        # picflow.job.validate: the job to run (out + _cache_or_slot), or _paused's answer.
         ran = ("job_id", "execution_id", "operation", "notify_url", "out_prefix", "reuse")
         opaque = ("params", "input", "job", "cache", "slot")
         return [
@@ -258,14 +259,14 @@ def _task_result(name: str, state: dict[str, Any], given: Shape) -> list[Shape]:
     if resource == "${CollectFunctionArn}":
         return [outcome]
     if resource == "${NotifyFunctionArn}":
-        # functions/notify: workflow.notify, the job's record as job_output plus the notice.
-        return [_keys(workflow.job_output({"job_id": "j"})) | {"notified": OPAQUE}]
+        # functions/notify: picflow.job.finish.notify, the job's record as job_output plus the notice.
+        return [_keys(job_output({"job_id": "j"})) | {"notified": OPAQUE}]
     if resource == "${FinalizeFunctionArn}":
         return [{"error": OPAQUE}]
     if resource == "${SlotFunctionArn}":
         return [{"": OPAQUE}]
     if resource == "arn:aws:states:::lambda:invoke" and parameters["Payload"].get("step") == "submit":
-        # workflow.submit: collected in this call (sync), a task to follow, or throttled.
+        # picflow.job.submit: collected in this call (sync), a task to follow, or throttled.
         answers: list[Shape] = [
             {"state": "collected", "task_id": None} | outcome,
             {"state": "pending", "task_id": None, "wait_seconds": None},

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from picflow.aws.cache import ResultCache, cache_key, canonical_params
 from picflow.aws.semaphore import Semaphore
+from picflow.aws.services import Services
 from picflow.job.results import reuse_results
-from picflow.job.workflow import Services, await_twin
+from picflow.job.validate import await_twin
 
 SHA = "a" * 64
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from picflow.aws.jobs import JobStore
-from picflow.aws.starter import s3_job_id
+from picflow.aws.services import Services
+from picflow.core.names import s3_job_id
 from picflow.entry.s3events import S3Upload, job_request, start_from_s3_event, uploads
-from picflow.job.workflow import Services
 
 pytestmark = pytest.mark.disable_socket
 

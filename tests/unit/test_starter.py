@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from picflow.aws.jobs import JobStore
-from picflow.aws.starter import job_id_for, s3_job_id, start_job
+from picflow.aws.starter import start_job
+from picflow.core.names import job_id_for, s3_job_id
 
 pytestmark = pytest.mark.disable_socket
 

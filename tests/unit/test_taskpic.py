@@ -18,7 +18,7 @@ import pytest
 import respx
 from hypothesis import given
 from hypothesis import strategies as st
-from picflow.core.catalogue import Provider, ResultKind, get_operation
+from picflow.core.catalogue import SPECS, Provider, ResultKind, TaskState, get_operation
 from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
@@ -32,11 +32,14 @@ from picflow.core.errors import (
     UpstreamTaskFailedError,
 )
 from picflow.core.params import SegmentationParams
+from picflow.core.tasks import TaskStatus
 from picflow.net.http import RetryPolicy, build_client
-from picflow.providers.base import ImageInput, Secret, TaskState, TaskStatus
-from picflow.providers.taskpic import FAILED_STATES, TaskPicClient, expected_results
+from picflow.providers.base import ImageInput, Secret
+from picflow.providers.taskpic import TaskPicClient, expected_results
 
 pytestmark = pytest.mark.disable_socket
+
+FAILED_STATES = SPECS[Provider.TASKPIC].states.failed
 
 BASE = "https://taskpic.test"
 TOKEN = "sk-unit-test-TOKEN-0123456789"

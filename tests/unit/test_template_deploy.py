@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from picflow.batch.batches import items_key
+from picflow.core.names import items_key
 from picflow_cli.local.stack import load_template
 from picflow_cli.validate import transformed_template
 

@@ -24,7 +24,7 @@ import pytest
 import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from picflow.core.catalogue import Provider, ResultKind, validate_params
+from picflow.core.catalogue import Provider, ResultKind, TaskState, validate_params
 from picflow.core.errors import (
     AuthError,
     ConcurrencyLimitedError,
@@ -39,7 +39,7 @@ from picflow.core.errors import (
 )
 from picflow.net.http import RetryPolicy, build_client
 from picflow.providers import tc3
-from picflow.providers.base import Secret, TaskState
+from picflow.providers.base import Secret
 from picflow.providers.tencent import TencentClient, error_class
 from pytest_socket import disable_socket, enable_socket
 from tencentcloud.aiart.v20221229 import models as sdk_models

@@ -16,26 +16,19 @@ from botocore.exceptions import ClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from picflow.aws.jobs import JobStore
-from picflow.core.catalogue import Provider
+from picflow.core.catalogue import SPECS, Provider
 from picflow.core.errors import (
     DeadlineExceededError,
     OutcomeUnknownError,
     ResultUnavailableError,
     TransientError,
 )
+from picflow.core.polling import POLL_CEILING, SUBMIT_GRACE, first_wait, next_wait, task_duration
+from picflow.core.tasks import Submission
 from picflow.entry.callbacks import MAX_LOG, CallbackOutcome, body_of, handle_callback
-from picflow.job.workflow import (
-    POLL_CEILING,
-    POLL_FLOOR,
-    SUBMIT_GRACE,
-    check,
-    first_wait,
-    next_wait,
-    state_from_event,
-    submit,
-    task_duration,
-)
-from picflow.providers.base import Submission
+from picflow.job.check import check
+from picflow.job.submit import submit
+from picflow.job.validate import state_from_event
 
 pytestmark = pytest.mark.disable_socket
 
@@ -51,7 +44,7 @@ def test_next_wait_stays_between_the_provider_floor_and_the_ceiling(
     provider: Provider, elapsed: float, progress: int | None
 ) -> None:
     wait = next_wait(provider, elapsed, progress)
-    assert POLL_FLOOR[provider] <= wait <= POLL_CEILING
+    assert SPECS[provider].poll_floor <= wait <= POLL_CEILING
 
 
 @settings(deadline=None)
@@ -73,7 +66,7 @@ def test_next_wait_notices_an_end_within_max_2s_or_10_percent_unless_the_floor_f
     provider: Provider, elapsed: float, progress: int | None
 ) -> None:
     # A task ending just after this read, at `elapsed`, is seen by the next read.
-    bound = max(POLL_FLOOR[provider], max(2.0, 0.1 * elapsed))
+    bound = max(SPECS[provider].poll_floor, max(2.0, 0.1 * elapsed))
     assert next_wait(provider, elapsed, progress) <= bound
 
 
@@ -445,10 +438,11 @@ class FakeTaskPic:
 
 @dataclass
 class FakeRegistry:
-    client: FakeTaskPic = field(default_factory=FakeTaskPic)
+    taskpic: FakeTaskPic = field(default_factory=FakeTaskPic)
 
-    def taskpic(self) -> FakeTaskPic:
-        return self.client
+    def client(self, provider: Provider) -> FakeTaskPic:
+        assert provider is Provider.TASKPIC
+        return self.taskpic
 
 
 @dataclass

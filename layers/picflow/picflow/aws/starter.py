@@ -1,29 +1,27 @@
 """Starting jobs: the one place that turns a request into a job record and an execution.
 
-The execution name *is* the job id and is derived from the request's idempotency key, so a
-repeated request (a duplicated S3 event, a retried POST with the same Idempotency-Key)
-finds the job it already started instead of starting, and paying for, another.
+The execution name *is* the job id and is derived from the request's idempotency key
+(:func:`picflow.core.names.job_id_for`), so a repeated request (a duplicated S3 event, a retried
+POST with the same Idempotency-Key) finds the job it already started instead of starting, and
+paying for, another.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from picflow.core import config
+from picflow.core.names import EXECUTION_NAME
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
     from picflow.aws.jobs import JobStore
 
-__all__ = ["StartResult", "job_id_for", "s3_job_id", "start_job"]
-
-_NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+__all__ = ["StartResult", "start_job"]
 
 
 @dataclass(frozen=True)
@@ -32,17 +30,6 @@ class StartResult:
     created: bool  # False: the key was seen before; nothing new was started
     execution_arn: str | None
     conflict: bool = False  # the key was seen before with another request: nothing was started
-
-
-def job_id_for(namespace: str, key: str) -> str:
-    """A valid execution name (≤ 80 chars of [A-Za-z0-9_-]) that is a pure function of the key."""
-    digest = hashlib.sha256(f"{namespace}\x00{key}".encode()).hexdigest()[:40]
-    return f"{namespace}-{digest}"
-
-
-def s3_job_id(bucket: str, key: str, version_or_sequencer: str) -> str:
-    # The same object version (or event sequencer) is the same job, however often S3 says so.
-    return job_id_for("s3", f"{bucket}/{key}@{version_or_sequencer}")
 
 
 def start_job(
@@ -59,7 +46,7 @@ def start_job(
     ``fingerprint`` (a hash of the request) is stored on the job; a later start under the same
     id with another fingerprint is a ``conflict`` and starts nothing.
     """
-    if not _NAME_OK.match(job_id):
+    if not EXECUTION_NAME.match(job_id):
         raise ValueError(f"job id {job_id!r} is not a valid execution name")
     created = store.create(
         {

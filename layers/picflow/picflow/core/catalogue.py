@@ -1,44 +1,60 @@
-"""The operation catalogue: one declarative entry per upstream operation (14 in all).
+"""The catalogue: one spec per provider and one declarative entry per upstream operation (14 in all).
 
-Each entry names its provider, endpoint, interaction styles, input limits, results, cost and
-params model; the models themselves (every user parameter and its rule, from the provider
-documents in ``shared/seeds``) are in :mod:`picflow.core.params`. The README's operation table is
-generated from these two modules, so they are the one place to change an operation or a rule.
+A :class:`ProviderSpec` holds a provider's facts, read by generic code that never branches on a
+provider's name: how it takes the source image and what it accepts (:class:`InputLimits`), its
+interaction styles, how fast its status may be polled (its status cache), its default concurrency
+cap, how its raw task states read (:class:`StateTable`: done, running, failed and what each failed
+state means), where its client is, its base URL setting and its credentials in the secret.
+
+An :class:`Operation` names its provider, endpoint, results, cost and params model; the models
+themselves (every user parameter and its rule, from the provider documents in ``shared/seeds``)
+are in :mod:`picflow.core.params`. The README's operation table is generated from these two
+modules, so they are the one place to change a provider, an operation or a rule.
 
 This module does not import pydantic: a status check, Collect or a provider callback reads the
 table on every invocation but never validates params, and pydantic with the models is ~40 ms of
 a cold start (bench/coldstart.py). An entry's ``params`` model is imported on first use.
 
-Validation happens here, before any network call: :func:`validate_params` returns the
-typed params model or raises :class:`ParamValidationError` naming the field and the rule.
-``sync``/``callback_url`` (task/pic) and the image inputs (``image_file``/``image_url``,
-``ProductUrl``, ``input_image``) are not user params: picflow chooses the interaction style
-and supplies the image, so they are arguments of the provider clients instead.
+Validation happens here, before any network call: :func:`validate_params` returns the typed
+params model or raises :class:`ParamValidationError` naming the field and the rule;
+:func:`choose_style` is the mode rule and :meth:`InputLimits.check_size` the size rule, for
+every way in. ``sync``/``callback_url`` (task/pic) and the image inputs (``image_file``/
+``image_url``, ``ProductUrl``, ``input_image``) are not user params: picflow chooses the
+interaction style and supplies the image, so they are arguments of the provider clients instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
+from picflow.core import config
 from picflow.core.errors import ParamValidationError
 
 if TYPE_CHECKING:
     from picflow.core.params import Params
 
 __all__ = [
+    "MB",
     "OPERATIONS",
+    "SPECS",
     "Cost",
     "InputLimits",
     "Operation",
     "Provider",
+    "ProviderSpec",
     "ResultKind",
+    "StateTable",
     "Style",
+    "TaskState",
+    "check_image_size",
+    "choose_style",
     "describe_catalogue",
     "describe_operation",
     "get_operation",
+    "rule_of",
     "validate_params",
 ]
 
@@ -69,9 +85,28 @@ class ResultKind(StrEnum):
     PROMPT = "prompt"  # generated prompt text
 
 
+class TaskState(StrEnum):
+    """Where an upstream task is, whatever the provider calls it (:class:`StateTable`)."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+def _ratio(value: float) -> str:
+    from fractions import Fraction
+
+    fraction = Fraction(value).limit_denominator(100)
+    return f"{fraction.numerator}:{fraction.denominator}"
+
+
 @dataclass(frozen=True)
 class InputLimits:
-    """What the provider accepts as the source image."""
+    """What the provider accepts as the source image, and how it takes it.
+
+    ``source``: ``file`` (the client uploads the bytes), ``url`` (it is handed a URL to fetch) or
+    ``file_or_url`` (either; picflow hands it a presigned URL, which costs the Lambda no upload).
+    """
 
     max_bytes: int
     formats: frozenset[str]  # Pillow format names
@@ -79,6 +114,190 @@ class InputLimits:
     min_ratio: float | None = None  # width / height
     max_ratio: float | None = None
     source: Literal["file", "url", "file_or_url"] = "file"
+
+    @property
+    def takes_file(self) -> bool:
+        """True when the client must upload the bytes (it cannot be given a URL)."""
+        return self.source == "file"
+
+    @property
+    def ratio_text(self) -> str | None:
+        """The accepted aspect ratios as ``2:5..5:2`` (width:height), or None when any goes."""
+        if self.min_ratio is None or self.max_ratio is None:
+            return None
+        return f"{_ratio(self.min_ratio)}..{_ratio(self.max_ratio)}"
+
+    def check_size(self, size: int, *, what: str, field: str = "image") -> None:
+        """The size rule for this provider's inputs (:func:`check_image_size`)."""
+        check_image_size(size, self.max_bytes, what=what, field=field)
+
+
+def check_image_size(size: int, max_bytes: int | None, *, what: str, field: str = "image") -> None:
+    """The size rule, for every way an image arrives: not empty, at most ``max_bytes``.
+
+    ``what`` (the operation) names who refuses; ``field`` is where the image came from.
+    """
+    if max_bytes is not None and size > max_bytes:
+        raise ParamValidationError(
+            f"the image is {size} bytes; {what} accepts at most {max_bytes}",
+            field=field,
+            rule=f"at most {max_bytes} bytes",
+        )
+    if size == 0:
+        raise ParamValidationError("the image is empty", field=field, rule="not empty")
+
+
+def _never(raw: str | int | None) -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class StateTable:
+    """How a provider's raw task states read (its status mapping and failure rule).
+
+    ``done`` finished with results; ``running`` and ``failed`` map the documented states to what
+    they mean. A raw state in none of them is failed when ``unknown_fails`` says so, else still
+    running (a provider may add states; polling on is the safe reading).
+    """
+
+    done: frozenset[str | int]
+    running: Mapping[str | int, str] = field(default_factory=dict)
+    failed: Mapping[str | int, str] = field(default_factory=dict)
+    unknown_fails: Callable[[str | int | None], bool] = _never
+
+    def read(self, raw: str | int | None) -> TaskState:
+        if raw in self.done:
+            return TaskState.DONE
+        if raw in self.failed:
+            return TaskState.FAILED
+        if raw in self.running or not self.unknown_fails(raw):
+            return TaskState.PENDING
+        return TaskState.FAILED
+
+    def meaning(self, raw: str | int | None) -> str | None:
+        """What a documented state means (None for done and undocumented states)."""
+        if raw is None:
+            return None
+        return self.failed.get(raw) or self.running.get(raw)
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One provider's facts (see the module docstring); adding a provider starts here."""
+
+    name: Provider
+    title: str  # as messages name it
+    input: InputLimits
+    styles: frozenset[Style]
+    # Seconds between two status reads at the least: the provider's status cache (HD redraw caches
+    # answers for 3 s: polling faster buys nothing).
+    poll_floor: float
+    # In-flight upstream jobs at once unless PICFLOW_CONCURRENCY says otherwise.
+    default_cap: int
+    cost_unit: str
+    # "module:Class" of its client (picflow.providers.base.ProviderClient), imported on first use.
+    client: str
+    # The config variable holding its base URL, and its keys in the provider secret (JSON).
+    base_url: str
+    secret_keys: tuple[str, ...]
+    # Empty for a synchronous provider: it has no task to read.
+    states: StateTable = field(default_factory=lambda: StateTable(frozenset()))
+
+    @property
+    def concurrency_cap(self) -> int:
+        return config.concurrency_overrides().get(self.name.value, self.default_cap)
+
+
+def _neg_int(raw: str | int | None) -> bool:
+    return isinstance(raw, int) and raw < 0
+
+
+def _is_none(raw: str | int | None) -> bool:
+    return raw is None
+
+
+# --- the providers -----------------------------------------------------------------------
+
+SPECS: Mapping[Provider, ProviderSpec] = {
+    spec.name: spec
+    for spec in (
+        ProviderSpec(
+            Provider.TASKPIC,
+            title="task/pic",
+            # guess: task/pic formats are not documented; these are what it plausibly decodes.
+            input=InputLimits(
+                max_bytes=15 * MB, formats=frozenset({"JPEG", "PNG", "WEBP", "BMP"}), source="file_or_url"
+            ),
+            styles=frozenset({Style.SYNC, Style.POLL, Style.CALLBACK}),
+            poll_floor=1.0,
+            default_cap=8,
+            cost_unit="taskpic.call",
+            client="picflow.providers.taskpic:TaskPicClient",
+            base_url=config.TASKPIC_BASE_URL,
+            secret_keys=("taskpic_token",),
+            # Documents 000-002; guess: an undocumented negative state is a failure, any other
+            # undocumented state is still running.
+            states=StateTable(
+                done=frozenset({1}),
+                running={0: "queued", 2: "preparing", 3: "waiting", 4: "processing"},
+                failed={
+                    -1: "task failed",
+                    -2: "result upload failed",
+                    -3: "source image download failed",
+                    -5: "source image over 15 MB",
+                    -7: "invalid source image",
+                    -8: "processing timed out",
+                },
+                unknown_fails=_neg_int,
+            ),
+        ),
+        ProviderSpec(
+            Provider.TENCENT,
+            title="Tencent AI Art",
+            # base64 < 6 MB means at most 4.5 MB of raw bytes; it fetches the image from a URL.
+            input=InputLimits(
+                max_bytes=6 * MB * 3 // 4,
+                formats=frozenset({"JPEG", "PNG", "BMP", "TIFF", "WEBP"}),
+                max_side=4000,
+                min_ratio=2 / 5,
+                max_ratio=5 / 2,
+                source="url",
+            ),
+            styles=frozenset({Style.SYNC}),
+            poll_floor=1.0,
+            # Tencent's documented default: one concurrent job per account.
+            default_cap=1,
+            cost_unit="tencent.call",
+            client="picflow.providers.tencent:TencentClient",
+            base_url=config.TENCENT_ENDPOINT,
+            secret_keys=("tencent_secret_id", "tencent_secret_key"),
+        ),
+        ProviderSpec(
+            Provider.HDREDRAW,
+            title="HD redraw",
+            # guess: HD redraw formats are not documented beyond the examples (png, jpg, jpeg).
+            input=InputLimits(max_bytes=16 * MB, formats=frozenset({"JPEG", "PNG", "WEBP", "BMP"})),
+            styles=frozenset({Style.POLL}),
+            # The vendor caches check_task_status answers for 3 s.
+            poll_floor=3.0,
+            default_cap=4,
+            cost_unit="hdredraw.call",
+            client="picflow.providers.hdredraw:HdRedrawClient",
+            base_url=config.HDREDRAW_BASE_URL,
+            secret_keys=("hdredraw_user_key",),
+            # Document 004 names no running state; "status": null stops its example's polling
+            # as "Failed" does (the status is unknown for good). Words are read lower-cased.
+            states=StateTable(
+                done=frozenset({"completed", "success", "done"}),
+                failed={"failed": "failed", "error": "error", "expired": "expired"},
+                unknown_fails=_is_none,
+            ),
+        ),
+    )
+}
+
+
+# --- the operations ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -100,12 +319,27 @@ class Operation:
     name: str
     provider: Provider
     endpoint: str
-    styles: frozenset[Style]
     params_model: str  # a class of picflow.core.params: see ``params``
-    input: InputLimits
     results: frozenset[ResultKind]
-    cost: Cost
     summary: str
+    # A param that multiplies the units of a call (background's batch_size).
+    multiplier_param: str | None = None
+
+    @property
+    def spec(self) -> ProviderSpec:
+        return SPECS[self.provider]
+
+    @property
+    def styles(self) -> frozenset[Style]:
+        return self.spec.styles
+
+    @property
+    def input(self) -> InputLimits:
+        return self.spec.input
+
+    @property
+    def cost(self) -> Cost:
+        return Cost(self.spec.cost_unit, multiplier_param=self.multiplier_param)
 
     @property
     def params(self) -> type[Params]:
@@ -116,117 +350,43 @@ class Operation:
         return model
 
 
-# --- the catalogue -----------------------------------------------------------------------
-
-# guess: task/pic formats are not documented; these are what it plausibly decodes.
-_TASKPIC_INPUT = InputLimits(
-    max_bytes=15 * MB, formats=frozenset({"JPEG", "PNG", "WEBP", "BMP"}), source="file_or_url"
-)
-# base64 < 6 MB means at most 4.5 MB of raw bytes.
-_TENCENT_INPUT = InputLimits(
-    max_bytes=6 * MB * 3 // 4,
-    formats=frozenset({"JPEG", "PNG", "BMP", "TIFF", "WEBP"}),
-    max_side=4000,
-    min_ratio=2 / 5,
-    max_ratio=5 / 2,
-    source="url",
-)
-# guess: HD redraw formats are not documented beyond the examples (png, jpg, jpeg).
-_HD_INPUT = InputLimits(max_bytes=16 * MB, formats=frozenset({"JPEG", "PNG", "WEBP", "BMP"}))
-
-_TASKPIC_STYLES = frozenset({Style.SYNC, Style.POLL, Style.CALLBACK})
-_HD_STYLES = frozenset({Style.POLL})
-_TASKPIC_COST = Cost("taskpic.call")
-_HD_COST = Cost("hdredraw.call")
+def _op(
+    name: str, provider: Provider, endpoint: str, params: str, results: set[ResultKind], summary: str
+) -> Operation:
+    return Operation(name, provider, endpoint, params, frozenset(results), summary)
 
 
-def _hd(name: str, endpoint: str, params: str, results: set[ResultKind], summary: str) -> Operation:
-    return Operation(
-        name,
-        Provider.HDREDRAW,
-        endpoint,
-        _HD_STYLES,
-        params,
-        _HD_INPUT,
-        frozenset(results),
-        _HD_COST,
-        summary,
-    )
-
-
+_TP, _TC, _HD = Provider.TASKPIC, Provider.TENCENT, Provider.HDREDRAW
 _ALL: tuple[Operation, ...] = (
-    Operation(
-        "segmentation",
-        Provider.TASKPIC,
-        "/task/pic/segmentation",
-        _TASKPIC_STYLES,
-        "SegmentationParams",
-        _TASKPIC_INPUT,
-        frozenset({ResultKind.IMAGE, ResultKind.MASK}),
-        _TASKPIC_COST,
-        "Cut out the foreground (image, mask or both).",
-    ),
-    Operation(
-        "background",
-        Provider.TASKPIC,
-        "/task/pic/background",
-        _TASKPIC_STYLES,
-        "BackgroundParams",
-        _TASKPIC_INPUT,
-        frozenset({ResultKind.IMAGES}),
-        Cost("taskpic.call", multiplier_param="batch_size"),
-        "Generate new backgrounds for a foreground image.",
-    ),
-    Operation(
-        "idphoto",
-        Provider.TASKPIC,
-        "/task/pic/idphoto",
-        _TASKPIC_STYLES,
-        "IdPhotoParams",
-        _TASKPIC_INPUT,
-        frozenset({ResultKind.IMAGE}),
-        _TASKPIC_COST,
-        "Make an ID photo of an exact size.",
-    ),
-    Operation(
-        "replace_background",
-        Provider.TENCENT,
-        "ReplaceBackground",
-        frozenset({Style.SYNC}),
-        "ReplaceBackgroundParams",
-        _TENCENT_INPUT,
-        frozenset({ResultKind.IMAGE, ResultKind.MASK}),
-        Cost("tencent.call"),
-        "Replace a product photo's background (Tencent AI Art).",
-    ),
-    _hd(
-        "redraw",
-        "/api/submit_task",
-        "RedrawParams",
+    _op("segmentation", _TP, "/task/pic/segmentation", "SegmentationParams",
+        {ResultKind.IMAGE, ResultKind.MASK}, "Cut out the foreground (image, mask or both)."),
+    Operation("background", _TP, "/task/pic/background", "BackgroundParams", frozenset({ResultKind.IMAGES}),
+              "Generate new backgrounds for a foreground image.", multiplier_param="batch_size"),
+    _op("idphoto", _TP, "/task/pic/idphoto", "IdPhotoParams", {ResultKind.IMAGE},
+        "Make an ID photo of an exact size."),
+    _op("replace_background", _TC, "ReplaceBackground", "ReplaceBackgroundParams",
+        {ResultKind.IMAGE, ResultKind.MASK}, "Replace a product photo's background (Tencent AI Art)."),
+    _op("redraw", _HD, "/api/submit_task", "RedrawParams",
         {ResultKind.IMAGE, ResultKind.VECTOR, ResultKind.PROMPT},
-        "HD redraw / upscale, optionally with a vector and a generated prompt.",
-    ),
-    _hd("vectorize", "/api/submit_vector_task", "VectorizeParams", {ResultKind.VECTOR, ResultKind.IMAGE},
-        "Turn a flat-colour bitmap into an EPS vector."),
-    _hd("face_enhance", "/api/submit_face_enhance_task", "NoParams", {ResultKind.IMAGE}, "Repair faces."),
-    _hd(
-        "seamless",
-        "/api/submit_seamless_task",
-        "SeamlessParams",
+        "HD redraw / upscale, optionally with a vector and a generated prompt."),
+    _op("vectorize", _HD, "/api/submit_vector_task", "VectorizeParams",
+        {ResultKind.VECTOR, ResultKind.IMAGE}, "Turn a flat-colour bitmap into an EPS vector."),
+    _op("face_enhance", _HD, "/api/submit_face_enhance_task", "NoParams", {ResultKind.IMAGE},
+        "Repair faces."),
+    _op("seamless", _HD, "/api/submit_seamless_task", "SeamlessParams",
         {ResultKind.IMAGE, ResultKind.GRID, ResultKind.IMAGE_1X},
-        "Make a seamless tile, with a grid preview and the 1x image.",
-    ),
-    _hd("remove_fabric", "/api/submit_remove_fabric_task", "NoParams", {ResultKind.IMAGE},
+        "Make a seamless tile, with a grid preview and the 1x image."),
+    _op("remove_fabric", _HD, "/api/submit_remove_fabric_task", "NoParams", {ResultKind.IMAGE},
         "Remove fabric texture, keep the print."),
-    _hd("edit_image", "/api/submit_edit_image_task", "EditImageParams", {ResultKind.IMAGE},
+    _op("edit_image", _HD, "/api/submit_edit_image_task", "EditImageParams", {ResultKind.IMAGE},
         "Edit an image from a text instruction."),
-    _hd("extract_pattern", "/api/submit_extract_pattern_task", "ExtractPatternParams",
+    _op("extract_pattern", _HD, "/api/submit_extract_pattern_task", "ExtractPatternParams",
         {ResultKind.IMAGES, ResultKind.PROMPT}, "Extract a print from a garment photo (one or more images)."),
-    _hd("remove_diamonds", "/api/submit_remove_diamonds_task", "NoParams", {ResultKind.IMAGE},
+    _op("remove_diamonds", _HD, "/api/submit_remove_diamonds_task", "NoParams", {ResultKind.IMAGE},
         "Remove rhinestones and glitter, keep the pattern."),
-    _hd("expand_image", "/api/submit_expand_image_task", "ExpandImageParams", {ResultKind.IMAGE},
+    _op("expand_image", _HD, "/api/submit_expand_image_task", "ExpandImageParams", {ResultKind.IMAGE},
         "Outpaint: extend the image on any side by up to 30%."),
-    _hd("remove_watermark", "/api/submit_remove_watermark_task", "NoParams", {ResultKind.IMAGE},
+    _op("remove_watermark", _HD, "/api/submit_remove_watermark_task", "NoParams", {ResultKind.IMAGE},
         "Remove watermarks."),
 )  # fmt: skip
 
@@ -244,7 +404,8 @@ def get_operation(name: str) -> Operation:
         ) from None
 
 
-def _rule_of(error: Mapping[str, Any]) -> str:
+def rule_of(error: Mapping[str, Any]) -> str:
+    """The rule a pydantic error names, in the words the catalogue uses (``≤ 4``, ``required``)."""
     ctx = error.get("ctx") or {}
     kind = error["type"]
     rules = {
@@ -280,10 +441,32 @@ def validate_params(operation: str | Operation, raw: Mapping[str, Any] | None) -
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(p) for p in first["loc"]) or "params"
-        rule = _rule_of(first)
+        rule = rule_of(first)
         raise ParamValidationError(
             f"{op.name}: {field}: {first['msg']}", field=field, rule=rule, operation=op.name
         ) from None
+
+
+def choose_style(op: Operation, mode: str, *, callbacks: bool) -> Style:
+    """The mode rule: the style a job of ``op`` runs in, for ``mode`` auto, sync, poll or callback.
+
+    ``auto`` picks sync for a sync-only operation, else callback when ``callbacks`` (a public
+    callback URL is configured), else poll. Any other mode must be one ``op`` supports.
+    """
+    if mode == "auto":
+        if op.styles == {Style.SYNC}:
+            return Style.SYNC
+        if Style.CALLBACK in op.styles and callbacks:
+            return Style.CALLBACK
+        return Style.POLL
+    if mode not in {s.value for s in op.styles}:
+        raise ParamValidationError(
+            f"{op.name} cannot run in {mode} mode",
+            field="mode",
+            rule="one of " + ", ".join(["auto", *sorted(s.value for s in op.styles)]),
+            operation=op.name,
+        )
+    return Style(mode)
 
 
 # --- describing the catalogue (CLI, API, README) ------------------------------------------
@@ -343,7 +526,7 @@ def describe_operation(op: Operation) -> dict[str, Any]:
             "max_bytes": limits.max_bytes,
             "formats": sorted(limits.formats),
             "max_side": limits.max_side,
-            "ratio": None if limits.min_ratio is None else "2:5..5:2",
+            "ratio": limits.ratio_text,
         },
         "results": sorted(r.value for r in op.results),
         "cost": {"unit": op.cost.unit, "per_call": op.cost.per_call, "multiplier": op.cost.multiplier_param},

@@ -24,6 +24,7 @@ __all__ = [
     "STATE_MACHINE_ARN",
     "TASKPIC_BASE_URL",
     "TENCENT_ENDPOINT",
+    "concurrency_overrides",
     "env",
     "env_float",
     "env_int",
@@ -104,8 +105,6 @@ def operation_function(operation: str) -> str:
     return functions[operation]
 
 
-def concurrency_caps() -> dict[str, int]:
-    """Parse ``PICFLOW_CONCURRENCY``; Tencent's documented default of 1 concurrent job stands."""
-    caps = {"taskpic": 8, "tencent": 1, "hdredraw": 4}
-    caps.update((name, int(value)) for name, value in _pairs(optional(CONCURRENCY)).items())
-    return caps
+def concurrency_overrides() -> dict[str, int]:
+    """``PICFLOW_CONCURRENCY`` parsed: caps that replace a provider's default (its spec's)."""
+    return {name: int(value) for name, value in _pairs(optional(CONCURRENCY)).items()}

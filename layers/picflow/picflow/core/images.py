@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from typing import IO
 
-from picflow.core.catalogue import InputLimits
+from picflow.core.catalogue import InputLimits, check_image_size
 from picflow.core.errors import ParamValidationError
 
 __all__ = ["MAX_PIXELS", "MIME_TYPES", "ImageInfo", "inspect_image", "sniff_content_type"]
@@ -48,8 +48,10 @@ def _fail(message: str, rule: str) -> ParamValidationError:
     return ParamValidationError(message, field="image", rule=rule)
 
 
-def inspect_image(fp: IO[bytes], limits: InputLimits | None = None, *, verify: bool = True) -> ImageInfo:
-    """Identify ``fp`` (seekable) and check it against ``limits``; rewinds ``fp`` afterwards.
+def inspect_image(
+    fp: IO[bytes], limits: InputLimits | None = None, *, verify: bool = True, what: str = "the operation"
+) -> ImageInfo:
+    """Identify ``fp`` (seekable) and check it against ``limits`` (``what``'s); rewinds ``fp`` afterwards.
 
     Raises :class:`ParamValidationError` (field ``image``) for empty, oversized, unknown,
     truncated or out-of-bounds images.
@@ -59,12 +61,7 @@ def inspect_image(fp: IO[bytes], limits: InputLimits | None = None, *, verify: b
     fp.seek(0, 2)
     size = fp.tell()
     fp.seek(0)
-    if size == 0:
-        raise _fail("the image is empty (0 bytes)", "non-empty")
-    if limits is not None and size > limits.max_bytes:
-        raise _fail(
-            f"the image is {size} bytes; the limit is {limits.max_bytes}", f"at most {limits.max_bytes} bytes"
-        )
+    check_image_size(size, None if limits is None else limits.max_bytes, what=what)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -97,9 +94,9 @@ def inspect_image(fp: IO[bytes], limits: InputLimits | None = None, *, verify: b
             )
         ratio = width / height
         if limits.min_ratio is not None and ratio < limits.min_ratio - 1e-9:
-            raise _fail(f"aspect ratio {width}:{height} is too narrow", "ratio within 2:5..5:2")
+            raise _fail(f"aspect ratio {width}:{height} is too narrow", f"ratio within {limits.ratio_text}")
         if limits.max_ratio is not None and ratio > limits.max_ratio + 1e-9:
-            raise _fail(f"aspect ratio {width}:{height} is too wide", "ratio within 2:5..5:2")
+            raise _fail(f"aspect ratio {width}:{height} is too wide", f"ratio within {limits.ratio_text}")
     return ImageInfo(fmt, width, height, size)
 
 
@@ -108,7 +105,9 @@ def inspect_image(fp: IO[bytes], limits: InputLimits | None = None, *, verify: b
 SNIFF_BYTES = 256 * 1024
 
 
-def inspect_prefix(head: bytes, size: int, limits: InputLimits) -> ImageInfo | None:
+def inspect_prefix(
+    head: bytes, size: int, limits: InputLimits, *, what: str = "the operation"
+) -> ImageInfo | None:
     """Judge a file of ``size`` bytes by its first bytes; None when they cannot tell.
 
     Decisive: no known image signature, a pixel bomb, a format, size or ratio the operation
@@ -117,7 +116,7 @@ def inspect_prefix(head: bytes, size: int, limits: InputLimits) -> ImageInfo | N
     import io
 
     try:
-        return inspect_image(io.BytesIO(head), limits, verify=False)
+        return inspect_image(io.BytesIO(head), limits, verify=False, what=what)
     except ParamValidationError as exc:
         if len(head) < size and exc.rule == "a complete image":
             return None

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from picflow.aws.jobs import FINAL, JobStatus, now_iso
-from picflow.core.errors import UpstreamTaskFailedError
-from picflow.providers.base import TaskState
+from picflow.core.catalogue import TaskState, get_operation
 
 if TYPE_CHECKING:
-    from picflow.job.workflow import Services
+    from picflow.aws.services import Services
 
 __all__ = ["CallbackOutcome", "body_of", "handle_callback"]
 
@@ -41,7 +40,7 @@ def _log(svc: Services, job_id: str, job: dict[str, Any], verdict: str) -> None:
 
 
 def handle_callback(job_id: str, secret: str, body: bytes, svc: Services) -> CallbackOutcome:
-    from picflow.providers.taskpic import TaskPicClient
+    from picflow.providers.registry import callback_parser
 
     job = svc.store.get(job_id)
     if job is None:
@@ -55,8 +54,10 @@ def handle_callback(job_id: str, secret: str, body: bytes, svc: Services) -> Cal
         _log(svc, job_id, job, "duplicate")
         return CallbackOutcome(409, "duplicate")
     try:
-        # The operation names a background task's single ``image`` as IMAGES, as a poll does.
-        status = TaskPicClient.parse_callback(body, operation=str(job.get("operation") or "") or None)
+        # The job's provider reads its own callbacks; the operation names a background task's
+        # single ``image`` as IMAGES, as a poll does.
+        op = get_operation(str(job.get("operation") or ""))
+        status = callback_parser(op.provider).parse_callback(body, operation=op.name)
     except Exception:
         _log(svc, job_id, job, "malformed")
         return CallbackOutcome(400, "malformed")
@@ -77,30 +78,14 @@ def handle_callback(job_id: str, secret: str, body: bytes, svc: Services) -> Cal
     from botocore.exceptions import ClientError
 
     try:
-        if status.state is TaskState.FAILED:
-            error = UpstreamTaskFailedError(
-                status.error_message or status.detail or "upstream task failed",
-                provider=status.provider.value,
-                code=status.error_code,
-            )
+        error = status.failure()
+        if error is not None:
             svc.store.update(job_id, {"last_error": error.to_dict()})
-            reason = status.error_message or status.detail or "upstream task failed"
             svc.sfn.send_task_failure(
-                taskToken=token, error="UpstreamTaskFailedError", cause=f"{status.error_code}: {reason}"[:256]
+                taskToken=token, error=type(error).__name__, cause=f"{error.code}: {error.message}"[:256]
             )
         else:
-            output = {
-                "state": "done",
-                "task_id": status.task_id,
-                "progress": status.progress,
-                "results": [
-                    {"kind": r.kind.value, "url": r.url, "text": r.text, "index": r.index}
-                    for r in status.results
-                ],
-                "wait_seconds": 0,
-                "polls": int(job.get("polls") or 0),
-                "errors": 0,
-            }
+            output = status.poll_state(wait_seconds=0, polls=int(job.get("polls") or 0))
             svc.sfn.send_task_success(taskToken=token, output=json.dumps(output))
     except ClientError as exc:
         # The wait already timed out and the job fell back to polling: polling will see it.

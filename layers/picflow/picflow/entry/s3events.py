@@ -17,21 +17,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
-from picflow.aws.starter import StartResult, s3_job_id, start_job
+from picflow.aws.services import Services, services
+from picflow.aws.starter import StartResult, start_job
+from picflow.core.names import BATCHES_PREFIX, SIDECAR_SUFFIX, UPLOADS_PREFIX, s3_job_id, s3_out_prefix
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from picflow.job.workflow import Services
+__all__ = ["S3Upload", "job_request", "start_from_s3_event", "uploads"]
 
-__all__ = ["BATCH_INPUTS_PREFIX", "SIDECAR_SUFFIX", "UPLOADS_PREFIX", "S3Upload", "job_request", "uploads"]
-
-SIDECAR_SUFFIX = ".params.json"
-# The API's own inputs (presigned uploads, fetched URLs): a job for them starts through
-# POST /jobs, so an object arriving here must not start one by itself.
-UPLOADS_PREFIX = "uploads/"
-# Images a batch will process (POST /batches with a prefix under it): uploading them starts nothing.
-BATCH_INPUTS_PREFIX = "batches/"
 # Metadata keys that are picflow's own, not operation parameters.
 _RESERVED = {"params", "notify-url", "mode"}
 
@@ -62,7 +56,7 @@ def uploads(event: Mapping[str, Any]) -> Iterator[S3Upload]:
         key = unquote_plus(s3["object"]["key"])
         if key.endswith(SIDECAR_SUFFIX) or key.endswith("/") or "/" not in key:
             continue
-        if key.startswith((UPLOADS_PREFIX, BATCH_INPUTS_PREFIX)):
+        if key.startswith((UPLOADS_PREFIX, BATCHES_PREFIX)):
             continue
         yield S3Upload(
             bucket=s3["bucket"]["name"],
@@ -105,13 +99,12 @@ def job_request(upload: S3Upload, s3: S3Client) -> dict[str, Any]:
                 params = loaded
             else:
                 problem = f"{upload.key}{SIDECAR_SUFFIX} must hold a JSON object"
-    stem = upload.key.rsplit(".", 1)[0] if "." in upload.key.rsplit("/", 1)[-1] else upload.key
     request: dict[str, Any] = {
         "operation": upload.operation,
         "params": params,
         "input": {"bucket": upload.bucket, "key": upload.key, "version_id": upload.version_id},
         "source": "s3",
-        "out_prefix": f"{stem}/",
+        "out_prefix": s3_out_prefix(upload.key),
     }
     if problem:
         request["params_error"] = problem
@@ -124,8 +117,6 @@ def job_request(upload: S3Upload, s3: S3Client) -> dict[str, Any]:
 
 def start_from_s3_event(event: Mapping[str, Any], svc: Services | None = None) -> list[StartResult]:
     """Start one job per uploaded image; duplicates of an event start nothing."""
-    from picflow.job.workflow import services
-
     svc = svc or services()
     return [
         start_job(job_request(upload, svc.s3), job_id=upload.job_id, store=svc.store, sfn=svc.sfn)

@@ -1,4 +1,4 @@
-"""Collect: copy every result into the output bucket at once, with checksums and a manifest.
+"""Results into S3: copy every result into the output bucket at once, with checksums and a manifest.
 
 Provider result URLs expire (Tencent: 1 hour), so results are copied as soon as they
 exist. Each download streams to a temporary file in fixed-size chunks (constant memory
@@ -14,7 +14,6 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -22,42 +21,22 @@ import httpx
 from picflow.core.catalogue import ResultKind
 from picflow.core.errors import ResultUnavailableError, TransientError
 from picflow.core.images import inspect_image, sniff_content_type
+from picflow.core.names import manifest_key, result_key
 from picflow.net.http import send
-from picflow.providers.base import ResultRef
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["CHUNK", "StoredResult", "collect_results", "result_key", "reuse_results"]
+    from picflow.core.results import StoredResult
+    from picflow.core.tasks import ResultRef
+
+__all__ = ["CHUNK", "collect_results", "reuse_results"]
 
 CHUNK = 1024 * 1024
-_EXT = {
-    "image/png": "png",
-    "image/jpeg": "jpg",
-    "image/webp": "webp",
-    "image/bmp": "bmp",
-    "image/tiff": "tif",
-    "image/gif": "gif",
-    "application/postscript": "eps",
-}
 
 
-@dataclass(frozen=True)
-class StoredResult:
-    kind: str
-    index: int
-    key: str
-    content_type: str
-    size: int
-    sha256: str
-    declared_content_type: str | None = None
-    width: int | None = None
-    height: int | None = None
-
-
-def result_key(prefix: str, ref: ResultRef, content_type: str) -> str:
-    suffix = f"-{ref.index}" if ref.kind == ResultKind.IMAGES or ref.index else ""
-    return f"{prefix}{ref.kind.value}{suffix}.{_EXT.get(content_type, 'bin')}"
+def _result_key(prefix: str, ref: ResultRef, content_type: str) -> str:
+    return result_key(prefix, ref.kind.value, ref.index, content_type, numbered=ref.kind is ResultKind.IMAGES)
 
 
 def _download(http: httpx.Client, url: str, dest: Any, provider: str) -> tuple[str, int, str | None]:
@@ -141,14 +120,24 @@ def _store_one(
                         code="CorruptResult",
                     ) from None
                 width, height = info.width, info.height
-        key = result_key(prefix, ref, content_type)
+        key = _result_key(prefix, ref, content_type)
         s3.upload_file(
             path,
             bucket,
             key,
             ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha}},
         )
-        return StoredResult(ref.kind.value, ref.index, key, content_type, size, sha, declared, width, height)
+        return {
+            "kind": ref.kind.value,
+            "index": ref.index,
+            "key": key,
+            "content_type": content_type,
+            "size": size,
+            "sha256": sha,
+            "declared_content_type": declared,
+            "width": width,
+            "height": height,
+        }
     finally:
         if path is not None:
             os.unlink(path)
@@ -176,7 +165,7 @@ def collect_results(
         stored = _store_one(
             ref, http=http, s3=s3, bucket=bucket, prefix=prefix, provider=provider, workdir=workdir
         )
-        outputs.append(asdict(stored))
+        outputs.append(dict(stored))
     return _write_manifest(s3, bucket, prefix, job, provider=provider, outputs=outputs, texts=texts)
 
 
@@ -202,7 +191,7 @@ def _write_manifest(
         "texts": dict(texts),
         **extra,
     }
-    key = f"{prefix}manifest.json"
+    key = manifest_key(prefix)
     s3.put_object(
         Bucket=bucket,
         Key=key,

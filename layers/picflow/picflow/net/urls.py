@@ -30,6 +30,7 @@ import httpcore
 import httpx
 
 from picflow.core import config
+from picflow.core.catalogue import check_image_size
 from picflow.core.errors import InvalidRequestError
 from picflow.net.http import ssl_context
 
@@ -280,19 +281,6 @@ def open_public(
     raise UnsafeUrlError(f"more than {max_redirects} redirects", rule=f"at most {max_redirects} redirects")
 
 
-def _check_size(size: int, max_bytes: int, what: str) -> None:
-    from picflow.core.errors import ParamValidationError
-
-    if size > max_bytes:
-        raise ParamValidationError(
-            f"the image is {size} bytes; {what} accepts at most {max_bytes}",
-            field="input",
-            rule=f"at most {max_bytes} bytes",
-        )
-    if size == 0:
-        raise ParamValidationError("the image is empty", field="input", rule="not empty")
-
-
 def fetch_into_s3(
     s3: S3Client,
     client: httpx.Client,
@@ -321,16 +309,16 @@ def fetch_into_s3(
                 )
             declared = response.headers.get("content-length")
             if declared and declared.isdigit():
-                _check_size(int(declared), max_bytes, what)
+                check_image_size(int(declared), max_bytes, what=what, field="input")
             # Spooled: small inputs stay in memory, large ones go to /tmp; never more than limit+1.
             with tempfile.SpooledTemporaryFile(max_size=1024 * 1024) as tmp:
                 size = 0
                 for chunk in response.iter_bytes(64 * 1024):
                     size += len(chunk)
                     if size > max_bytes:
-                        _check_size(size, max_bytes, what)
+                        check_image_size(size, max_bytes, what=what, field="input")
                     tmp.write(chunk)
-                _check_size(size, max_bytes, what)
+                check_image_size(size, max_bytes, what=what, field="input")
                 tmp.seek(0)
                 # The declared type is only a label: Validate sniffs the bytes themselves.
                 declared_type = response.headers.get("content-type", "")

@@ -1,17 +1,23 @@
-"""Types every provider client returns, so the workflow never sees a provider's shapes."""
+"""What every provider client is: the :class:`ProviderClient` protocol, its image input and secrets.
+
+What a client returns (:class:`~picflow.core.tasks.TaskStatus`, ``Submission``, ``ResultRef``) is
+in :mod:`picflow.core.tasks`; a provider's facts are its spec (:mod:`picflow.core.catalogue`).
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, Protocol, Self
 
-from picflow.core.catalogue import Provider, ResultKind
-from picflow.core.errors import UpstreamTaskFailedError
+if TYPE_CHECKING:
+    import httpx
 
-__all__ = ["Balance", "ImageInput", "ResultRef", "Secret", "Submission", "TaskState", "TaskStatus"]
+    from picflow.core.params import Params
+    from picflow.core.tasks import Submission, TaskStatus
+
+__all__ = ["ImageInput", "ProviderClient", "Secret"]
 
 
 class Secret:
@@ -67,59 +73,26 @@ class ImageInput:
         return end
 
 
-class TaskState(StrEnum):
-    PENDING = "pending"
-    DONE = "done"
-    FAILED = "failed"
+class ProviderClient(Protocol):
+    """What the job code asks of every provider's client (its spec's ``client``).
 
+    ``submit`` makes the one paid call: ``sync`` asks for the finished task in the answer,
+    ``callback_url`` for a POST when it ends (only where the spec's styles allow either). ``status``
+    reads a task. ``from_config`` builds the client on a pooled ``httpx.Client`` for its base URL,
+    with its spec's ``secret_keys`` from the provider secret.
+    """
 
-@dataclass(frozen=True)
-class ResultRef:
-    """One result: a remote URL (expires), a local file (decoded inline data) or text."""
+    @classmethod
+    def from_config(cls, http: httpx.Client, secrets: Mapping[str, Secret]) -> Self: ...
 
-    kind: ResultKind
-    url: str | None = None
-    path: str | None = None
-    text: str | None = None
-    index: int = 0
+    def submit(
+        self,
+        operation: str,
+        params: Params | Mapping[str, Any],
+        image: ImageInput,
+        *,
+        sync: bool = False,
+        callback_url: str | None = None,
+    ) -> Submission: ...
 
-
-@dataclass(frozen=True)
-class Balance:
-    remaining_count: int | None = None
-    remaining_money: float | None = None
-
-
-@dataclass(frozen=True)
-class TaskStatus:
-    provider: Provider
-    task_id: str
-    state: TaskState
-    raw_state: str | int | None = None
-    progress: int | None = None
-    results: tuple[ResultRef, ...] = ()
-    detail: str | None = None
-    error_code: str | int | None = None
-    error_message: str | None = None
-    balance: Balance | None = None
-    meta: Mapping[str, Any] = field(default_factory=dict)
-
-    def raise_for_failure(self) -> None:
-        """Raise :class:`UpstreamTaskFailedError` with the provider's code if the task failed."""
-        if self.state is TaskState.FAILED:
-            raise UpstreamTaskFailedError(
-                self.error_message or self.detail or "upstream task failed",
-                provider=self.provider.value,
-                code=self.error_code,
-            )
-
-
-@dataclass(frozen=True)
-class Submission:
-    """What a submit returned: a task to follow, or (sync) the finished status itself."""
-
-    provider: Provider
-    task_id: str | None
-    status: TaskStatus | None = None
-    balance: Balance | None = None
-    request_id: str | None = None
+    def status(self, task_id: str, *, operation: str | None = None) -> TaskStatus: ...

@@ -16,14 +16,22 @@ only returns the same answer.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, Self
 
 import httpx
 
-from picflow.core.catalogue import MB, Operation, Provider, ResultKind, get_operation, validate_params
+from picflow.core.catalogue import (
+    SPECS,
+    Operation,
+    Provider,
+    ResultKind,
+    TaskState,
+    choose_style,
+    get_operation,
+    validate_params,
+)
 from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
@@ -36,16 +44,9 @@ from picflow.core.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
+from picflow.core.tasks import Balance, ResultRef, Submission, TaskStatus
 from picflow.net.http import RetryPolicy, parse_retry_after, send
-from picflow.providers.base import (
-    Balance,
-    ImageInput,
-    ResultRef,
-    Secret,
-    Submission,
-    TaskState,
-    TaskStatus,
-)
+from picflow.providers.base import ImageInput, Secret
 
 if TYPE_CHECKING:
     from picflow.core.params import Params
@@ -76,8 +77,8 @@ ERROR_TABLE: Final[tuple[tuple[str, type[PicflowError], str], ...]] = (
 )
 _UNLISTED: Final = (UpstreamTaskFailedError, "UpstreamError")
 
-_DONE: Final = frozenset({"completed", "success", "done"})
-_FAILED: Final = frozenset({"failed", "error", "expired"})
+# The spec's status mapping: the free-text ``status`` words, lower-cased.
+STATES: Final = SPECS[PROVIDER].states
 
 # Optional single-URL results besides the main image(s); empty strings mean "none".
 _EXTRA_URLS: Final = (
@@ -90,8 +91,8 @@ _EXTRA_URLS: Final = (
 class HdRedrawClient:
     """The HD redraw vendor's ten operations and its status check, over an injected client."""
 
-    # The vendor caches check_task_status for 3 s: the workflow must never poll faster.
-    STATUS_CACHE_SECONDS: Final = 3
+    # The vendor caches check_task_status for 3 s: the job never polls faster (its spec's poll_floor).
+    STATUS_CACHE_SECONDS: Final = SPECS[PROVIDER].poll_floor
 
     def __init__(self, http: httpx.Client, user_key: Secret, *, retry: RetryPolicy | None = None) -> None:
         self._http = http
@@ -101,13 +102,28 @@ class HdRedrawClient:
     def __repr__(self) -> str:
         return f"HdRedrawClient(base_url={str(self._http.base_url)!r})"
 
-    def submit(self, operation: str, params: Params | Mapping[str, Any], image: ImageInput) -> Submission:
+    @classmethod
+    def from_config(cls, http: httpx.Client, secrets: Mapping[str, Secret]) -> Self:
+        return cls(http, secrets["hdredraw_user_key"])
+
+    def submit(
+        self,
+        operation: str,
+        params: Params | Mapping[str, Any],
+        image: ImageInput,
+        *,
+        sync: bool = False,
+        callback_url: str | None = None,
+    ) -> Submission:
         """Submit a paid task; returns its ``task_id`` and the balance left.
 
         Raises :class:`ParamValidationError` before any network call for another provider's
-        operation, invalid params, a URL image or a file over the documented 16 MB.
+        operation, invalid params, a URL image, a file over the documented 16 MB, or a style
+        the vendor does not offer (it is polled: no sync answer, no callback).
         """
         op = get_operation(operation)
+        if sync or callback_url is not None:
+            choose_style(op, "sync" if sync else "callback", callbacks=True)
         if op.provider is not PROVIDER:
             raise ParamValidationError(
                 f"{op.name} is a {op.provider} operation, not an HD redraw one",
@@ -138,8 +154,8 @@ class HdRedrawClient:
             raise OutcomeUnknownError("accepted without a task_id", provider=PROVIDER, code="NoTaskId")
         return Submission(provider=PROVIDER, task_id=str(task_id), balance=_balance(body))
 
-    def status(self, task_id: str) -> TaskStatus:
-        """The task's state and, once done, its results and the balance left."""
+    def status(self, task_id: str, *, operation: str | None = None) -> TaskStatus:
+        """The task's state and, once done, its results and the balance left (any operation's)."""
         if not task_id.strip():
             raise ParamValidationError("task_id is empty", field="task_id", rule="non-empty")
         # (None, value) parts make httpx send a multipart form (as documented) without files.
@@ -215,33 +231,10 @@ def _upload_file(op: Operation, image: ImageInput) -> IO[bytes]:
             rule="a file, not a URL",
             operation=op.name,
         )
-    size = _known_size(image.file)
-    limit = op.input.max_bytes
-    if size is not None and size > limit:
-        raise ParamValidationError(
-            f"{op.name}: input_image is {size} bytes; the limit is {limit // MB} MB",
-            field="input_image",
-            rule=f"at most {limit // MB} MB",
-            operation=op.name,
-        )
-    if size == 0:
-        raise ParamValidationError(
-            f"{op.name}: input_image is empty", field="input_image", rule="not empty", operation=op.name
-        )
+    size = image.known_size()
+    if size is not None:
+        op.input.check_size(size, what=op.name, field="input_image")
     return image.file
-
-
-def _known_size(file: IO[bytes]) -> int | None:
-    """Bytes httpx will send (it rewinds seekable files), or None when unknowable unread."""
-    try:
-        if not file.seekable():
-            return None
-        position = file.tell()
-        end = file.seek(0, io.SEEK_END)
-        file.seek(position)
-    except (OSError, ValueError):
-        return None
-    return end
 
 
 def _form_value(value: object) -> str:
@@ -271,15 +264,11 @@ def _task_status(task_id: str, body: Mapping[str, Any]) -> TaskStatus:
     raw = body.get("status")
     word = raw.strip().lower() if isinstance(raw, str) else ""
     raw_state = raw if isinstance(raw, str | int) and not isinstance(raw, bool) else None
-    if word in _DONE:
-        state = TaskState.DONE
-    elif word in _FAILED or ("status" in body and raw is None):
-        # The document's example stops polling on None as on "Failed": the status is unknown
-        # for good and no result will come.
-        state = TaskState.FAILED
-        raw_state = raw_state if raw is not None else "None"
-    else:  # a running state (the document names none), or anything new: keep polling
-        state = TaskState.PENDING
+    # A null status (present, None) reads as failed (the spec says why); an absent one, a number or
+    # a word the document does not name is still running.
+    state = STATES.read(None if "status" in body and raw is None else word)
+    if raw is None and state is TaskState.FAILED:
+        raw_state = "None"
     # The document gives result URLs only once the task is completed.
     results = _results(body) if state is TaskState.DONE else ()
     if state is TaskState.DONE and not any(ref.url for ref in results):

@@ -1,53 +1,63 @@
-"""Provider clients built once per Lambda container from configuration and secrets.
+"""Provider clients built once per Lambda container from their specs, configuration and secrets.
 
-Credentials come from one Secrets Manager secret (JSON) read through powertools
-parameters with caching, so a warm container does not call Secrets Manager per job and a
-rotated secret is picked up within ``SECRET_MAX_AGE`` seconds.
+Generic: a provider's client, base URL setting and secret keys are its spec's
+(:data:`picflow.core.catalogue.SPECS`), so adding a provider adds nothing here. Credentials come
+from one Secrets Manager secret (JSON) read through powertools parameters with caching, so a warm
+container does not call Secrets Manager per job and a rotated secret is picked up within
+``SECRET_MAX_AGE`` seconds.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import httpx
 
 from picflow.core import config
+from picflow.core.catalogue import SPECS, Provider, Style
+from picflow.core.errors import InvalidRequestError
 from picflow.net.http import DEFAULT_TIMEOUT, build_client
-from picflow.providers.base import Secret
+from picflow.providers.base import ProviderClient, Secret
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-    from picflow.providers.hdredraw import HdRedrawClient
-    from picflow.providers.taskpic import TaskPicClient
-    from picflow.providers.tencent import TencentClient
+    from picflow.core.tasks import TaskStatus
 
-__all__ = ["SECRET_MAX_AGE", "Credentials", "Registry", "registry"]
+__all__ = [
+    "SECRET_MAX_AGE",
+    "CallbackParser",
+    "Credentials",
+    "Registry",
+    "callback_parser",
+    "client_class",
+    "load_credentials",
+    "registry",
+]
 
 SECRET_MAX_AGE = 300
+NOTIFY_SIGNING_KEY = "notify_signing_key"
 
 
 @dataclass(frozen=True)
 class Credentials:
-    taskpic_token: Secret
-    tencent_secret_id: Secret
-    tencent_secret_key: Secret
-    hdredraw_user_key: Secret
-    # The key completion notices are signed with (shared with the receivers of notify_url).
+    """Every provider's keys (its spec's ``secret_keys``), and the key completion notices are
+    signed with (shared with the receivers of notify_url; optional)."""
+
+    secrets: Mapping[str, Secret]
     notify_signing_key: Secret | None = None
 
     @classmethod
-    def from_mapping(cls, raw: dict[str, Any]) -> Credentials:
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Credentials:
+        keys = [key for spec in SPECS.values() for key in spec.secret_keys]
+        notify = raw.get(NOTIFY_SIGNING_KEY)
         return cls(
-            taskpic_token=Secret(str(raw["taskpic_token"])),
-            tencent_secret_id=Secret(str(raw["tencent_secret_id"])),
-            tencent_secret_key=Secret(str(raw["tencent_secret_key"])),
-            hdredraw_user_key=Secret(str(raw["hdredraw_user_key"])),
-            notify_signing_key=Secret(str(raw["notify_signing_key"]))
-            if raw.get("notify_signing_key")
-            else None,
+            secrets={key: Secret(str(raw[key])) for key in keys},
+            notify_signing_key=Secret(str(notify)) if notify else None,
         )
 
 
@@ -68,8 +78,28 @@ def load_credentials() -> Credentials:
     return Credentials.from_mapping(raw)
 
 
+def client_class(provider: Provider) -> type[ProviderClient]:
+    """The class its spec names, imported on first use (a Lambda loads only its provider's)."""
+    module, _, name = SPECS[provider].client.partition(":")
+    cls: type[ProviderClient] = getattr(importlib.import_module(module), name)
+    return cls
+
+
+class CallbackParser(Protocol):
+    def parse_callback(self, body: bytes, *, operation: str | None = None) -> TaskStatus: ...
+
+
+def callback_parser(provider: Provider) -> CallbackParser:
+    """How ``provider``'s callbacks read (only a provider whose spec offers callbacks has one)."""
+    if Style.CALLBACK not in SPECS[provider].styles:
+        raise InvalidRequestError(
+            f"{provider} does not call back", provider=provider.value, code="NoCallbacks"
+        )
+    return cast("CallbackParser", client_class(provider))
+
+
 class Registry:
-    """Clients keyed by provider; ``http`` is shared so connections are pooled per container."""
+    """Clients by provider; ``http`` is shared so connections are pooled per container."""
 
     def __init__(self, http: httpx.Client | None = None) -> None:
         self._http = http
@@ -79,27 +109,10 @@ class Registry:
             return self._http
         return _pooled_client(base_url, config.env_float(config.HTTP_READ_TIMEOUT, 30.0))
 
-    def taskpic(self) -> TaskPicClient:
-        from picflow.providers.taskpic import TaskPicClient
-
-        return TaskPicClient(self.http(config.env(config.TASKPIC_BASE_URL)), load_credentials().taskpic_token)
-
-    def tencent(self) -> TencentClient:
-        from picflow.providers.tencent import TencentClient
-
-        creds = load_credentials()
-        endpoint = config.env(config.TENCENT_ENDPOINT)
-        # host=None: sign the host of the configured endpoint (the real one, or the local mock).
-        return TencentClient(
-            self.http(endpoint), creds.tencent_secret_id, creds.tencent_secret_key, host=None
-        )
-
-    def hdredraw(self) -> HdRedrawClient:
-        from picflow.providers.hdredraw import HdRedrawClient
-
-        return HdRedrawClient(
-            self.http(config.env(config.HDREDRAW_BASE_URL)), load_credentials().hdredraw_user_key
-        )
+    def client(self, provider: Provider) -> ProviderClient:
+        spec = SPECS[provider]
+        http = self.http(config.env(spec.base_url))
+        return client_class(provider).from_config(http, load_credentials().secrets)
 
     def downloads(self) -> httpx.Client:
         """For result URLs (absolute; any host the provider names)."""

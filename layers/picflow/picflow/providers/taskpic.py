@@ -21,11 +21,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import httpx
 
-from picflow.core.catalogue import Operation, Provider, ResultKind, get_operation, validate_params
+from picflow.core.catalogue import (
+    SPECS,
+    Operation,
+    Provider,
+    ResultKind,
+    TaskState,
+    get_operation,
+    validate_params,
+)
 from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
@@ -38,26 +46,19 @@ from picflow.core.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
+from picflow.core.tasks import ResultRef, Submission, TaskStatus
 from picflow.net.http import RetryPolicy, parse_retry_after, send
-from picflow.providers.base import ImageInput, ResultRef, Secret, Submission, TaskState, TaskStatus
+from picflow.providers.base import ImageInput, Secret
 
 if TYPE_CHECKING:
     from picflow.core.params import Params
 
-__all__ = ["FAILED_STATES", "PENDING_STATES", "TaskPicClient", "expected_results"]
+__all__ = ["TaskPicClient", "expected_results"]
 
 PROVIDER: Final = Provider.TASKPIC
 
-DONE_STATE: Final = 1
-PENDING_STATES: Final[Mapping[int, str]] = {0: "queued", 2: "preparing", 3: "waiting", 4: "processing"}
-FAILED_STATES: Final[Mapping[int, str]] = {
-    -1: "task failed",
-    -2: "result upload failed",
-    -3: "source image download failed",
-    -5: "source image over 15 MB",
-    -7: "invalid source image",
-    -8: "processing timed out",
-}
+# The task states of documents 000-002 and what each failed one means: the spec's status mapping.
+STATES: Final = SPECS[PROVIDER].states
 
 # Kept in ``meta`` so the job record shows what the provider measured and when.
 _META_KEYS: Final = (
@@ -109,6 +110,10 @@ class TaskPicClient:
 
     def __repr__(self) -> str:
         return f"TaskPicClient(base_url={str(self._http.base_url)!r})"
+
+    @classmethod
+    def from_config(cls, http: httpx.Client, secrets: Mapping[str, Secret]) -> Self:
+        return cls(http, secrets["taskpic_token"])
 
     # --- public API ---------------------------------------------------------------------
 
@@ -283,12 +288,12 @@ class TaskPicClient:
             "detail": detail,
             "meta": {key: data[key] for key in _META_KEYS if data.get(key) is not None},
         }
-        if state < 0:
-            meaning = FAILED_STATES.get(state, "unknown failure state")
+        reading = STATES.read(state)
+        if reading is TaskState.FAILED:
+            meaning = STATES.meaning(state) or "unknown failure state"
             message = "; ".join(part for part in (meaning, detail, err_info) if part)
             return TaskStatus(state=TaskState.FAILED, error_code=state, error_message=message, **common)
-        if state != DONE_STATE:
-            # guess: a state the documents do not list but is not negative is still running.
+        if reading is TaskState.PENDING:
             return TaskStatus(state=TaskState.PENDING, **common)
         results = _results(data, operation)
         if not results:
@@ -434,14 +439,8 @@ def _checked_url(url: str, field: str, operation: str) -> str:
 def _check_size(image: ImageInput, op: Operation) -> None:
     """Refuse an empty file or one over the provider's limit before paying (state -7 or -5)."""
     size = image.known_size()
-    limit = op.input.max_bytes
-    if size is not None and not 0 < size <= limit:
-        raise ParamValidationError(
-            f"image_file is {size} bytes; it must be 1 to {limit} bytes",
-            field="image_file",
-            rule=f"not empty, at most {limit // (1024 * 1024)} MB",
-            operation=op.name,
-        )
+    if size is not None:
+        op.input.check_size(size, what=op.name, field="image_file")
 
 
 def _request_id(response: httpx.Response) -> str | None:

@@ -1,0 +1,39 @@
+"""The jobs API (API Gateway REST, API key + usage plan): the resolver, one router per resource.
+
+    POST   /uploads          presigned PUT for an input            201 | 4xx
+    POST   /jobs             start a job (Idempotency-Key header)  202 new, 200 replay | 409 | 4xx
+    GET    /jobs             list (status, operation, since, cursor) 200 | 422
+    GET    /jobs/{job_id}    status, timings, cost, results (presigned GETs) 200 | 404
+    DELETE /jobs/{job_id}    cancel: mark CANCELLED, stop execution, free slot 200 | 404 | 409
+    POST   /batches          a prefix or manifest through an operation or the pipeline  202 | 200 | 409 | 4xx
+    GET    /batches/{id}     counts by status, progress, reuse, cost, results manifest 200 | 404
+    DELETE /batches/{id}     stop the batch and cancel its unfinished jobs 200 | 404 | 409
+    POST   /batches/{id}/pause   drain: items not started end unpaid, started ones finish 200 | 404 | 409
+    POST   /batches/{id}/resume  once ended, a batch of the items that did not succeed  202 | 200 | 404 | 409
+    GET    /operations       the catalogue, and the pipeline batches run  200
+
+Every refusal has one shape (:mod:`picflow.api.errors`); validation happens before anything is
+written or started. The OpenAPI 3.0 document (``docs/openapi.json``) is written from this resolver
+at build time by ``python -m picflow_cli.openapi``.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+
+from picflow.api import batches, errors, jobs, operations, uploads
+from picflow.api.errors import error_response
+from picflow.api.models import ErrorDetail
+
+__all__ = ["app"]
+
+app = APIGatewayRestResolver(enable_validation=True)
+for _router in (errors.router, uploads.router, jobs.router, batches.router, operations.router):
+    app.include_router(_router)
+
+
+@app.not_found
+def _no_route(_: Exception) -> Response[str]:
+    event = app.current_event
+    message = f"no route {event.http_method} {event.path}"
+    return error_response(404, ErrorDetail(type="NotFound", message=message))

@@ -1,0 +1,116 @@
+"""What the routers share: presigned URLs, the Idempotency-Key header, OpenAPI responses."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.event_handler import content_types
+from aws_lambda_powertools.event_handler.openapi.params import Header
+from pydantic import BaseModel
+
+from picflow.api.errors import ApiError
+from picflow.api.models import ErrorResponse
+from picflow.net import urls
+
+if TYPE_CHECKING:
+    import httpx
+    from mypy_boto3_s3 import S3Client
+
+UPLOAD_URL_TTL = 900
+
+
+RESULT_URL_TTL_DEFAULT = 900
+
+
+API_KEY_SCHEME = "api_key"
+
+
+JOB_ID = r"^[A-Za-z0-9_-]{1,80}$"
+
+
+CANCEL_NOTE = (
+    "No provider offers an upstream cancel: a task already submitted may still run and be billed; "
+    "its result is not collected."
+)
+
+
+@functools.cache
+def fetch_client() -> httpx.Client:
+    return urls.safe_client()
+
+
+@functools.cache
+def presigner() -> S3Client:
+    """S3 client for presigned URLs: SigV4 always (boto3 may still pick SigV2 for S3 here)."""
+    import boto3
+    from botocore.config import Config
+
+    client: S3Client = boto3.client("s3", config=Config(signature_version="s3v4"))
+    return client
+
+
+def reset_clients() -> None:
+    """Forget cached clients (tests start a new moto mock per test)."""
+    fetch_client.cache_clear()
+    presigner.cache_clear()
+
+
+def responses(ok: int, description: str, *errors: int, also: dict[int, Any] | None = None) -> dict[int, Any]:
+    """OpenAPI responses of one route; built per call because powertools edits them in place."""
+    out: dict[int, Any] = {ok: {"description": description}, **(also or {})}
+    reasons = {
+        400: "Body is not JSON",
+        403: "No valid API key (API Gateway's answer, in the same shape)",
+        404: "Not found",
+        409: "Conflict",
+        415: "Body is not application/json",
+        422: "A field breaks a rule",
+    }
+    for code in (*errors, 403, 422):
+        out[code] = {
+            "description": reasons[code],
+            "content": {content_types.APPLICATION_JSON: {"model": ErrorResponse}},
+        }
+    return out
+
+
+def idempotency_header(what: str) -> Any:
+    return Header(
+        alias="idempotency-key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description=f"Retry-safe key: the same key and body return the same {what}.",
+    )
+
+
+def start_responses(what: str, model: type[BaseModel]) -> dict[int, Any]:
+    replay = {
+        "description": f"Idempotency-Key replay: the {what} this key started",
+        "content": {content_types.APPLICATION_JSON: {"model": model}},
+    }
+    return responses(202, f"{what.capitalize()} started", 400, 409, 415, also={200: replay})
+
+
+def request_fingerprint(body: BaseModel) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def conflict() -> ApiError:
+    return ApiError(
+        409,
+        "IdempotencyConflict",
+        "this Idempotency-Key was used with a different request",
+        field="Idempotency-Key",
+        rule="one request per key",
+    )
+
+
+def presign(bucket: str, key: str, ttl: int) -> str:
+    return presigner().generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
+    )

@@ -1,0 +1,138 @@
+"""Collect and Reuse (statemachine/job.asl.json): the results into the output bucket, the job
+SUCCEEDED; and what a finished job hands on (:func:`job_result`).
+
+Collect frees the provider slot first (the task is over), stores the results
+(:mod:`picflow.job.results`), records the task's duration for the next job's first wait and the
+result-cache entry for the next identical job. Reuse copies a cache hit's outputs instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from picflow.aws.jobs import JobStatus, now_iso
+from picflow.aws.services import Services, services
+from picflow.core import config
+from picflow.core.errors import UpstreamTaskFailedError
+from picflow.core.names import job_prefix
+from picflow.core.polling import task_duration
+from picflow.job.slot import release_slot
+from picflow.job.steps import records_errors
+
+if TYPE_CHECKING:
+    from picflow.core.catalogue import Operation
+    from picflow.core.state import JobResult, JobState
+    from picflow.core.tasks import ResultRef
+
+__all__ = ["collect", "job_result", "reuse", "store_results"]
+
+
+def store_results(op: Operation, state: JobState, refs: Iterable[ResultRef], svc: Services) -> JobResult:
+    """Store ``refs`` under the job's prefix and mark the job SUCCEEDED (Collect, a sync Submit)."""
+    from picflow.job.results import collect_results
+
+    job_id = str(state["job_id"])
+    # The upstream task is over: free the provider slot before the download, which can take a
+    # while and needs no slot (a failure later releases again, harmlessly).
+    release_slot(state, svc)
+    record = svc.store.get(job_id) or {}
+    manifest = collect_results(
+        refs,
+        http=svc.providers.downloads(),
+        s3=svc.s3,
+        bucket=config.env(config.OUTPUT_BUCKET),
+        prefix=str(state.get("out_prefix") or job_prefix(job_id)),
+        provider=op.provider.value,
+        job={**record, "job_id": job_id, "operation": op.name},
+    )
+    now = svc.clock()
+    svc.store.update(
+        job_id,
+        {
+            "status": JobStatus.SUCCEEDED.value,
+            "manifest": {
+                "key": manifest["manifest_key"],
+                "bucket": manifest["bucket"],
+                "outputs": manifest["outputs"],
+                "texts": manifest["texts"],
+            },
+            "completed_at": now_iso(now),
+            "duration_seconds": round(now - float(record.get("submitted_epoch") or now), 3),
+        },
+    )
+    if state["job"].get("style") != "sync":
+        # Statistics must never fail a job whose results are safely stored.
+        duration = task_duration(state.get("poll") or {}, now - float(record.get("submitted_epoch") or now))
+        if duration is not None:
+            with contextlib.suppress(Exception):
+                svc.durations.record(op.name, duration)
+    key = state["job"].get("cache_key")
+    if key:
+        # The next job with this input, operation and params reuses these results. A lost
+        # entry costs one paid call later, never this job.
+        entry = {k: manifest[k] for k in ("job_id", "operation", "bucket", "outputs", "texts")}
+        with contextlib.suppress(Exception):
+            svc.cache.put(str(key), {**entry, "manifest_key": manifest["manifest_key"]})
+    return job_result(manifest["manifest_key"], manifest["outputs"], reused=False)
+
+
+def job_result(manifest_key: str | None, outputs: list[Mapping[str, Any]], *, reused: bool) -> JobResult:
+    """Where a finished job's outputs are, and the primary image to chain from (its first image)."""
+    images = [o for o in outputs if str(o["content_type"]).startswith("image/")]
+    return {
+        "manifest_key": manifest_key,
+        "primary_key": images[0]["key"] if images else None,
+        "outputs": len(outputs),
+        "reused": reused,
+    }
+
+
+@records_errors
+def reuse(state: JobState, svc: Services | None = None) -> JobResult:
+    """A result-cache hit: copy the earlier job's outputs; the job succeeds without a paid call."""
+    from picflow.job.results import reuse_results
+
+    svc = svc or services()
+    job_id = str(state["job_id"])
+    earlier = state["cache"]["entry"]
+    record = svc.store.get(job_id) or {}
+    manifest = reuse_results(
+        earlier,
+        s3=svc.s3,
+        bucket=config.env(config.OUTPUT_BUCKET),
+        prefix=str(state.get("out_prefix") or job_prefix(job_id)),
+        provider=str(state["job"]["provider"]),
+        job={**record, "job_id": job_id, "operation": state["operation"]},
+    )
+    now = svc.clock()
+    svc.store.update(
+        job_id,
+        {
+            "status": JobStatus.SUCCEEDED.value,
+            "manifest": {k: manifest[k] for k in ("bucket", "outputs", "texts")}
+            | {"key": manifest["manifest_key"]},
+            "reused": True,
+            "reused_from": earlier.get("job_id"),
+            "cost_units": 0,
+            "completed_at": now_iso(now),
+            "duration_seconds": 0,
+        },
+    )
+    return job_result(manifest["manifest_key"], manifest["outputs"], reused=True)
+
+
+@records_errors
+def collect(state: JobState, svc: Services | None = None) -> JobResult:
+    """Copy the results named by the last Check (or callback) into S3; mark the job SUCCEEDED."""
+    from picflow.core.catalogue import get_operation
+    from picflow.core.tasks import ResultRef
+
+    svc = svc or services()
+    op = get_operation(str(state["operation"]))
+    poll = state.get("poll")
+    refs = [ResultRef.from_state(r) for r in (poll.get("results") if poll else None) or []]
+    if not refs:
+        raise UpstreamTaskFailedError("the provider reported success with no results", code="NoResults")
+    return store_results(op, state, refs, svc)

@@ -1,0 +1,112 @@
+"""RecordFailure and Notify (statemachine/job.asl.json): how a job ends, and who is told.
+
+Notify's output (:func:`job_output`) is the last state of a successful execution, so it is what a
+parent execution (``startExecution.sync:2``, statemachine/pipeline.asl.json) receives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from picflow.aws.jobs import JobStatus, now_iso
+from picflow.aws.services import Services, services
+from picflow.core import config
+from picflow.job.collect import job_result
+
+__all__ = ["job_output", "notify", "record_failure"]
+
+
+def record_failure(
+    state: Mapping[str, Any], execution_name: str | None = None, svc: Services | None = None
+) -> dict[str, Any]:
+    """Mark the job FAILED with the most specific error known (the step's own record first)."""
+    svc = svc or services()
+    job_id = str(state.get("job_id") or execution_name)
+    # A job that failed before Validate could record it still gets its FAILED record.
+    svc.store.create({"job_id": job_id, "operation": str(state.get("operation", "")), "input": {}})
+    record = svc.store.get(job_id) or {}
+    caught = state.get("error") or {}
+    error: dict[str, Any] = dict(record.get("last_error") or {})
+    if not error or (caught.get("Error") and caught.get("Error") != error.get("type")):
+        message = str(caught.get("Cause", ""))
+        with contextlib.suppress(ValueError, AttributeError):
+            message = str(json.loads(message).get("errorMessage", message))
+        error = {"type": caught.get("Error", "Unknown"), "message": message[:2000]}
+    svc.store.update(
+        job_id, {"status": JobStatus.FAILED.value, "error": error, "completed_at": now_iso(svc.clock())}
+    )
+    key = (state.get("job") or {}).get("cache_key")
+    if key:
+        # An identical job may be waiting on this one's results: let it go on (and pay).
+        svc.cache.release(str(key), job_id)
+    return {"error": error}
+
+
+def notify(
+    state: Mapping[str, Any], execution_name: str | None = None, svc: Services | None = None
+) -> dict[str, Any]:
+    """Tell the world the job ended: an EventBridge event, and a signed POST to notify_url.
+
+    Returns the job's outcome from its record (``job_output``): the last state of a successful
+    execution, so this is what a parent execution (startExecution.sync:2) receives.
+    """
+    svc = svc or services()
+    job_id = str(state.get("job_id") or execution_name)
+    job = svc.store.get(job_id) or {"job_id": job_id, "status": "UNKNOWN"}
+    try:
+        notified = _publish(svc, job)
+    except Exception as exc:
+        notified = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    return {**job_output(job), "notified": notified}
+
+
+def job_output(job: Mapping[str, Any]) -> dict[str, Any]:
+    """What a finished job hands on: where its outputs are, and the primary image to chain from."""
+    manifest = job.get("manifest") or {}
+    return {
+        "job_id": job.get("job_id"),
+        "operation": job.get("operation"),
+        "status": job.get("status"),
+        "output_bucket": manifest.get("bucket") or config.optional(config.OUTPUT_BUCKET),
+        # A pipeline reads it to end an item a batch pause stopped (statemachine/pipeline.asl.json).
+        "paused": False,
+        **job_result(
+            manifest.get("key"), list(manifest.get("outputs") or []), reused=bool(job.get("reused"))
+        ),
+    }
+
+
+def _publish(svc: Services, job: Mapping[str, Any]) -> dict[str, Any]:
+    from picflow.net.webhooks import job_event, post_notice
+
+    out: dict[str, Any] = {"event": False, "posted": None}
+    bus = config.optional(config.EVENT_BUS_NAME)
+    if bus:
+        svc.events.put_events(
+            Entries=[
+                {
+                    "Source": "picflow",
+                    "DetailType": f"Job {job.get('status')}",
+                    "Detail": json.dumps(job_event(job), default=str),
+                    "EventBusName": bus,
+                }
+            ]
+        )
+        out["event"] = True
+    url = job.get("notify_url")
+    if url:
+        from picflow.providers.registry import load_credentials
+
+        key = load_credentials().notify_signing_key
+        if key is None:
+            out["posted"] = "no signing key configured"
+        else:
+            from picflow.net.urls import safe_client
+
+            # A user-given URL: connect-time address checks, no redirects (no SSRF, no rebinding).
+            with safe_client() as http:
+                out["posted"] = post_notice(http, str(url), key.reveal().encode(), job)
+    return out

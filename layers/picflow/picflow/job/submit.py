@@ -1,0 +1,169 @@
+"""Submit (statemachine/job.asl.json): the one paid call of a job, never made twice.
+
+Generic over providers: the operation's spec says how the provider takes the image (a presigned
+URL, or the bytes spooled to /tmp and uploaded), which styles it offers and whether there is a
+task to follow; the client is the registry's for the operation's provider. A synchronous answer is
+collected in this invocation (its base64 results live only here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+import tempfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from picflow.aws.jobs import now_iso
+from picflow.aws.services import Services, services
+from picflow.core import config
+from picflow.core.errors import RateLimitedError, ResultUnavailableError, TransientError
+from picflow.core.polling import SLOT_WAIT, scaled
+from picflow.job.collect import store_results
+from picflow.job.steps import records_errors
+
+if TYPE_CHECKING:
+    from picflow.core.catalogue import Operation, Style
+    from picflow.core.params import Params
+    from picflow.core.state import InputRef, JobState, SubmitOut
+    from picflow.core.tasks import Submission
+    from picflow.providers.base import ImageInput
+
+__all__ = ["submit"]
+
+
+@records_errors
+def submit(
+    operation: str, state: JobState, task_token: str | None = None, svc: Services | None = None
+) -> SubmitOut:
+    """Make the one paid call of a job (never twice; see JobStore.claim_submit)."""
+    from picflow.core.catalogue import Style, TaskState, get_operation, validate_params
+
+    svc = svc or services()
+    op = get_operation(operation)
+    job_id = str(state["job_id"])
+    params = validate_params(op, state.get("params") or {})
+    style = Style(state["job"]["style"])
+    store = svc.store
+    if task_token is not None:
+        store.update(job_id, {"task_token": task_token})
+    claim = store.claim_submit(job_id)
+    if claim.task_id is not None:
+        if op.styles == {Style.SYNC}:
+            # A sync-only provider has no task to read again: the paid answer of the earlier
+            # attempt (its results lived only in that invocation) is lost. Never pay again.
+            raise ResultUnavailableError(
+                "the paid answer was lost before its results were stored (a sync call has no task"
+                " to read again)",
+                provider=op.provider.value,
+                code="SyncResultLost",
+            )
+        # An earlier attempt submitted already: follow that task, pay nothing.
+        return {"state": "pending", "task_id": claim.task_id, "wait_seconds": scaled(op.spec.poll_floor)}
+    submitted_at = svc.clock()
+    try:
+        submission = _call_provider(op, params, style, state, svc)
+    except (TransientError, RateLimitedError) as exc:
+        # These mean the provider did not take the task: a later attempt may pay.
+        store.release_submit(job_id)
+        if isinstance(exc, RateLimitedError):
+            wait = exc.retry_after if exc.retry_after is not None else SLOT_WAIT
+            throttled: SubmitOut = {
+                "state": "throttled",
+                "wait_seconds": scaled(wait),
+                "reason": type(exc).__name__,
+            }
+            if task_token is not None:
+                # The execution waits on this token: hand the verdict over through it.
+                svc.sfn.send_task_success(taskToken=task_token, output=json.dumps(throttled))
+            return throttled
+        raise
+    task_id = submission.task_id or submission.request_id or f"sync-{job_id}"
+    fields: dict[str, Any] = {"submitted_at": now_iso(submitted_at), "submitted_epoch": submitted_at}
+    if submission.balance is not None:
+        fields["balance"] = {
+            "remaining_count": submission.balance.remaining_count,
+            "remaining_money": submission.balance.remaining_money,
+        }
+    store.record_submitted(job_id, task_id, fields)
+    balance = fields.get("balance")
+    status = submission.status
+    out: SubmitOut
+    if status is not None and status.state is not TaskState.PENDING:
+        status.raise_for_failure()
+        # Sync answers are collected in this invocation: base64 results live only here.
+        stored = store_results(op, state, status.results, svc)
+        out = {
+            "state": "collected",
+            "task_id": task_id,
+            "manifest_key": stored["manifest_key"],
+            "primary_key": stored["primary_key"],
+            "outputs": stored["outputs"],
+            "reused": stored["reused"],
+        }
+    else:
+        # Validate worked out the first wait from how long this operation's tasks take.
+        first = state["job"].get("first_wait", scaled(op.spec.poll_floor))
+        out = {"state": "pending", "task_id": task_id, "wait_seconds": first}
+        if task_token is not None:
+            _callback_window_starts(svc, task_token)
+    if balance:
+        out["balance"] = balance
+    return out
+
+
+def _callback_window_starts(svc: Services, task_token: str) -> None:
+    """The provider has the task: restart the wait's heartbeat clock, so the callback gets its
+    whole window (``callback_timeout``) counted from now, not from before a slow submit."""
+    from botocore.exceptions import ClientError
+
+    # A refusal means the callback came first or the wait already ended (the job then polls):
+    # either way nothing is lost.
+    with contextlib.suppress(ClientError):
+        svc.sfn.send_task_heartbeat(taskToken=task_token)
+
+
+def _presigned_input(svc: Services, source: InputRef, seconds: int = 3600) -> str:
+    params: dict[str, Any] = {"Bucket": source["bucket"], "Key": source["key"]}
+    if source.get("version_id"):
+        params["VersionId"] = source["version_id"]
+    return svc.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)
+
+
+def _callback_url(svc: Services, job_id: str) -> str:
+    """A per-job callback URL whose secret only the job record's sha256 can check."""
+    secret = secrets.token_urlsafe(32)
+    svc.store.update(job_id, {"callback_secret_sha256": hashlib.sha256(secret.encode()).hexdigest()})
+    base = config.env(config.CALLBACK_BASE_URL).rstrip("/")
+    return f"{base}/callbacks/{job_id}/{secret}"
+
+
+@contextlib.contextmanager
+def _image(op: Operation, source: InputRef, svc: Services) -> Iterator[ImageInput]:
+    """The source image the way the operation's provider takes it (its spec's ``input.source``)."""
+    from picflow.providers.base import ImageInput
+
+    if not op.input.takes_file:
+        yield ImageInput(url=_presigned_input(svc, source))
+        return
+    kwargs: dict[str, Any] = {"Bucket": source["bucket"], "Key": source["key"]}
+    if source.get("version_id"):
+        kwargs["VersionId"] = source["version_id"]
+    with tempfile.TemporaryFile() as tmp:
+        # Spooled to /tmp so httpx can send a Content-Length (the provider checks its size limit).
+        for chunk in svc.s3.get_object(**kwargs)["Body"].iter_chunks(1024 * 1024):
+            tmp.write(chunk)
+        tmp.seek(0)
+        yield ImageInput(file=tmp, filename=str(source["key"]).rsplit("/", 1)[-1] or "image")
+
+
+def _call_provider(op: Operation, params: Params, style: Style, state: JobState, svc: Services) -> Submission:
+    from picflow.core.catalogue import Style
+
+    job_id = str(state["job_id"])
+    callback_url = _callback_url(svc, job_id) if style is Style.CALLBACK else None
+    client = svc.providers.client(op.provider)
+    with _image(op, state["input"], svc) as image:
+        return client.submit(op.name, params, image, sync=style is Style.SYNC, callback_url=callback_url)
