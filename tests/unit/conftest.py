@@ -1,5 +1,8 @@
 """Fixtures for the layer's unit tests: moto in-process, with tables built from template.yaml.
 
+No unit test opens a socket: every test under tests/unit gets pytest-socket's ``disable_socket``
+here (the tier's rule, STYLE.md 8), so a test that would reach a network fails instead.
+
 The tables are created from the template's own KeySchema/AttributeDefinitions/GSIs/BillingMode,
 so a test cannot pass against a schema the deployed stack does not have.
 
@@ -19,7 +22,8 @@ from moto import mock_aws
 from picflow_cli import settings
 from picflow_cli.local.stack import load_template
 
-ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": REGION,
@@ -27,6 +31,12 @@ FAKE_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
 }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.disable_socket)
 
 
 @pytest.fixture(scope="session")

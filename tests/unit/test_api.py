@@ -37,8 +37,6 @@ from picflow.core.catalogue import OPERATIONS
 from picflow.entry import s3events
 from picflow_cli.openapi import openapi_document
 
-pytestmark = pytest.mark.disable_socket
-
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 INPUT_BUCKET = "picflow-in"

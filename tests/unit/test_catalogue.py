@@ -25,8 +25,6 @@ from picflow.core.catalogue import (
 )
 from picflow.core.errors import InvalidRequestError, ParamValidationError
 
-pytestmark = pytest.mark.disable_socket
-
 ALL_STYLES = {Style.SYNC, Style.POLL, Style.CALLBACK}
 R = ResultKind
 # Taken from the provider documents (shared/seeds), not from the module under test.

@@ -21,8 +21,6 @@ from picflow.core.tasks import ResultRef
 from picflow.job.results import collect_results
 from PIL import Image
 
-pytestmark = pytest.mark.disable_socket
-
 BUCKET = "picflow-out"
 PREFIX = "segmentation/cat/"
 JOB = {

@@ -8,8 +8,6 @@ import pytest
 from picflow.aws.durations import KEEP, DynamoDurationHistory, MemoryDurationHistory
 from picflow.aws.semaphore import Semaphore
 
-pytestmark = pytest.mark.disable_socket
-
 
 @pytest.mark.parametrize("history_kind", ["dynamo", "memory"])
 def test_history_keeps_the_last_few_durations_per_operation(semaphore_table: Any, history_kind: str) -> None:

@@ -19,8 +19,6 @@ from picflow.core.errors import (
     TransientError,
 )
 
-pytestmark = pytest.mark.disable_socket
-
 ROOT = Path(__file__).resolve().parents[2]
 STATE_MACHINES = sorted((ROOT / "statemachine").glob("*.asl.json"))
 # Error names Step Functions itself raises: not ours to define.

@@ -34,8 +34,6 @@ from picflow.net.http import RetryPolicy, build_client
 from picflow.providers.base import ImageInput, Secret
 from picflow.providers.hdredraw import ERROR_TABLE, STATUS_PATH, HdRedrawClient
 
-pytestmark = pytest.mark.disable_socket
-
 BASE_URL = "https://hd.example.test"
 USER_KEY = "uk-9f8e7d6c5b4a"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200

@@ -13,8 +13,6 @@ from hypothesis import strategies as st
 from picflow.core.errors import OutcomeUnknownError, RateLimitedError, TransientError
 from picflow.net.http import DEFAULT_TIMEOUT, NO_RETRY, RetryPolicy, build_client, parse_retry_after, send
 
-pytestmark = pytest.mark.disable_socket
-
 URL = "https://provider.example/api/submit_task"
 Step = httpx.Response | Exception
 

@@ -12,8 +12,6 @@ from picflow.core.errors import ParamValidationError
 from picflow.core.images import MAX_PIXELS, SNIFF_BYTES, inspect_image, inspect_prefix, sniff_content_type
 from PIL import Image
 
-pytestmark = pytest.mark.disable_socket
-
 TASKPIC = OPERATIONS["segmentation"].input
 TENCENT = OPERATIONS["replace_background"].input
 HDREDRAW = OPERATIONS["redraw"].input

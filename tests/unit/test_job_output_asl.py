@@ -21,11 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from picflow.job.collect import job_result
 from picflow.job.finish import job_output
-
-pytestmark = pytest.mark.disable_socket
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL = {

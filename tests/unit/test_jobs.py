@@ -9,8 +9,6 @@ import pytest
 from picflow.aws.jobs import FINAL, JobStatus, JobStore, SubmitClaim
 from picflow.core.errors import OutcomeUnknownError
 
-pytestmark = pytest.mark.disable_socket
-
 
 @pytest.fixture
 def store(jobs_table: Any) -> JobStore:

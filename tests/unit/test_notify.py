@@ -15,8 +15,6 @@ from picflow.core.errors import PicflowError
 from picflow.net.http import RetryPolicy
 from picflow.net.webhooks import SIGNATURE_TOLERANCE, job_event, post_notice, sign, verify
 
-pytestmark = pytest.mark.disable_socket
-
 KEY = b"whsec-test-key-0123456789"
 NOW = 1_700_000_000
 HIDDEN = {"task_token": "TOKEN-x", "callback_secret_sha256": "f" * 64, "submit_marker": "m-1"}

@@ -11,8 +11,6 @@ from picflow.aws.services import Services
 from picflow.core.names import s3_job_id
 from picflow.entry.s3events import S3Upload, job_request, start_from_s3_event, uploads
 
-pytestmark = pytest.mark.disable_socket
-
 BUCKET = "picflow-in"
 
 

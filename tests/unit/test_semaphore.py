@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 from picflow.aws.semaphore import Acquired, Semaphore
 
-pytestmark = pytest.mark.disable_socket
-
 TTL = 60.0
 
 

@@ -13,8 +13,6 @@ from picflow.aws.jobs import JobStore
 from picflow.aws.starter import start_job
 from picflow.core.names import job_id_for, s3_job_id
 
-pytestmark = pytest.mark.disable_socket
-
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 REQUEST = {
     "operation": "segmentation",

@@ -37,8 +37,6 @@ from picflow.net.http import RetryPolicy, build_client
 from picflow.providers.base import ImageInput, Secret
 from picflow.providers.taskpic import TaskPicClient, expected_results
 
-pytestmark = pytest.mark.disable_socket
-
 FAILED_STATES = SPECS[Provider.TASKPIC].states.failed
 
 BASE = "https://taskpic.test"

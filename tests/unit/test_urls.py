@@ -11,8 +11,6 @@ import pytest
 from picflow.net import urls
 from picflow.net.urls import UnsafeUrlError, check_public_url, open_public, safe_client
 
-pytestmark = pytest.mark.disable_socket
-
 PUBLIC_V4 = "93.184.216.34"
 PUBLIC_V6 = "2606:2800:220:1:248:1893:25c8:1946"
 # What the fake DNS answers; a name not listed does not resolve.

@@ -16,8 +16,6 @@ import pytest
 from picflow_cli.errors import ConfigError
 from picflow_cli.validators import asl_errors, openapi_errors, openapi_problems, substitutions
 
-pytestmark = pytest.mark.disable_socket
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

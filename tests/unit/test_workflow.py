@@ -30,8 +30,6 @@ from picflow.job.check import check
 from picflow.job.submit import submit
 from picflow.job.validate import state_from_event
 
-pytestmark = pytest.mark.disable_socket
-
 # --- next_wait -----------------------------------------------------------------------------
 
 ELAPSED = st.floats(0, 7 * 86400, allow_nan=False)
