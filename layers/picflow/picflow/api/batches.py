@@ -48,6 +48,8 @@ from picflow.net import urls
 if TYPE_CHECKING:
     pass
 
+__all__ = ["create_batch", "get_batch", "pause_batch", "resume_batch", "stop_batch"]
+
 router = Router()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated
 
 

@@ -19,6 +19,23 @@ if TYPE_CHECKING:
     import httpx
     from mypy_boto3_s3 import S3Client
 
+__all__ = [
+    "API_KEY_SCHEME",
+    "CANCEL_NOTE",
+    "JOB_ID",
+    "RESULT_URL_TTL_DEFAULT",
+    "UPLOAD_URL_TTL",
+    "conflict",
+    "fetch_client",
+    "idempotency_header",
+    "presign",
+    "presigner",
+    "request_fingerprint",
+    "reset_clients",
+    "responses",
+    "start_responses",
+]
+
 UPLOAD_URL_TTL = 900
 
 

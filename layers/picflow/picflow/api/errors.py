@@ -24,6 +24,8 @@ from picflow.net import urls
 if TYPE_CHECKING:
     pass
 
+__all__ = ["ApiError", "error_response"]
+
 router = Router()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated
 
 

@@ -22,6 +22,8 @@ from picflow.net import urls
 if TYPE_CHECKING:
     pass
 
+__all__ = ["s3_input", "upload_input", "url_input"]
+
 
 def s3_input(svc: Services, op: Operation, key: str, field: str) -> dict[str, Any]:
     from botocore.exceptions import ClientError

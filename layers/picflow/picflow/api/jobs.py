@@ -63,6 +63,8 @@ from picflow.net.webhooks import job_event
 if TYPE_CHECKING:
     pass
 
+__all__ = ["cancel", "cancel_job", "create_job", "get_job", "list_jobs", "status_of"]
+
 router = Router()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated
 
 

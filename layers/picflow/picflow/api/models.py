@@ -16,6 +16,30 @@ from picflow.core.results import ResultView
 if TYPE_CHECKING:
     pass
 
+__all__ = [
+    "BatchCreated",
+    "BatchPaused",
+    "BatchRequest",
+    "BatchStopped",
+    "BatchView",
+    "CancelResult",
+    "CostView",
+    "CreateJobRequest",
+    "ErrorDetail",
+    "ErrorResponse",
+    "JobCreated",
+    "JobInput",
+    "JobList",
+    "JobSummary",
+    "JobView",
+    "ManifestContentType",
+    "OperationList",
+    "Timings",
+    "UploadContentType",
+    "UploadRequest",
+    "UploadResponse",
+]
+
 UploadContentType = Literal["image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff"]
 
 

@@ -16,6 +16,8 @@ from picflow.core.catalogue import (
 if TYPE_CHECKING:
     pass
 
+__all__ = ["list_operations"]
+
 router = Router()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated
 
 

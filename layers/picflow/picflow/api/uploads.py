@@ -18,6 +18,8 @@ from picflow.core.names import UPLOADS_PREFIX
 if TYPE_CHECKING:
     pass
 
+__all__ = ["create_upload"]
+
 router = Router()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated
 
 

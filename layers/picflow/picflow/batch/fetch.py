@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
     from mypy_boto3_s3 import S3Client
 
+__all__ = ["IMAGE_CONTENT_TYPES", "fetch_item"]
+
 
 # A fetched image keeps its declared type only when it is one of these (a label: Validate sniffs).
 IMAGE_CONTENT_TYPES = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff")

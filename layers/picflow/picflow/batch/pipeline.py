@@ -16,6 +16,8 @@ from picflow.core.errors import ParamValidationError
 if TYPE_CHECKING:
     pass
 
+__all__ = ["PIPELINE", "PIPELINE_STEPS", "describe_pipeline", "pipeline_step_params"]
+
 
 # The name a batch gives instead of an operation to run statemachine/pipeline.asl.json per item.
 PIPELINE = "pipeline"

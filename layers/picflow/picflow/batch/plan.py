@@ -35,6 +35,18 @@ if TYPE_CHECKING:
     from picflow.aws.services import Services
     from picflow.core.catalogue import Operation
 
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "MAX_ITEMS",
+    "batch_id_for",
+    "list_prefix",
+    "plan_items",
+    "read_manifest",
+    "resumed_id",
+    "start_batch",
+    "unfinished_items",
+]
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 

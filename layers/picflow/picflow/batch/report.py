@@ -25,6 +25,18 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_stepfunctions import SFNClient
 
+__all__ = [
+    "PROGRESS_INDEX",
+    "REPORT_INDEX",
+    "SUMMARY_METADATA",
+    "finished_summary",
+    "group_pipeline",
+    "item_records",
+    "report",
+    "settle_ended",
+    "summarise",
+]
+
 
 # Progress reads only status, reuse and cost: an index projecting just those is ~10x smaller per
 # item than ``by_batch`` (which also carries each item's manifest and error for the report), so
