@@ -97,6 +97,10 @@ async def clock(mock: Mock, request: Request) -> Response:
             if seconds < 0:
                 raise ControlError("advance must be >= 0")
             mock.state.clock.advance(seconds)
+        if ("advance" in body or "set" in body) and not mock.renders.held:
+            # Time moved past a task's end means it ended: its render (if still running on a
+            # slow machine) is waited for first, unless renders are held on purpose.
+            await mock.renders.wait_for(lambda: not mock.renders.running, MAX_WAIT)
         mock.sweep()
     return JSONResponse({"now": mock.state.clock.now(), "running": mock.state.clock.running})
 

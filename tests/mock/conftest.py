@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import hmac
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -14,11 +11,10 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from tc3sign import tc3_headers
 
 SAMPLES = Path(__file__).resolve().parents[2] / "mock_upstream" / "samples"
 BEARER = {"Authorization": "Bearer sk-xxxx"}
-SECRET_ID = "AKIDMOCKUPSTREAM"
-SECRET_KEY = "mock-upstream-secret-key"
 
 
 @pytest.fixture
@@ -43,52 +39,6 @@ def make_png(size: tuple[int, int], color: tuple[int, int, int] = (200, 30, 30))
 @pytest.fixture
 def png() -> Callable[..., bytes]:
     return make_png
-
-
-def tc3_headers(
-    host: str,
-    body: bytes,
-    *,
-    timestamp: int,
-    secret_id: str = SECRET_ID,
-    secret_key: str = SECRET_KEY,
-    action: str = "ReplaceBackground",
-    version: str = "2022-12-29",
-    region: str = "ap-guangzhou",
-    service: str = "aiart",
-) -> dict[str, str]:
-    """An independent TC3-HMAC-SHA256 signer (the SDK test cross-checks the mock's verifier)."""
-    date = datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d")
-    canonical = "\n".join(
-        [
-            "POST",
-            "/",
-            "",
-            f"content-type:application/json\nhost:{host}\n",
-            "content-type;host",
-            hashlib.sha256(body).hexdigest(),
-        ]
-    )
-    scope = f"{date}/{service}/tc3_request"
-    to_sign = f"TC3-HMAC-SHA256\n{timestamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-
-    def h(key: bytes, msg: str) -> bytes:
-        return hmac.new(key, msg.encode(), hashlib.sha256).digest()
-
-    signing = h(h(h(f"TC3{secret_key}".encode(), date), service), "tc3_request")
-    signature = hmac.new(signing, to_sign.encode(), hashlib.sha256).hexdigest()
-    return {
-        "Content-Type": "application/json",
-        "Host": host,
-        "X-TC-Action": action,
-        "X-TC-Version": version,
-        "X-TC-Region": region,
-        "X-TC-Timestamp": str(timestamp),
-        "Authorization": (
-            f"TC3-HMAC-SHA256 Credential={secret_id}/{scope}, "
-            f"SignedHeaders=content-type;host, Signature={signature}"
-        ),
-    }
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 from documents import hdredraw, taskpic, tencent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tc3sign import tc3_headers
 
 pytestmark = pytest.mark.integration
 
@@ -87,8 +88,6 @@ def fuzz_client(mock_server):
 
 @pytest.fixture(scope="module")
 def fuzz_tencent(fuzz_client, mock_server):
-    from conftest import tc3_headers
-
     host = mock_server.base_url.removeprefix("http://")
 
     def call(params):
