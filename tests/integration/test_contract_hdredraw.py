@@ -14,12 +14,6 @@ from typing import Any
 import httpx
 import pytest
 from contract_support import (
-    BEYOND_READ,
-    STATUS_RECOVERABLE,
-    SUBMIT_FAULTS,
-    UNREADABLE,
-    assert_paid_once,
-    drain,
     fetch_image,
     sample,
     stored,
@@ -28,12 +22,9 @@ from picflow.core.catalogue import Provider, ResultKind, TaskState
 from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
-    OutcomeUnknownError,
     ParamValidationError,
     PicflowError,
     QuotaExhaustedError,
-    RateLimitedError,
-    TransientError,
     UpstreamTaskFailedError,
 )
 from picflow.core.tasks import Balance, TaskStatus
@@ -312,108 +303,6 @@ def test_url_images_and_empty_files_are_refused_before_any_request(hd, mock_upst
         hd.submit("redraw", {}, upload(b""))
 
     assert mock_upstream.count() == 0
-
-
-# --- faults on the paid submit: never paid twice -----------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("kind", "params", "error", "charged"),
-    [*SUBMIT_FAULTS, pytest.param("provider_error", {}, UpstreamTaskFailedError, False, id="provider_error")],
-)
-def test_submit_under_fault_is_sent_once_and_never_retried_blindly(
-    hd, mock_upstream, sleeps, kind, params, error, charged
-):
-    # GIVEN the next submit meets the fault
-    mock_upstream.inject_fault(kind, route=SUBMIT, **params)
-
-    # WHEN the client submits
-    with pytest.raises(PicflowError) as caught:
-        redraw(hd)
-
-    # THEN it sent the paid request once, and a retryable error never follows a charge
-    assert type(caught.value) is error
-    assert_paid_once(mock_upstream, caught.value, route=SUBMIT, charged=charged, sleeps=sleeps)
-
-
-def test_rate_limited_submit_keeps_retry_after(hd, mock_upstream):
-    mock_upstream.inject_fault("rate_limit", route=SUBMIT, retry_after=7)
-
-    with pytest.raises(RateLimitedError) as caught:
-        redraw(hd)
-
-    assert (caught.value.code, caught.value.retry_after) == (429, 7.0)
-
-
-def test_submit_beyond_the_read_timeout_is_outcome_unknown_and_was_charged(short_http, retry, mock_upstream):
-    client = HdRedrawClient(short_http, Secret("test-key"), retry=retry)
-    mock_upstream.inject_fault("latency", route=SUBMIT, seconds=BEYOND_READ)
-
-    with pytest.raises(OutcomeUnknownError) as caught:
-        redraw(client)
-
-    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
-    drain(mock_upstream, BEYOND_READ)
-    assert mock_upstream.count(route=SUBMIT) == 1
-    assert mock_upstream.count(paid=True) == 1
-
-
-# --- faults on the status check: retried within the policy -------------------------------
-
-
-def test_rate_limited_status_is_retried_after_the_vendors_delay(hd, mock_upstream, sleeps):
-    task_id = redraw(hd)
-    mock_upstream.inject_fault("rate_limit", route=STATUS, retry_after=2)
-
-    assert hd.status(task_id).state is TaskState.DONE
-    assert sleeps == [2.0]
-    assert mock_upstream.count(route=STATUS) == 2
-
-
-def test_status_that_keeps_failing_gives_up_after_the_policys_attempts(hd, mock_upstream, sleeps):
-    task_id = redraw(hd)
-    mock_upstream.inject_fault("http_status", route=STATUS, status=503, times=None)
-
-    with pytest.raises(TransientError) as caught:
-        hd.status(task_id)
-
-    assert (caught.value.code, caught.value.http_status) == (503, 503)
-    assert mock_upstream.count(route=STATUS) == 3
-    assert len(sleeps) == 2
-
-
-@pytest.mark.parametrize(("kind", "params"), STATUS_RECOVERABLE)
-def test_status_recovers_from_one_transport_or_server_fault(hd, mock_upstream, sleeps, kind, params):
-    task_id = redraw(hd)
-    mock_upstream.inject_fault(kind, route=STATUS, **params)
-
-    assert hd.status(task_id).state is TaskState.DONE
-    assert len(sleeps) == 1
-    assert mock_upstream.count(route=STATUS) == 2
-
-
-@pytest.mark.parametrize("kind", UNREADABLE)
-def test_unreadable_status_answer_is_transient(hd, mock_upstream, kind):
-    task_id = redraw(hd)
-    mock_upstream.inject_fault(kind, route=STATUS)
-
-    with pytest.raises(TransientError) as caught:
-        hd.status(task_id)
-
-    assert caught.value.code == "MalformedAnswer"
-    assert hd.status(task_id).state is TaskState.DONE
-    assert mock_upstream.count(paid=True) == 1
-
-
-def test_status_beyond_the_read_timeout_is_retried(short_http, retry, hd, mock_upstream, sleeps):
-    client = HdRedrawClient(short_http, Secret("test-key"), retry=retry)
-    task_id = redraw(hd)
-    mock_upstream.inject_fault("latency", route=STATUS, seconds=BEYOND_READ)
-
-    assert client.status(task_id).state is TaskState.DONE
-    assert len(sleeps) == 1
-    drain(mock_upstream, BEYOND_READ)
-    assert mock_upstream.count(route=STATUS) == 2
 
 
 # --- results through picflow.job.results -----------------------------------------------------

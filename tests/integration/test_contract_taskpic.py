@@ -16,12 +16,6 @@ from typing import Any
 import httpx
 import pytest
 from contract_support import (
-    BEYOND_READ,
-    STATUS_RECOVERABLE,
-    SUBMIT_FAULTS,
-    UNREADABLE,
-    assert_paid_once,
-    drain,
     fetch_image,
     sample,
     sample_size,
@@ -31,7 +25,6 @@ from picflow.core.catalogue import Provider, ResultKind, TaskState
 from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
-    OutcomeUnknownError,
     ParamValidationError,
     PicflowError,
     QuotaExhaustedError,
@@ -401,51 +394,7 @@ def test_failed_task_state_is_reported_with_its_code(taskpic, mock_upstream, cod
     assert caught.value.code == code
 
 
-# --- faults on the paid submit: never paid twice -----------------------------------------
-
-
-@pytest.mark.parametrize(("kind", "params", "error", "charged"), SUBMIT_FAULTS)
-def test_submit_under_fault_is_sent_once_and_never_retried_blindly(
-    taskpic, mock_upstream, sleeps, kind, params, error, charged
-):
-    # GIVEN the next submit meets the fault
-    mock_upstream.inject_fault(kind, route=SUBMIT, **params)
-
-    # WHEN the client submits
-    with pytest.raises(PicflowError) as caught:
-        cutout(taskpic)
-
-    # THEN the error says what the client can know, and it sent the paid request once
-    assert type(caught.value) is error
-    assert_paid_once(mock_upstream, caught.value, route=SUBMIT, charged=charged, sleeps=sleeps)
-
-
-def test_rate_limited_submit_keeps_retry_after_for_the_workflow(taskpic, mock_upstream):
-    mock_upstream.inject_fault("rate_limit", route=SUBMIT, retry_after=7)
-
-    with pytest.raises(RateLimitedError) as caught:
-        cutout(taskpic)
-
-    assert (caught.value.code, caught.value.http_status, caught.value.retry_after) == (429, 429, 7.0)
-
-
-def test_submit_beyond_the_read_timeout_is_outcome_unknown_and_was_charged(
-    short_http, retry, mock_upstream, sleeps
-):
-    # GIVEN a provider that answers the submit after the client's read timeout
-    client = TaskPicClient(short_http, Secret("sk-xxxx"), retry=retry)
-    mock_upstream.inject_fault("latency", route=SUBMIT, seconds=BEYOND_READ)
-
-    # WHEN the client submits
-    with pytest.raises(OutcomeUnknownError) as caught:
-        cutout(client)
-
-    # THEN it gave up without retrying, though the provider went on and charged the task
-    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
-    drain(mock_upstream, BEYOND_READ)
-    assert mock_upstream.count(route=SUBMIT) == 1
-    assert mock_upstream.count(paid=True) == 1
-    assert sleeps == []
+# --- faults: the matrix every provider passes is in test_contract_faults.py -------------
 
 
 def test_a_failed_submit_then_a_good_one_pays_once_each(taskpic, mock_upstream):
@@ -467,16 +416,6 @@ def task_id(taskpic: TaskPicClient) -> str:
     return cutout(taskpic, sync=False).task_id or ""
 
 
-def test_rate_limited_status_is_retried_after_the_providers_delay(taskpic, mock_upstream, sleeps, task_id):
-    mock_upstream.inject_fault("rate_limit", route="/task/*", method="GET", retry_after=2)
-
-    status = taskpic.status(task_id)
-
-    assert status.state is TaskState.DONE
-    assert sleeps == [2.0]
-    assert mock_upstream.count(route=POLL) == 2
-
-
 def test_rate_limited_status_beyond_the_budget_is_not_waited_for(taskpic, mock_upstream, sleeps, task_id):
     mock_upstream.inject_fault("rate_limit", route="/task/*", method="GET", retry_after=30)
 
@@ -486,58 +425,6 @@ def test_rate_limited_status_beyond_the_budget_is_not_waited_for(taskpic, mock_u
     # Waiting 30 s would not fit the Lambda: the wait goes back to the workflow.
     assert caught.value.retry_after == 30.0
     assert sleeps == []
-
-
-def test_status_that_keeps_failing_gives_up_after_the_policys_attempts(
-    taskpic, mock_upstream, sleeps, task_id
-):
-    mock_upstream.inject_fault("http_status", route="/task/*", method="GET", status=502, times=None)
-
-    with pytest.raises(TransientError) as caught:
-        taskpic.status(task_id)
-
-    assert caught.value.code == 502
-    assert mock_upstream.count(route=POLL) == 3
-    assert len(sleeps) == 2
-    assert all(0 <= s <= 2.0 for s in sleeps)
-
-
-@pytest.mark.parametrize(("kind", "params"), STATUS_RECOVERABLE)
-def test_status_recovers_from_one_transport_or_server_fault(
-    taskpic, mock_upstream, sleeps, task_id, kind, params
-):
-    mock_upstream.inject_fault(kind, route="/task/*", method="GET", **params)
-
-    status = taskpic.status(task_id)
-
-    assert status.state is TaskState.DONE
-    assert len(sleeps) == 1
-    assert mock_upstream.count(route=POLL) == 2
-
-
-@pytest.mark.parametrize("kind", UNREADABLE)
-def test_unreadable_status_answer_is_transient(taskpic, mock_upstream, sleeps, task_id, kind):
-    mock_upstream.inject_fault(kind, route="/task/*", method="GET")
-
-    with pytest.raises(TransientError) as caught:
-        taskpic.status(task_id)
-
-    assert caught.value.code == "MalformedResponse"
-    # The next poll (the workflow's retry) reads it fine.
-    assert taskpic.status(task_id).state is TaskState.DONE
-    assert mock_upstream.count(paid=True) == 1
-
-
-def test_status_beyond_the_read_timeout_is_retried(short_http, retry, mock_upstream, sleeps, task_id):
-    client = TaskPicClient(short_http, Secret("sk-xxxx"), retry=retry)
-    mock_upstream.inject_fault("latency", route="/task/*", method="GET", seconds=BEYOND_READ)
-
-    status = client.status(task_id)
-
-    assert status.state is TaskState.DONE
-    assert len(sleeps) == 1
-    drain(mock_upstream, BEYOND_READ)
-    assert mock_upstream.count(route=POLL) == 2
 
 
 # --- result downloads through picflow.job.results --------------------------------------------

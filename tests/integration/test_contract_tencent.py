@@ -18,10 +18,6 @@ from typing import Any
 import httpx
 import pytest
 from contract_support import (
-    BEYOND_READ,
-    SUBMIT_FAULTS,
-    assert_paid_once,
-    drain,
     fetch_image,
     sample_size,
     stored,
@@ -31,7 +27,6 @@ from picflow.core.errors import (
     AuthError,
     ConcurrencyLimitedError,
     InvalidRequestError,
-    OutcomeUnknownError,
     PicflowError,
     QuotaExhaustedError,
     RateLimitedError,
@@ -363,51 +358,3 @@ def test_tencent_error_code_maps_to_its_class_with_code_message_and_request_id(
     assert mock_upstream.count(route=ACTION) == 1
     assert mock_upstream.count(paid=True) == 0
     assert sleeps == []
-
-
-# --- faults on the paid call: never paid twice -------------------------------------------
-
-
-@pytest.mark.parametrize(("kind", "params", "error", "charged"), SUBMIT_FAULTS)
-def test_call_under_fault_is_sent_once_and_never_retried_blindly(
-    tencent, mock_upstream, sleeps, tmp_path, kind, params, error, charged
-):
-    # GIVEN the next call meets the fault
-    mock_upstream.inject_fault(kind, action=ACTION, **params)
-
-    # WHEN the client calls
-    with pytest.raises(PicflowError) as caught:
-        replace(tencent, tmp_path)
-
-    # THEN it sent the paid request once, kept no partial file, and a retryable error never follows a charge
-    assert type(caught.value) is error
-    assert_paid_once(mock_upstream, caught.value, route=ACTION, charged=charged, sleeps=sleeps)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_rate_limited_call_keeps_retry_after(tencent, mock_upstream, tmp_path):
-    mock_upstream.inject_fault("rate_limit", action=ACTION, retry_after=7)
-
-    with pytest.raises(RateLimitedError) as caught:
-        replace(tencent, tmp_path)
-
-    assert (caught.value.code, caught.value.http_status, caught.value.retry_after) == (
-        "RequestLimitExceeded",
-        429,
-        7.0,
-    )
-
-
-def test_call_beyond_the_read_timeout_is_outcome_unknown_and_was_charged(
-    make, short_http, mock_upstream, tmp_path
-):
-    client = make(transport=short_http)
-    mock_upstream.inject_fault("latency", action=ACTION, seconds=BEYOND_READ)
-
-    with pytest.raises(OutcomeUnknownError) as caught:
-        replace(client, tmp_path, rsp_img_type="url")
-
-    assert isinstance(caught.value.__cause__, httpx.ReadTimeout)
-    drain(mock_upstream, BEYOND_READ)
-    assert mock_upstream.count(route=ACTION) == 1
-    assert mock_upstream.count(paid=True) == 1
