@@ -66,7 +66,7 @@ print(elapsed * 1000, (time.process_time() - started) * 1000)
 
 # A 1x1 PNG: Validate and Collect open every image with Pillow (picflow.core.images).
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
-_SVC = "from picflow import workflow\nsvc = workflow.services()\n"
+_SVC = "from picflow.aws.services import services\nsvc = services()\n"
 _IMAGE = f"""
 import base64, io
 from picflow.core import catalogue, images
@@ -106,7 +106,7 @@ FIRST_CALL: dict[str, str] = {
     "batch": _SVC + "svc.s3; svc.store\n",
     "notify": _SVC + "svc.store; svc.events\nimport picflow.net.webhooks\n",
     "s3_trigger": _SVC + "svc.s3; svc.store; svc.sfn\n",
-    "fetch": _SVC + "svc.s3; svc.store\nfrom picflow import urls\nurls.safe_client()\n",
+    "fetch": _SVC + "svc.s3; svc.store\nfrom picflow.net import urls\nurls.safe_client()\n",
     "callback": _SVC + "svc.store; svc.sfn\nfrom picflow.providers import taskpic\n",
     # A POST /jobs the request model refuses (422): routing and validation, no AWS call.
     "api": _SVC + "svc.store; svc.s3; svc.sfn\n" + f"module.app.resolve({_API_EVENT!r}, None)\n",
