@@ -31,6 +31,7 @@ from mock_upstream import errors, images, jobs, sources
 from mock_upstream.core import Mock, base_url, new_entry, request_scenario
 from mock_upstream.errors import TencentError
 from mock_upstream.faults import Context
+from mock_upstream.render import RenderError
 from mock_upstream.state import TENCENT_PRICE, Account
 
 SERVICE: Final = "aiart"
@@ -322,6 +323,8 @@ async def replace_background(
             made = await asyncio.wait_for(asyncio.shield(render), mock.state.settings.sync_wait_seconds)
         except TimeoutError:
             raise TencentError("FailedOperation.RequestTimeout") from None
+        except RenderError:  # the render crashed, or its worker was killed (a reset)
+            raise TencentError("FailedOperation.InnerError") from None
     finally:
         await mock.jobs.change(account.name, -1)
     if "error" in made:
