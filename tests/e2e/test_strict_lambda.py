@@ -148,3 +148,13 @@ def test_the_memory_an_invocation_used_is_reported(system):
 
     (call,) = [i for i in system.stack.runtime.invocations if i.function == name]
     assert call.max_memory_mb >= 64
+
+
+def test_a_handler_module_that_cannot_be_imported_fails_as_runtime_import_module_error(system):
+    name = f"probe-import-{uuid.uuid4().hex[:8]}"
+    system.stack.add_function(name, HANDLERS, "no_such_module.handler", policies=ANYTHING)
+
+    payload, error = invoke(system, name, {})
+
+    assert error is not None
+    assert payload["errorType"] == "Runtime.ImportModuleError"

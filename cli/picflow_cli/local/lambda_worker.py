@@ -104,18 +104,38 @@ def _debug_logs() -> None:
         lg.setLevel(max(lg.level, logging.INFO))
 
 
+class _InitError(Exception):
+    """An init failure with Lambda's error type (``Runtime.ImportModuleError``, ...)."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
 def _load_handler(spec: WorkerSpec) -> Callable[[Any, Any], Any]:
     module_name, _, attr = spec.handler.rpartition(".")
     path = Path(spec.code_dir) / f"{module_name}.py"
+    if not path.is_file():
+        raise _InitError(
+            "Runtime.ImportModuleError",
+            f"Unable to import module '{module_name}': No module named '{module_name}'",
+        )
     # Every function's file is app.py: a name of its own keeps sys.modules unambiguous.
     unique = f"picflow_fn_{Path(spec.code_dir).name}_{module_name}"
     module_spec = importlib.util.spec_from_file_location(unique, path)
     if module_spec is None or module_spec.loader is None:
-        raise ImportError(f"cannot load {path}")
+        raise _InitError("Runtime.ImportModuleError", f"Unable to import module '{module_name}'")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[unique] = module
-    module_spec.loader.exec_module(module)
-    handler: Callable[[Any, Any], Any] = getattr(module, attr)
+    try:
+        module_spec.loader.exec_module(module)
+    except ImportError as exc:
+        raise _InitError(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
+        ) from exc
+    handler: Callable[[Any, Any], Any] | None = getattr(module, attr, None)
+    if handler is None:
+        raise _InitError("Runtime.HandlerNotFound", f"Handler '{attr}' missing on module '{module_name}'")
     return handler
 
 
@@ -150,7 +170,7 @@ def serve(conn: Any, spec: WorkerSpec) -> None:
     try:
         handler = _load_handler(spec)
     except Exception as exc:
-        kind = "Runtime.ImportModuleError" if isinstance(exc, ImportError) else type(exc).__name__
+        kind = exc.error_type if isinstance(exc, _InitError) else type(exc).__name__
         conn.send(
             ("ready", (error_payload(kind, str(exc), traceback.format_exception(exc)[-5:]), logs.take()))
         )

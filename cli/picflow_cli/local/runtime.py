@@ -330,6 +330,9 @@ class LambdaRuntime:
             workers = [w for pool in self._pools.values() for w in pool.idle]
             for pool in self._pools.values():
                 pool.idle.clear()
+        for worker in workers:  # all told at once, then waited for: each exits on its own
+            with contextlib.suppress(OSError, ValueError):
+                worker.conn.send(None)
         for worker in workers:
             worker.stop()
 
