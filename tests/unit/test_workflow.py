@@ -1,4 +1,4 @@
-"""picflow.job.workflow's pure parts (poll schedule, Validate's payload) and picflow.entry.callbacks.
+"""The job steps' pure parts (poll schedule, Validate's payload) and picflow.entry.callbacks.
 
 Callbacks run against a fake Services: the real JobStore on moto (table from template.yaml) and a
 fake Step Functions client that records SendTaskSuccess/SendTaskFailure.

@@ -14,10 +14,12 @@ while polling. :func:`scaled` applies ``PICFLOW_WAIT_SCALE`` (0 in tests: moto's
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from picflow.core import config
-from picflow.core.catalogue import SPECS, Provider
+
+if TYPE_CHECKING:
+    from picflow.core.catalogue import Provider
 
 __all__ = [
     "POLL_CEILING",
@@ -54,13 +56,20 @@ def scaled(seconds: float) -> int:
     return max(0, round(seconds * config.env_float(config.WAIT_SCALE, 1.0)))
 
 
+def _floor(provider: Provider) -> float:
+    # The catalogue where it is used: the Slot, Finalize and Notify functions never load it.
+    from picflow.core.catalogue import SPECS
+
+    return SPECS[provider].poll_floor
+
+
 def _allowed_delay(elapsed: float) -> float:
     return POLL_MARGIN * max(POLL_MIN_DELAY, POLL_RATIO * elapsed)
 
 
 def next_wait(provider: Provider, elapsed: float, progress: int | None) -> float:
     """Seconds until the next status check (unscaled)."""
-    floor = SPECS[provider].poll_floor
+    floor = _floor(provider)
     wait = max(floor, min(POLL_CEILING, _allowed_delay(elapsed)))
     if progress and 0 < progress < 100 and elapsed > 0:
         # The provider's progress gives a direct estimate of the time left.
@@ -71,7 +80,7 @@ def next_wait(provider: Provider, elapsed: float, progress: int | None) -> float
 
 def first_wait(provider: Provider, recent: list[float]) -> float:
     """Seconds from submit to the first status check (unscaled), from recent task durations."""
-    floor = SPECS[provider].poll_floor
+    floor = _floor(provider)
     if not recent:
         return floor
     # Allow for a task somewhat quicker than any seen, and read just past it.

@@ -17,7 +17,6 @@ from picflow.aws.services import Services, services
 from picflow.core import config
 from picflow.core.errors import UpstreamTaskFailedError
 from picflow.core.names import job_prefix
-from picflow.core.polling import task_duration
 from picflow.job.slot import release_slot
 from picflow.job.steps import records_errors
 
@@ -63,6 +62,8 @@ def store_results(op: Operation, state: JobState, refs: Iterable[ResultRef], svc
         },
     )
     if state["job"].get("style") != "sync":
+        from picflow.core.polling import task_duration
+
         # Statistics must never fail a job whose results are safely stored.
         duration = task_duration(state.get("poll") or {}, now - float(record.get("submitted_epoch") or now))
         if duration is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from picflow.aws.services import Services, services
-from picflow.core.catalogue import SPECS, Provider
 from picflow.core.polling import SLOT_WAIT, scaled
 
 if TYPE_CHECKING:
@@ -21,6 +20,9 @@ __all__ = ["acquire_slot", "release_slot"]
 
 
 def acquire_slot(state: Mapping[str, Any], svc: Services | None = None) -> SlotState:
+    # Where it is used: a release (Finalize's path, Collect) never loads the catalogue.
+    from picflow.core.catalogue import SPECS, Provider
+
     svc = svc or services()
     provider = str(state["job"]["provider"])
     cap = SPECS[Provider(provider)].concurrency_cap
