@@ -131,3 +131,31 @@ def test_the_product_runs_with_every_call_checked(system, sample):
     calls = list(system.stack.iam.calls)[since:]
     assert {c.action for c in calls} >= {"lambda:InvokeFunction", "dynamodb:PutItem", "s3:GetObjectVersion"}
     assert [c for c in calls if not c.allowed] == []
+
+
+@pytest.mark.parametrize(
+    ("key", "params"),
+    [
+        ("remove_fabric/iam/lost.png", {}),  # polled, then Collect: the result is in $.result
+        ("replace_background/iam/lost.png", {"prompt": "a beach"}),  # sync: in $.submit.Payload
+    ],
+)
+def test_a_notify_that_keeps_failing_still_ends_the_job_with_its_results(system, sample, key, params):
+    # GIVEN Notify's role without its jobs table (every Notify fails), so the job takes NoticeLost,
+    # whose Parameters would end the execution in States.Runtime if they read a missing path
+    notify = system.stack.iam.function_key(system.info.resources["NotifyFunction"])
+    principal = system.stack.iam.principals[notify]
+    jobs = system.info.resources["JobsTable"]
+    system.stack.iam.principals[notify] = replace(
+        principal, policies=tuple(p for p in principal.policies if f"table/{jobs}" not in json.dumps(p))
+    )
+    try:
+        execution, _ = system.run(system.upload(key, sample["image.png"], params))
+    finally:
+        system.stack.iam.principals[notify] = principal
+
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    output = json.loads(execution["output"])
+    assert output["status"] == "SUCCEEDED"
+    assert output["primary_key"]
+    assert output["notify_error"]["Error"] == "ClientError"
