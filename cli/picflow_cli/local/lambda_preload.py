@@ -29,6 +29,17 @@ with contextlib.suppress(ImportError):
         with contextlib.suppress(Exception):  # a broken module fails in its handler, as on Lambda
             importlib.import_module(module.name)
 
+# What the handlers import on their first invocation rather than at init (measured).
+for name in (
+    "boto3.s3.transfer",
+    "boto3.dynamodb.conditions",
+    "boto3.dynamodb.types",
+    "aws_lambda_powertools.utilities.parameters",
+    "aws_lambda_powertools.utilities.typing",
+):
+    with contextlib.suppress(ImportError):
+        importlib.import_module(name)
+
 
 def _warm_sdk() -> None:
     """Parse the SDK's models once, here: every worker's first client then costs ~50 ms, not the
