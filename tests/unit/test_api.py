@@ -780,11 +780,19 @@ def test_list_jobs_cursor_pages_through_everything(client: Api) -> None:
         ({"since": "yesterday"}, "since"),
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"cursor": base64.urlsafe_b64encode(b'{"password": "x"}').decode()}, "cursor"),
+        ({"stauts": "FAILED"}, "stauts"),  # misspelt: must not list everything
+        ({"status": "FAILED", "page": "2"}, "page"),
     ],
 )
 def test_list_jobs_bad_query_422_names_field(client: Api, query: dict[str, str], field: str) -> None:
     status, body = client(event("GET", "/jobs", query=query))
     assert_error(status, body, 422, field)
+
+
+def test_a_route_without_query_parameters_refuses_one(client: Api) -> None:
+    status, body = client(event("GET", "/operations", query={"verbose": "1"}))
+    assert_error(status, body, 422, "verbose")
+    assert body["error"]["rule"] == "no query parameters"
 
 
 def test_list_jobs_sample(client: Api) -> None:

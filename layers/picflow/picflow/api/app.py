@@ -20,6 +20,7 @@ at build time by ``python -m picflow_cli.openapi``.
 from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from picflow.api import batches, errors, jobs, operations, uploads
 from picflow.api.errors import error_response
@@ -30,6 +31,29 @@ __all__ = ["app"]
 app = APIGatewayRestResolver(enable_validation=True)
 for _router in (errors.router, uploads.router, jobs.router, batches.router, operations.router):
     app.include_router(_router)
+
+
+def _declared_query_only(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
+    """A query parameter the route does not declare is refused (422), like an unknown body field:
+    a misspelt filter (``?stauts=FAILED``) must not silently list everything."""
+    # "_route" is how powertools' own validation middleware finds the matched route (pinned 3.23).
+    route = resolver.context.get("_route")
+    if route is not None:
+        declared = {param.alias for param in route.dependant.query_params}
+        unknown = sorted(set(resolver.current_event.query_string_parameters or {}) - declared)
+        if unknown:
+            detail = ErrorDetail(
+                type="RequestValidationError",
+                message=f"unknown query parameter {unknown[0]!r}",
+                field=unknown[0],
+                rule=f"one of: {', '.join(sorted(declared))}" if declared else "no query parameters",
+            )
+            return error_response(422, detail)
+    response: Response[str] = next_middleware(resolver)
+    return response
+
+
+app.use(middlewares=[_declared_query_only])
 
 
 @app.not_found
