@@ -13,10 +13,11 @@ from picflow.aws.semaphore import Semaphore
 def test_history_keeps_the_last_few_durations_per_operation(semaphore_table: Any, history_kind: str) -> None:
     history = DynamoDurationHistory(semaphore_table) if history_kind == "dynamo" else MemoryDurationHistory()
     assert history.recent("redraw") == []
-    for seconds in (40.0, 31.5, 35.25, 29.0):
-        history.record("redraw", seconds)
+    seconds = [40.0 + k / 4 for k in range(KEEP + 2)]
+    for value in seconds:
+        history.record("redraw", value)
     history.record("segmentation", 3.0)
-    assert history.recent("redraw") == [31.5, 35.25, 29.0][-KEEP:]
+    assert history.recent("redraw") == seconds[-KEEP:]
     assert history.recent("segmentation") == [3.0]
 
 

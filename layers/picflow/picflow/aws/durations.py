@@ -1,11 +1,11 @@
 """How long each operation's upstream tasks have been taking: the first poll is timed by it.
 
-Polling blind has a floor on its cost: to notice a task within max(2 s, 10 %) of its end,
-a schedule that knows nothing must start reading early and often. An operation's tasks take
-similar times, so the first status check waits until just past the quickest of its recent
-tasks; from there the ordinary schedule takes over. The history is a handful of numbers
-per operation in the coordination table (the one that also holds the provider slots);
-lost or stale history only costs a few more polls, never a missed result.
+The history is the last KEEP durations per operation in the coordination table (the one that
+also holds the provider slots), as Collect learns them (:func:`picflow.core.polling.task_duration`).
+:func:`picflow.core.polling.first_wait` fits a log-normal to them and reads first at their 1 %
+quantile. History decides only where the first read lands: after it the schedule's delay bound
+holds whatever the history said, so lost or stale history costs polls, never a late result
+(and a first read that already sees the task done teaches a shorter duration).
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 __all__ = ["KEEP", "DurationHistory", "DynamoDurationHistory", "MemoryDurationHistory"]
 
-KEEP = 3  # few, so a change in an operation's speed is learned within a few jobs
+# Enough for a spread (a log-normal fit, a prediction limit), few enough that a change in an
+# operation's speed is learned within a few dozen jobs.
+KEEP = 20
 
 
 class DurationHistory(Protocol):
