@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 import pytest
@@ -156,7 +157,7 @@ def twin_svc(cache: ResultCache, semaphore_table: Any, s3: Any) -> Services:
 
 
 def _twin_state(job_id: str, key: str) -> dict[str, Any]:
-    job = {"cache_key": key, "provider": "hdredraw", "slot_ttl": 600}
+    job = {"cache_key": key, "provider": "hdredraw", "slot_ttl": 600, "deadline_at": time.time() + 600}
     return {"job_id": job_id, "reuse": True, "job": job, "cache": {"hit": False, "twin": "j1"}}
 
 

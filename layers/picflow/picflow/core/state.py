@@ -102,6 +102,7 @@ class SlotState(TypedDict, total=False):
     holders: int
     cap: int
     wait_seconds: int
+    tries: int  # the tries for a slot so far: the wait before the next one backs off
     released: bool
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from picflow.aws.services import Services, services
+from picflow.core.deadline import enforce_deadline, wait_within
 from picflow.core.errors import DeadlineExceededError, OutcomeUnknownError, RateLimitedError, TransientError
 from picflow.core.polling import SUBMIT_GRACE, next_wait, scaled
 from picflow.job.steps import records_errors
@@ -62,7 +63,8 @@ def check(operation: str, state: JobState, svc: Services | None = None) -> PollS
         retry_after = exc.retry_after
         wait = retry_after if retry_after is not None else next_wait(op.provider, now - started, None)
         _enforce_deadline(job_meta, now, polls)
-        return {"state": "pending", "task_id": task_id, "wait_seconds": scaled(wait), "polls": polls,
+        left = wait_within(job_meta, now, scaled(wait))
+        return {"state": "pending", "task_id": task_id, "wait_seconds": left, "polls": polls,
                 "errors": errors, "results": [], "progress": None,
                 "elapsed": elapsed, "last_pending": last_pending}  # fmt: skip
     polls = svc.store.add_polls(job_id, status.progress)
@@ -74,7 +76,7 @@ def check(operation: str, state: JobState, svc: Services | None = None) -> PollS
             "last_pending": last_pending,
         }
     _enforce_deadline(job_meta, now, polls)
-    wait = scaled(next_wait(op.provider, now - started, status.progress))
+    wait = wait_within(job_meta, now, scaled(next_wait(op.provider, now - started, status.progress)))
     # It was still running at this read.
     return {**status.poll_state(wait_seconds=wait, polls=polls), "elapsed": elapsed, "last_pending": elapsed}
 
@@ -109,7 +111,6 @@ def _await_submit(svc: Services, job_id: str, record: Mapping[str, Any], now: fl
 
 
 def _enforce_deadline(job_meta: JobMeta, now: float, polls: int) -> None:
-    if now >= float(job_meta["deadline_at"]):
-        raise DeadlineExceededError("the upstream task outlived the job's deadline", code="Deadline")
+    enforce_deadline(job_meta, now, waiting_for="the upstream task was still running")
     if polls >= int(job_meta["max_polls"]):
         raise DeadlineExceededError(f"no result after {polls} status checks", code="MaxPolls")

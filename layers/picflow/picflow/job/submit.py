@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 from picflow.aws.jobs import now_iso
 from picflow.aws.services import Services, services
 from picflow.core import config
-from picflow.core.errors import RateLimitedError, ResultUnavailableError, TransientError
+from picflow.core.deadline import enforce_deadline, wait_within
+from picflow.core.errors import (
+    DeadlineExceededError,
+    RateLimitedError,
+    ResultUnavailableError,
+    TransientError,
+)
 from picflow.core.polling import SLOT_WAIT, scaled
 from picflow.job.collect import store_results
 from picflow.job.steps import records_errors
@@ -64,6 +70,12 @@ def submit(
         return {"state": "pending", "task_id": claim.task_id, "wait_seconds": scaled(op.spec.poll_floor)}
     submitted_at = svc.clock()
     try:
+        # The throttled-submit loop (WaitThrottled, WaitThrottledCallback) ends here at the deadline.
+        enforce_deadline(state["job"], submitted_at, waiting_for="the provider kept refusing the submit")
+    except DeadlineExceededError:
+        store.release_submit(job_id)  # nothing was sent
+        raise
+    try:
         submission = _call_provider(op, params, style, state, svc)
     except (TransientError, RateLimitedError) as exc:
         # These mean the provider did not take the task: a later attempt may pay.
@@ -72,7 +84,7 @@ def submit(
             wait = exc.retry_after if exc.retry_after is not None else SLOT_WAIT
             throttled: SubmitOut = {
                 "state": "throttled",
-                "wait_seconds": scaled(wait),
+                "wait_seconds": wait_within(state["job"], submitted_at, scaled(wait)),
                 "reason": type(exc).__name__,
             }
             if task_token is not None:
@@ -106,6 +118,7 @@ def submit(
     else:
         # Validate worked out the first wait from how long this operation's tasks take.
         first = state["job"].get("first_wait", scaled(op.spec.poll_floor))
+        first = wait_within(state["job"], svc.clock(), first)
         out = {"state": "pending", "task_id": task_id, "wait_seconds": first}
         if task_token is not None:
             _callback_window_starts(svc, task_token)

@@ -18,6 +18,7 @@ from picflow.aws.jobs import JobStatus, now_iso
 from picflow.aws.pause import PAUSED_ERROR, paused_at
 from picflow.aws.services import Services, services
 from picflow.core import config
+from picflow.core.deadline import enforce_deadline, wait_within
 from picflow.core.errors import InvalidRequestError, ParamValidationError
 from picflow.core.names import job_prefix
 from picflow.core.polling import SUBMIT_GRACE, first_wait, next_wait, scaled
@@ -216,8 +217,10 @@ def _cache_or_slot(state: JobState, svc: Services) -> tuple[CacheState, dict[str
         found = svc.cache.claim(key, job_id, float(meta["slot_ttl"]), stale=cache.get("stale"))
         if found is not None and found.get("pending_owner") not in (None, job_id):
             # An identical job is paying right now: wait for its results instead of paying.
-            elapsed = svc.clock() - float(found.get("claimed_at") or svc.clock())
-            wait = scaled(next_wait(Provider(str(meta["provider"])), max(0.0, elapsed), None))
+            now = svc.clock()
+            elapsed = now - float(found.get("claimed_at") or now)
+            wait = next_wait(Provider(str(meta["provider"])), max(0.0, elapsed), None)
+            wait = wait_within(meta, now, scaled(wait))
             return {**cache, "twin": str(found["pending_owner"]), "wait_seconds": wait}, None
         if found is not None and found.get("outputs"):
             cache = _cache_lookup(svc, key, enabled=True)  # finished just now
@@ -228,8 +231,10 @@ def _cache_or_slot(state: JobState, svc: Services) -> tuple[CacheState, dict[str
 
 @records_errors
 def await_twin(state: JobState, svc: Services | None = None) -> dict[str, Any]:
-    """After a wait: the identical job's results, or its claim gone (take over), or wait again."""
+    """After a wait: the identical job's results, or its claim gone (take over), or wait again;
+    at the deadline DeadlineExceededError (an identical job that never ends cannot hold this one)."""
     svc = svc or services()
+    enforce_deadline(state["job"], svc.clock(), waiting_for="waiting for an identical job's results")
     cache, slot = _cache_or_slot(state, svc)
     return {**state, "cache": cache, "slot": slot}
 
