@@ -1,4 +1,5 @@
-"""The job steps' pure parts (poll schedule, Validate's payload) and picflow.entry.callbacks.
+"""The job steps' pure parts (Validate's payload) and picflow.entry.callbacks; the poll schedule's
+tests are tests/unit/test_polling.py.
 
 Callbacks run against a fake Services: the real JobStore on moto (table from template.yaml) and a
 fake Step Functions client that records SendTaskSuccess/SendTaskFailure.
@@ -13,121 +14,20 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from picflow.aws.jobs import JobStore
-from picflow.core.catalogue import SPECS, Provider
+from picflow.core.catalogue import Provider
 from picflow.core.errors import (
     DeadlineExceededError,
     OutcomeUnknownError,
     ResultUnavailableError,
     TransientError,
 )
-from picflow.core.polling import POLL_CEILING, SUBMIT_GRACE, first_wait, next_wait, task_duration
+from picflow.core.polling import SUBMIT_GRACE
 from picflow.core.tasks import Submission
 from picflow.entry.callbacks import MAX_LOG, CallbackOutcome, body_of, handle_callback
 from picflow.job.check import check
 from picflow.job.submit import submit
 from picflow.job.validate import state_from_event
-
-# --- next_wait -----------------------------------------------------------------------------
-
-ELAPSED = st.floats(0, 7 * 86400, allow_nan=False)
-PROGRESS = st.one_of(st.none(), st.integers(-5, 105))
-
-
-@settings(deadline=None)
-@given(provider=st.sampled_from(list(Provider)), elapsed=ELAPSED, progress=PROGRESS)
-def test_next_wait_stays_between_the_provider_floor_and_the_ceiling(
-    provider: Provider, elapsed: float, progress: int | None
-) -> None:
-    wait = next_wait(provider, elapsed, progress)
-    assert SPECS[provider].poll_floor <= wait <= POLL_CEILING
-
-
-@settings(deadline=None)
-@given(elapsed=ELAPSED, progress=PROGRESS)
-def test_next_wait_hd_redraw_never_polls_faster_than_its_3_second_status_cache(
-    elapsed: float, progress: int | None
-) -> None:
-    assert next_wait(Provider.HDREDRAW, elapsed, progress) >= 3.0
-
-
-def test_next_wait_starts_within_the_two_second_delay_bound_or_at_the_floor() -> None:
-    assert next_wait(Provider.HDREDRAW, 0, None) == 3.0  # its status cache: no sooner
-    assert next_wait(Provider.TASKPIC, 0, None) == pytest.approx(1.9)
-
-
-@settings(deadline=None)
-@given(provider=st.sampled_from(list(Provider)), elapsed=ELAPSED, progress=PROGRESS)
-def test_next_wait_notices_an_end_within_max_2s_or_10_percent_unless_the_floor_forbids(
-    provider: Provider, elapsed: float, progress: int | None
-) -> None:
-    # A task ending just after this read, at `elapsed`, is seen by the next read.
-    bound = max(SPECS[provider].poll_floor, max(2.0, 0.1 * elapsed))
-    assert next_wait(provider, elapsed, progress) <= bound
-
-
-@settings(deadline=None)
-@given(a=ELAPSED, b=ELAPSED)
-def test_next_wait_without_progress_never_shrinks_as_time_passes(a: float, b: float) -> None:
-    early, late = sorted((a, b))
-    assert next_wait(Provider.HDREDRAW, early, None) <= next_wait(Provider.HDREDRAW, late, None)
-
-
-def test_next_wait_backs_off_then_caps() -> None:
-    assert next_wait(Provider.HDREDRAW, 100, None) == pytest.approx(9.5)
-    assert next_wait(Provider.HDREDRAW, 10_000, None) == POLL_CEILING
-
-
-def test_next_wait_near_completion_progress_shortens_the_wait() -> None:
-    # 95% after 100 s: about 5 s left, sooner than the 9.5 s the elapsed time alone suggests.
-    assert next_wait(Provider.HDREDRAW, 100, 95) == pytest.approx(100 * 5 / 95)
-    assert next_wait(Provider.HDREDRAW, 100, 99) == 3.0  # but never under the floor
-
-
-@pytest.mark.parametrize("progress", [None, 0, 100, 10])
-def test_next_wait_progress_without_information_or_far_from_done_changes_nothing(
-    progress: int | None,
-) -> None:
-    assert next_wait(Provider.TASKPIC, 100, progress) == pytest.approx(9.5)
-
-
-# --- first_wait and task_duration ----------------------------------------------------------
-
-
-def test_first_wait_without_history_is_the_floor() -> None:
-    assert first_wait(Provider.HDREDRAW, []) == 3.0
-    assert first_wait(Provider.TASKPIC, []) == 1.0
-
-
-def test_first_wait_reads_just_past_a_task_quicker_than_any_seen() -> None:
-    # Quickest seen 100 s: allow 10 % quicker (90 s), then the 10 % detection delay (8.55 s).
-    assert first_wait(Provider.TASKPIC, [130.0, 100.0, 115.0]) == pytest.approx(90 + 0.95 * 9)
-    # Long tasks: the wait past the quickest is capped like any other.
-    assert first_wait(Provider.TASKPIC, [1000.0]) == pytest.approx(900 + POLL_CEILING)
-    # Short ones never go under the provider's floor.
-    assert first_wait(Provider.HDREDRAW, [0.5]) == 3.0
-
-
-@settings(deadline=None)
-@given(recent=st.lists(st.floats(1, 5000), min_size=1, max_size=3), factor=st.floats(0.9, 3))
-def test_first_wait_notices_any_task_not_quicker_than_90_percent_of_the_quickest_in_time(
-    recent: list[float], factor: float
-) -> None:
-    duration = min(recent) * factor
-    wait = first_wait(Provider.TASKPIC, recent)
-    if wait >= duration:  # seen by the first read: within the allowed delay
-        assert wait - duration <= max(2.0, 0.1 * duration) + 1e-9
-
-
-def test_task_duration_is_the_middle_of_the_last_gap_between_reads_or_nothing() -> None:
-    # Running at 9 s, done at 12 s: it ended in between; the middle is the unbiased guess.
-    assert task_duration({"elapsed": 12.0, "last_pending": 9.0}, 12.5) == 10.5
-    assert task_duration({"elapsed": 9.0, "last_pending": 9.0}, 9.5) == 9.0
-    assert task_duration({"elapsed": 6.0, "last_pending": 0.0}, 6.5) is None  # first read saw it done
-    assert task_duration({}, 42.0) == 42.0  # a callback: as it finished
-
 
 # --- state_from_event ----------------------------------------------------------------------
 
