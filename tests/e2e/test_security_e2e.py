@@ -199,3 +199,72 @@ def test_result_urls_are_signed_for_the_configured_ttl(system, sample, api):
             assert query["X-Amz-Expires"] == [str(ttl)]  # bound into the signature (signed query)
             assert 0 <= (signed_at - before).total_seconds() < 30
             assert "X-Amz-Signature" in query
+
+
+def test_a_callback_naming_a_result_off_the_providers_hosts_is_refused_and_the_job_keeps_its_own(
+    system, sample
+):
+    # GIVEN a callback job whose provider's own delivery never comes
+    system.mock.configure_callbacks(drop=True)
+    key = system.upload("segmentation/ssrf/a.jpg", sample["product.jpg"], {})
+    job_id = str(system.job_for_key(key)["job_id"])
+    waiting = system.stack.wait_until(
+        lambda: {"task_token", "provider_task_id"} <= set(system.job(job_id)) and system.job(job_id)
+    )
+    task = system.mock.task(waiting["provider_task_id"])
+    secret = task["callback_url"].rsplit("/", 1)[1]
+    system.mock.advance_clock(60)
+    # The mock publishes a finished task's files on its next sweep.
+    published = system.stack.wait_until(lambda: system.mock.task(task["task_id"])["urls"])
+    real = next(url for name, url in published.items() if name.startswith("image"))
+    # WHEN the right secret names results on loopback hosts other than the mock: the front door
+    # (on the URL allow-list), moto (the buckets), and the metadata service
+    for stolen in (
+        f"{system.info.api_url}/jobs",
+        f"{system.info.moto_url}/picflow-input/secret.png",
+        "http://169.254.169.254/latest/meta-data/",
+    ):
+        forged = {"status": 200, "data": {"task_id": task["task_id"], "state": 1, "image": stolen}}
+        answer = _callback(system, job_id, secret, forged)
+        # THEN each is refused, nothing is handed to the execution
+        assert (answer.status_code, answer.json()) == (422, {"verdict": "unsafe_url"})
+    record = system.job(job_id)
+    assert "callback_received_at" not in record
+    assert system.sfn.describe_execution(executionArn=record["execution_arn"])["status"] == "RUNNING"
+    # AND the provider's own result (on the mock, its one result host here) still completes the job
+    result = {"status": 200, "data": {"task_id": task["task_id"], "state": 1, "image": real}}
+    assert _callback(system, job_id, secret, result).status_code == 200
+    assert system.stack.wait_for_execution(job_id)["status"] == "SUCCEEDED"
+    outputs = system.job(job_id)["manifest"]["outputs"]
+    assert [o["kind"] for o in outputs] == ["image"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"mask_url": "http://169.254.169.254/latest/meta-data/"},
+        {"mask_url": "file:///etc/passwd"},
+        {"logo_param": {"logo_url": "http://127.0.0.1:22/"}},
+    ],
+)
+def test_url_valued_params_are_checked_before_a_job_starts(system, sample, api, params):
+    slot = api.post("/uploads", json={"filename": "p.png", "content_type": "image/png"}).json()
+    assert httpx.put(slot["url"], content=sample["image.png"], headers=slot["headers"]).status_code == 200
+    body = {
+        "operation": "replace_background",
+        "params": {"prompt": "a beach", **params},
+        "input": {"upload_id": slot["upload_id"]},
+    }
+    jobs = system.ddb.Table(system.info.resources["JobsTable"])
+    before = jobs.scan(Select="COUNT")["Count"]
+    key = "unsafe-" + "-".join(params_path(params))
+    answer = api.post("/jobs", json=body, headers={"Idempotency-Key": key})
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert (error["type"], error["field"]) == ("UnsafeUrlError", "params." + ".".join(params_path(params)))
+    assert jobs.scan(Select="COUNT")["Count"] == before  # no job, no execution
+
+
+def params_path(params: dict[str, Any]) -> list[str]:
+    name, value = next(iter(params.items()))
+    return [name, *params_path(value)] if isinstance(value, dict) else [name]

@@ -108,3 +108,20 @@ def no_ambient_cli_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     for name in (settings.API_URL_ENV, settings.API_KEY_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv(settings.STATE_FILE_ENV, str(tmp_path / "state.json"))
+
+
+# The fake result hosts unit tests serve provider results from (names that never resolve).
+FAKE_RESULT_HOSTS = ("results.example", "oss.example")
+
+
+@pytest.fixture(autouse=True)
+def result_hosts(monkeypatch: pytest.MonkeyPatch) -> tuple[str, ...]:
+    """Every provider may name results on FAKE_RESULT_HOSTS in the unit tier (as the local stack
+    adds the mock's address), and their addresses are exempt from the public-address rule (they
+    never resolve). tests/unit/test_url_guard.py clears both to test the guard itself."""
+    from picflow.core.catalogue import SPECS
+
+    hosts = "|".join(FAKE_RESULT_HOSTS)
+    monkeypatch.setenv("PICFLOW_RESULT_HOSTS", ",".join(f"{p.value}={hosts}" for p in SPECS))
+    monkeypatch.setenv("PICFLOW_URL_ALLOWLIST", ",".join(FAKE_RESULT_HOSTS))
+    return FAKE_RESULT_HOSTS

@@ -563,6 +563,23 @@ BAD_JOBS: list[tuple[str, dict[str, Any], str]] = [
     ("IPv6 mapped", job_body(input={"url": "http://[::ffff:10.0.0.1]/a.png"}), "input.url"),
     ("notify to loopback", job_body(notify_url="http://localhost:8080/hook"), "notify_url"),
     ("notify to CGNAT", job_body(notify_url="http://100.64.1.1/hook"), "notify_url"),
+    # URL-valued params are handed to the provider, which fetches them on picflow's behalf.
+    *[
+        (
+            f"{name} {case}",
+            job_body(operation="replace_background", params={"prompt": "x", **params}),
+            f"params.{name}",
+        )
+        for case, url in [
+            ("to metadata", "http://169.254.169.254/latest/meta-data/"),
+            ("file scheme", "file:///etc/passwd"),
+            ("to loopback", "http://2130706433/m.png"),
+        ]
+        for name, params in [
+            ("mask_url", {"mask_url": url}),
+            ("logo_param.logo_url", {"logo_param": {"logo_url": url}}),
+        ]
+    ],
 ]
 
 

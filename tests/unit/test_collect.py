@@ -19,6 +19,7 @@ from picflow.core.errors import ResultUnavailableError, TransientError
 from picflow.core.names import result_key
 from picflow.core.tasks import ResultRef
 from picflow.job.results import collect_results
+from picflow.net.urls import UnsafeUrlError
 from PIL import Image
 
 BUCKET = "picflow-out"
@@ -259,3 +260,29 @@ def test_collect_results_client_error_status_raises_transient(
     with pytest.raises(TransientError) as info:
         collect(host, s3, workdir, refs)
     assert info.value.http_status == 400
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/stolen.png",  # loopback
+        "http://169.254.169.254/latest/meta-data/",  # the metadata service
+        "https://evil.example/out.png",  # a public host that is not the provider's
+        "https://results.example:8443/out.png",  # the provider's host on another port
+        "file:///etc/passwd",
+    ],
+)
+def test_collect_results_url_off_the_providers_result_hosts_is_refused_unfetched(
+    host: ResultHost, s3: Any, workdir: Path, url: str
+) -> None:
+    # GIVEN a status (poll, callback or sync answer) naming a result anywhere else
+    refs = [
+        ResultRef(ResultKind.IMAGE, url=host.serve("/r/ok.png", PNG)),
+        ResultRef(ResultKind.MASK, url=url),
+    ]
+    # WHEN the results are collected THEN nothing of it is fetched or stored
+    with pytest.raises(UnsafeUrlError) as info:
+        collect(host, s3, workdir, refs)
+    assert info.value.rule in {"a result host of the provider", "http or https"}
+    assert host.fetched == ["/r/ok.png"]
+    assert not any(k.endswith("manifest.json") for k in keys(s3))

@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from picflow.core.catalogue import SPECS
+
 from picflow_cli.local import iam, sfn_rules
 from picflow_cli.local.runtime import (
     FunctionSpec,
@@ -577,6 +579,11 @@ class LocalStack:
             "PICFLOW_CALLBACK_BASE_URL": self.info.api_url,
             "PICFLOW_URL_ALLOWLIST": ",".join(
                 urlsplit(u).netloc for u in (self.info.upstream_url, self.info.moto_url, self.info.api_url)
+            ),
+            # Every provider's results come from the mock here: its address and nothing else on
+            # loopback (the front door and moto are on the URL allow-list, never result hosts).
+            "PICFLOW_RESULT_HOSTS": ",".join(
+                f"{provider.value}={urlsplit(self.info.upstream_url).netloc}" for provider in SPECS
             ),
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",

@@ -135,7 +135,7 @@ def create_batch(
     try:
         items = plan_items(op, body.params, rows, bucket, batch_id)
     except urls.UnsafeUrlError as exc:
-        raise ApiError.invalid(exc, "manifest") from None
+        raise ApiError.invalid(exc, exc.field or "manifest") from None
     # A pipeline item holds a slot of each step's provider in turn: the smallest cap bounds it.
     cap = min(SPECS[provider].concurrency_cap for provider in providers)
     request = {

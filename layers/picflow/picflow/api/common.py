@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from picflow.api.errors import ApiError
 from picflow.api.models import ErrorResponse
+from picflow.core import config
 from picflow.net import urls
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ __all__ = [
 UPLOAD_URL_TTL = 900
 
 
-RESULT_URL_TTL_DEFAULT = 900
+RESULT_URL_TTL_DEFAULT = config.RESULT_URL_TTL_DEFAULT
 
 
 API_KEY_SCHEME = "api_key"

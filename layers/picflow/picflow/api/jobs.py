@@ -55,7 +55,7 @@ from picflow.core.catalogue import (
 )
 from picflow.core.errors import ParamValidationError
 from picflow.core.names import job_id_for
-from picflow.core.results import ResultView
+from picflow.core.results import ResultView, result_view
 from picflow.job.cancel import cancel_job as cancel_record
 from picflow.net import urls
 from picflow.net.webhooks import job_event
@@ -95,8 +95,12 @@ def create_job(
     except ParamValidationError as exc:
         raise ApiError.invalid(exc, "operation") from None
     try:
-        validate_params(op, body.params)
+        params = validate_params(op, body.params)
     except ParamValidationError as exc:
+        raise ApiError.invalid(exc, f"params.{exc.field}") from None
+    try:
+        urls.check_param_urls(params)
+    except urls.UnsafeUrlError as exc:
         raise ApiError.invalid(exc, f"params.{exc.field}") from None
     if body.mode != "auto" and Style(body.mode) not in op.styles:
         styles = ", ".join(sorted(s.value for s in op.styles))
@@ -109,7 +113,7 @@ def create_job(
         )
     if body.notify_url is not None:
         try:
-            urls.check_public_url(body.notify_url)
+            urls.check_public_url(body.notify_url, where="notify_url")
         except urls.UnsafeUrlError as exc:
             raise ApiError.invalid(exc, "notify_url") from None
 
@@ -168,18 +172,7 @@ def _job_view(raw: Mapping[str, Any]) -> JobView:
     manifest = job.get("manifest") or {}
     bucket = str(manifest.get("bucket") or config.optional(config.OUTPUT_BUCKET))
     results: list[ResultView] = [
-        {
-            "kind": str(o["kind"]),
-            "index": int(o["index"]),
-            "key": str(o["key"]),
-            "content_type": str(o["content_type"]),
-            "size": int(o["size"]),
-            "sha256": str(o["sha256"]),
-            "width": o.get("width"),
-            "height": o.get("height"),
-            "url": presign(bucket, str(o["key"]), ttl),
-            "expires_in": ttl,
-        }
+        result_view(o, url=presign(bucket, str(o["key"]), ttl), expires_in=ttl)
         for o in manifest.get("outputs") or []
     ]
     job_id = str(job["job_id"])

@@ -127,11 +127,14 @@ def _validated(op: Operation | str, merged: dict[str, Any]) -> dict[str, Any]:
     """``merged`` checked as ``op``'s params; for the pipeline, as each step's params, and
     completed with redraw's default upscale (the pipeline's ASL reads both prompt and upscale)."""
     from picflow.core.catalogue import validate_params
+    from picflow.net.urls import check_param_urls
 
     if op != PIPELINE:
-        validate_params(op, merged)
+        check_param_urls(validate_params(op, merged))
         return merged
     steps = [validate_params(name, step) for name, step in pipeline_step_params(merged)]
+    for step in steps:
+        check_param_urls(step)
     return {"prompt": steps[1].model_dump()["prompt"], "upscale": steps[2].model_dump()["upscale"]}
 
 
@@ -159,11 +162,14 @@ def plan_items(
             raise ParamValidationError(
                 f"{where}: {exc.message}", field=f"params.{exc.field}", rule=exc.rule
             ) from None
+        except UnsafeUrlError as exc:
+            message = f"{where}: {exc.message}"
+            raise UnsafeUrlError(message, rule=exc.rule, field=f"params.{exc.field}") from None
         if "url" not in row:
             items.append({"i": index, "bucket": bucket, "key": row["key"], "params": merged})
             continue
         try:
-            check_public_url(row["url"], checked=public_hosts)
+            check_public_url(row["url"], checked=public_hosts, where="manifest")
         except UnsafeUrlError as exc:
             raise UnsafeUrlError(f"{where}: {exc.message}", rule=exc.rule) from None
         # bucket/key are where Fetch puts the image: the job reads it like any other item.

@@ -202,6 +202,9 @@ class ProviderSpec:
     secret_keys: tuple[str, ...]
     # Empty for a synchronous provider: it has no task to read.
     states: StateTable = field(default_factory=lambda: StateTable(frozenset()))
+    # Hosts its result URLs may name (status answers, callbacks, sync answers): ``host``,
+    # ``host:port`` or ``*.suffix``; PICFLOW_RESULT_HOSTS adds more (picflow.net.urls).
+    result_hosts: tuple[str, ...] = ()
 
     @property
     def concurrency_cap(self) -> int:
@@ -250,6 +253,8 @@ SPECS: Mapping[Provider, ProviderSpec] = {
                 },
                 unknown_fails=_neg_int,
             ),
+            # Documents 000-002: results are on the vendor's OSS bucket.
+            result_hosts=("wxtechsz.oss-cn-shenzhen.aliyuncs.com",),
         ),
         ProviderSpec(
             Provider.TENCENT,
@@ -271,6 +276,8 @@ SPECS: Mapping[Provider, ProviderSpec] = {
             client="picflow.providers.tencent:TencentClient",
             base_url=config.TENCENT_ENDPOINT,
             secret_keys=("tencent_secret_id", "tencent_secret_key"),
+            # Document 003: ResultImage/MaskImage are signed COS URLs in one bucket per service.
+            result_hosts=("*.cos.ap-guangzhou.myqcloud.com",),
         ),
         ProviderSpec(
             Provider.HDREDRAW,
@@ -292,6 +299,8 @@ SPECS: Mapping[Provider, ProviderSpec] = {
                 failed={"failed": "failed", "error": "error", "expired": "expired"},
                 unknown_fails=_is_none,
             ),
+            # Document 004: results are served by the API's own host.
+            result_hosts=("api.domain.com",),
         ),
     )
 }

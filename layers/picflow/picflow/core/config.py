@@ -20,6 +20,8 @@ __all__ = [
     "OUTPUT_BUCKET",
     "PROVIDER_SECRET",
     "RESULT_CACHE_TABLE",
+    "RESULT_HOSTS",
+    "RESULT_URL_TTL_DEFAULT",
     "SEMAPHORE_TABLE",
     "STATE_MACHINE_ARN",
     "TASKPIC_BASE_URL",
@@ -30,6 +32,7 @@ __all__ = [
     "env_int",
     "operation_function",
     "optional",
+    "result_hosts",
 ]
 
 JOBS_TABLE = "PICFLOW_JOBS_TABLE"
@@ -58,6 +61,8 @@ CALLBACK_TIMEOUT = "PICFLOW_CALLBACK_TIMEOUT"
 JOB_DEADLINE = "PICFLOW_JOB_DEADLINE"
 MAX_POLLS = "PICFLOW_MAX_POLLS"
 RESULT_URL_TTL = "PICFLOW_RESULT_URL_TTL"
+# Seconds presigned result URLs (GET answers, notices) stay valid unless RESULT_URL_TTL says.
+RESULT_URL_TTL_DEFAULT = 900
 # Days a job record is kept (DynamoDB TTL).
 JOB_TTL_DAYS = "PICFLOW_JOB_TTL_DAYS"
 # Seconds an upstream answer may take (httpx read timeout); 30 unless set.
@@ -67,6 +72,9 @@ HTTP_READ_TIMEOUT = "PICFLOW_HTTP_READ_TIMEOUT"
 OPERATION_FUNCTIONS = "PICFLOW_OPERATION_FUNCTIONS"
 # Extra hosts a user-given URL may point at (the local stack's mock and S3 endpoints).
 URL_ALLOWLIST = "PICFLOW_URL_ALLOWLIST"
+# Hosts a provider's result URLs may name besides its spec's, "taskpic=a.example|b.example:8443,
+# tencent=*.cos.example" (the local stack: the mock's address).
+RESULT_HOSTS = "PICFLOW_RESULT_HOSTS"
 
 
 def env(name: str) -> str:
@@ -108,3 +116,9 @@ def operation_function(operation: str) -> str:
 def concurrency_overrides() -> dict[str, int]:
     """``PICFLOW_CONCURRENCY`` parsed: caps that replace a provider's default (its spec's)."""
     return {name: int(value) for name, value in _pairs(optional(CONCURRENCY)).items()}
+
+
+def result_hosts(provider: str) -> tuple[str, ...]:
+    """``PICFLOW_RESULT_HOSTS``'s extra result hosts of ``provider`` (``|``-separated)."""
+    raw = _pairs(optional(RESULT_HOSTS)).get(provider, "")
+    return tuple(h.strip().lower() for h in raw.split("|") if h.strip())

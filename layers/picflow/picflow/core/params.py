@@ -21,6 +21,7 @@ from picflow.core.errors import ParamValidationError
 
 __all__ = [
     "BACKGROUND_TEMPLATE_PROMPT",
+    "URL_FIELD",
     "BackgroundParams",
     "EditImageParams",
     "ExpandImageParams",
@@ -68,6 +69,22 @@ class Params(BaseModel):
                         f"{name}: {exc}", field=name, rule="no control characters"
                     ) from None
         return self
+
+    def url_params(self) -> list[tuple[str, str]]:
+        """Every URL-valued param that is set, as (field path, URL), nested models included:
+        the URLs picflow hands on to a provider (fields marked with :data:`URL_FIELD`)."""
+        found: list[tuple[str, str]] = []
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if isinstance(value, Params):
+                found.extend((f"{name}.{inner}", url) for inner, url in value.url_params())
+            elif isinstance(value, str) and info.json_schema_extra == URL_FIELD:
+                found.append((name, value))
+        return found
+
+
+# A param that is a URL picflow hands on: checked like every user-given URL (picflow.net.urls).
+URL_FIELD: dict[str, Any] = {"format": "uri"}
 
 
 def _int_from_text(value: Any) -> Any:
@@ -158,7 +175,9 @@ class LogoRect(Params):
 
 
 class LogoParam(Params):
-    logo_url: str | None = Field(None, description="Logo image URL (http/https).")
+    logo_url: str | None = Field(
+        None, description="Logo image URL (http/https).", json_schema_extra=URL_FIELD
+    )
     logo_image: str | None = Field(None, description="Logo image as base64; logo_url wins when both are set.")
     logo_rect: LogoRect | None = None
 
@@ -183,7 +202,9 @@ class ReplaceBackgroundParams(Params):
         None, description='Template name; only used when prompt = "BackgroundTemplate".'
     )
     mask_url: str | None = Field(
-        None, description="PNG mask with transparent background, same size as the product."
+        None,
+        description="PNG mask with transparent background, same size as the product.",
+        json_schema_extra=URL_FIELD,
     )
     resolution: Ratio = Field(
         "1280:1280", description="W:H, each side > 500 and < 4000 px, ratio between 2:5 and 5:2."

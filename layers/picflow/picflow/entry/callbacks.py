@@ -30,7 +30,8 @@ MAX_LOG = 20
 @dataclass(frozen=True)
 class CallbackOutcome:
     status_code: int
-    verdict: str  # accepted | rejected | duplicate | unknown_job | malformed | wrong_task | progress
+    # accepted | rejected | duplicate | unknown_job | malformed | unsafe_url | wrong_task | progress
+    verdict: str
 
 
 def _log(svc: Services, job_id: str, job: dict[str, Any], verdict: str) -> None:
@@ -40,6 +41,7 @@ def _log(svc: Services, job_id: str, job: dict[str, Any], verdict: str) -> None:
 
 
 def handle_callback(job_id: str, secret: str, body: bytes, svc: Services) -> CallbackOutcome:
+    from picflow.net.urls import UnsafeUrlError, check_result_url
     from picflow.providers.registry import callback_parser
 
     job = svc.store.get(job_id)
@@ -61,6 +63,15 @@ def handle_callback(job_id: str, secret: str, body: bytes, svc: Services) -> Cal
     except Exception:
         _log(svc, job_id, job, "malformed")
         return CallbackOutcome(400, "malformed")
+    try:
+        # A result URL off the provider's result hosts is never handed on: the job keeps
+        # waiting (and polling), so a forged callback can neither inject nor fail a result.
+        for ref in status.results:
+            if ref.url is not None:
+                check_result_url(ref.url, op.spec)
+    except UnsafeUrlError:
+        _log(svc, job_id, job, "unsafe_url")
+        return CallbackOutcome(422, "unsafe_url")
     expected_task = str(job.get("provider_task_id") or "")
     if expected_task and status.task_id != expected_task:
         # The right secret with another task's result: never hand that to the execution.

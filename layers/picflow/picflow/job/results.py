@@ -1,8 +1,9 @@
 """Results into S3: copy every result into the output bucket at once, with checksums and a manifest.
 
 Provider result URLs expire (Tencent: 1 hour), so results are copied as soon as they
-exist. Each download streams to a temporary file in fixed-size chunks (constant memory
-whatever the size), hashing as it goes; the bytes' own magic decides the content type
+exist, and only from the provider's own result hosts (:func:`picflow.net.urls.check_result_url`).
+Each download streams to a temporary file in fixed-size chunks (constant memory whatever the
+size), hashing as it goes; the bytes' own magic decides the content type
 (a wrong ``Content-Type`` from the provider is recorded, not trusted), images are checked
 to decode, and the upload is a managed multipart transfer from disk.
 """
@@ -40,7 +41,15 @@ def _result_key(prefix: str, ref: ResultRef, content_type: str) -> str:
 
 
 def _download(http: httpx.Client, url: str, dest: Any, provider: str) -> tuple[str, int, str | None]:
-    """Stream ``url`` into ``dest``; returns (sha256, size, declared content type)."""
+    """Stream ``url`` into ``dest``; returns (sha256, size, declared content type).
+
+    Only a URL on one of the provider's result hosts is fetched (:func:`check_result_url`:
+    whatever named it, a status answer, a callback or a sync answer); redirects are not followed.
+    """
+    from picflow.core.catalogue import SPECS, Provider
+    from picflow.net.urls import check_result_url
+
+    check_result_url(url, SPECS[Provider(provider)])
     digest = hashlib.sha256()
     size = 0
     try:

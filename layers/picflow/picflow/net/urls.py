@@ -14,6 +14,11 @@ redirects on its own; :func:`open_public` follows at most :data:`MAX_REDIRECTS`,
 
 ``PICFLOW_URL_ALLOWLIST`` (``host`` or ``host:port``, comma-separated) exempts the local stack's
 own endpoints (mock upstream, S3) from the address rules; nothing else does.
+
+URLs a provider names (result URLs in status answers, callbacks and sync answers) pass
+:func:`check_result_url`: the rules above, and the host must be one of that provider's result
+hosts (its spec's ``result_hosts`` plus ``PICFLOW_RESULT_HOSTS``). Every refusal, whoever named
+the URL, is counted as the metric ``UnsafeUrlRefused`` (dimension ``where``).
 """
 
 from __future__ import annotations
@@ -37,18 +42,28 @@ from picflow.net.http import ssl_context
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from picflow.core.catalogue import ProviderSpec
+    from picflow.core.params import Params
+
 __all__ = [
     "MAX_REDIRECTS",
+    "REFUSED_METRIC",
     "InputUnavailableError",
     "UnsafeUrlError",
+    "check_param_urls",
     "check_public_url",
+    "check_result_url",
+    "count_refusal",
     "fetch_into_s3",
     "open_public",
     "resolve",
+    "result_hosts",
     "safe_client",
 ]
 
 MAX_REDIRECTS = 3
+# The metric every refused URL counts in (one EMF line per refusal, dimension "where").
+REFUSED_METRIC = "UnsafeUrlRefused"
 FETCH_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=20.0, pool=5.0)
 _DEFAULT_PORT = {"http": 80, "https": 443}
 # A host made only of numbers (decimal, 0-octal, 0x-hex) and dots: inet_aton's grammar.
@@ -61,11 +76,13 @@ type IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class UnsafeUrlError(InvalidRequestError):
-    """A URL picflow refuses to fetch or call; ``rule`` says which check it failed."""
+    """A URL picflow refuses to fetch or call; ``rule`` says which check it failed, ``field``
+    which param held it (URL-valued params only)."""
 
-    def __init__(self, message: str, *, rule: str) -> None:
+    def __init__(self, message: str, *, rule: str, field: str | None = None) -> None:
         super().__init__(message, code="UnsafeUrl")
         self.rule = rule
+        self.field = field
 
 
 class InputUnavailableError(InvalidRequestError):
@@ -173,11 +190,18 @@ def checked_addresses(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
-def check_public_url(url: str, *, checked: set[tuple[str, int]] | None = None) -> str:
-    """``url`` when it is safe to fetch from inside the VPC-less Lambda, else :class:`UnsafeUrlError`.
+def count_refusal(where: str) -> None:
+    """Count one refused URL: ``UnsafeUrlRefused`` with the dimension ``where`` (``input``,
+    ``notify_url``, ``params``, ``manifest``, ``result``, ``connect``)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-    ``checked`` remembers the hosts already found public, so checking many URLs on one host
-    (a batch manifest) resolves it once; the fetch checks the address again when it connects."""
+    namespace = config.optional("POWERTOOLS_METRICS_NAMESPACE", "picflow")
+    with single_metric(name=REFUSED_METRIC, unit=MetricUnit.Count, value=1, namespace=namespace) as metric:
+        metric.add_dimension(name="where", value=where)
+
+
+def _parts(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a well-formed http(s) URL without user-info, else UnsafeUrlError."""
     if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
         raise UnsafeUrlError("the URL contains whitespace or control characters", rule="a well-formed URL")
     try:
@@ -198,13 +222,72 @@ def check_public_url(url: str, *, checked: set[tuple[str, int]] | None = None) -
         raise UnsafeUrlError(
             f"host {host!r} is not a plain DNS name or address", rule="ASCII host (punycode)"
         )
-    port = port if port is not None else _DEFAULT_PORT[scheme]
-    if checked is not None and (host, port) in checked:
-        return url
-    if not _allowed(host, port):
-        checked_addresses(host, port)
+    return scheme, host, port if port is not None else _DEFAULT_PORT[scheme]
+
+
+def check_public_url(url: str, *, checked: set[tuple[str, int]] | None = None, where: str = "input") -> str:
+    """``url`` when it is safe to fetch from inside the VPC-less Lambda, else :class:`UnsafeUrlError`
+    (counted under ``where``: :func:`count_refusal`).
+
+    ``checked`` remembers the hosts already found public, so checking many URLs on one host
+    (a batch manifest) resolves it once; the fetch checks the address again when it connects."""
+    try:
+        _scheme, host, port = _parts(url)
+        if checked is not None and (host, port) in checked:
+            return url
+        if not _allowed(host, port):
+            checked_addresses(host, port)
+    except UnsafeUrlError:
+        count_refusal(where)
+        raise
     if checked is not None:
         checked.add((host, port))
+    return url
+
+
+def check_param_urls(params: Params) -> None:
+    """Every URL-valued param of ``params`` (``mask_url``, ``logo_param.logo_url``, ...) as
+    :func:`check_public_url` checks an input: the provider would fetch it on picflow's behalf."""
+    for field, url in params.url_params():
+        try:
+            check_public_url(url, where="params")
+        except UnsafeUrlError as exc:
+            raise UnsafeUrlError(f"{field}: {exc.message}", rule=exc.rule, field=field) from None
+
+
+def result_hosts(spec: ProviderSpec) -> tuple[str, ...]:
+    """The hosts ``spec``'s provider may name for a result: its spec's and PICFLOW_RESULT_HOSTS'."""
+    return (*spec.result_hosts, *config.result_hosts(spec.name.value))
+
+
+def _host_matches(host: str, port: int, default_port: int, entry: str) -> bool:
+    """``host:port`` against one entry: ``name``, ``name:port`` or ``*.suffix`` (no port: the
+    scheme's default; the wildcard matches one or more labels, never the bare suffix)."""
+    name, _, entry_port = entry.lower().partition(":")
+    if port != (int(entry_port) if entry_port.isdigit() else default_port):
+        return False
+    host = host.strip("[]").lower()
+    if name.startswith("*."):
+        return host.endswith(name[1:]) and len(host) > len(name) - 1
+    return host == name
+
+
+def check_result_url(url: str, spec: ProviderSpec) -> str:
+    """``url`` when ``spec``'s provider may name it for a result, else :class:`UnsafeUrlError`
+    (counted under ``result``): a well-formed http(s) URL on one of its result hosts
+    (:func:`result_hosts`) whose addresses are public (the local stack's allow-list aside)."""
+    try:
+        scheme, host, port = _parts(url)
+        if not any(_host_matches(host, port, _DEFAULT_PORT[scheme], e) for e in result_hosts(spec)):
+            raise UnsafeUrlError(
+                f"{spec.title} named a result on {host}:{port}, not one of its result hosts",
+                rule="a result host of the provider",
+            )
+        if not _allowed(host, port):
+            checked_addresses(host, port)
+    except UnsafeUrlError:
+        count_refusal("result")
+        raise
     return url
 
 
@@ -225,7 +308,12 @@ class _CheckingBackend(httpcore.SyncBackend):
         if _allowed(host, port):
             return super().connect_tcp(host, port, timeout, local_address, socket_options)
         last: Exception | None = None
-        for ip in checked_addresses(host, port):
+        try:
+            addresses = checked_addresses(host, port)
+        except UnsafeUrlError:
+            count_refusal("connect")
+            raise
+        for ip in addresses:
             try:
                 return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:

@@ -1,0 +1,83 @@
+"""picflow.entry.callbacks at the trust boundary: a provider callback is believed only with the
+job's secret, and even then a result URL off the provider's result hosts is never handed on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from picflow.aws.jobs import JobStore
+from picflow.entry.callbacks import CallbackOutcome, handle_callback
+
+SECRET = "per-job-secret-0123456789abcdef"
+TOKEN = "task-token-xyz"
+
+
+@dataclass
+class RecordingSfn:
+    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def send_task_success(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("send_task_success", kwargs))
+        return {}
+
+    def send_task_failure(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("send_task_failure", kwargs))
+        return {}
+
+
+@dataclass
+class FakeServices:
+    store: JobStore
+    sfn: RecordingSfn = field(default_factory=RecordingSfn)
+    clock: Any = field(default=lambda: 1_700_000_000.0)
+
+
+@pytest.fixture
+def svc(jobs_table: Any) -> FakeServices:
+    store = JobStore(jobs_table)
+    store.create(
+        {
+            "job_id": "job-1",
+            "operation": "segmentation",
+            "status": "RUNNING",
+            "callback_secret_sha256": hashlib.sha256(SECRET.encode()).hexdigest(),
+            "task_token": TOKEN,
+            "provider_task_id": "t-1",
+        }
+    )
+    return FakeServices(store)
+
+
+def done(image: str) -> bytes:
+    return json.dumps({"status": 200, "data": {"task_id": "t-1", "state": 1, "image": image}}).encode()
+
+
+def verdicts(svc: FakeServices) -> list[str]:
+    return [entry["verdict"] for entry in (svc.store.get("job-1") or {}).get("callbacks", [])]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:9/stolen.png", "http://169.254.169.254/latest/", "https://attacker.example/x.png"],
+)
+def test_callback_result_off_the_providers_hosts_is_refused_and_never_forwarded(
+    svc: FakeServices, url: str
+) -> None:
+    # GIVEN a callback with the right secret whose result is on a host task/pic never uses
+    outcome = handle_callback("job-1", SECRET, done(url), svc)
+    # THEN it is refused, the execution keeps waiting (and polling), and the job is not done
+    assert outcome == CallbackOutcome(422, "unsafe_url")
+    assert svc.sfn.calls == []
+    assert "callback_received_at" not in (svc.store.get("job-1") or {})
+    assert verdicts(svc) == ["unsafe_url"]
+    # AND the provider's real result (on a result host) still gets through afterwards
+    assert handle_callback("job-1", SECRET, done("https://oss.example/out.png"), svc) == CallbackOutcome(
+        200, "accepted"
+    )
+    ((name, kwargs),) = svc.sfn.calls
+    assert name == "send_task_success"
+    assert json.loads(kwargs["output"])["results"][0]["url"] == "https://oss.example/out.png"
