@@ -1,54 +1,65 @@
-"""Polling cost and detection delay: picflow's Check and schedule against the job-poller baseline.
+"""Polling cost and detection delay: picflow's schedule against fixed and backoff polling.
 
-Every job is a real upstream task on the mock (scenario ``seconds=d``) on the mock's frozen,
-controllable clock: nothing really waits. picflow's own ``picflow.job.check.check`` reads the status
-through the real provider clients; for picflow the next wait is the one Check returns, for the
-baselines (the AWS job-poller sample: a fixed Wait between status checks) a fixed 5 s or 30 s.
-Every wait is a Wait state: no Lambda sleeps while polling.
+What is simulated. Each cell is a nominal duration D (5 / 30 / 120 / 600 s), a spread sigma
+(0 / 0.2 / 0.5: task durations are log-normal, median D, log standard deviation sigma) and a
+history (none: every job starts blind; warm: the operation's history, KEEP durations, as Collect
+learns them from earlier jobs of the same distribution, TASKS jobs in a row after WARMUP jobs).
+Every task runs on a virtual clock (nothing waits) through the production code: Validate's
+first wait (``scaled(first_wait(provider, history))``), then ``picflow.job.check.check`` itself
+reading a fake provider (running until the task's end, then done) and returning the next Wait's
+seconds, then what Collect records (``task_duration`` into ``MemoryDurationHistory``). The
+rounding is production's (``scaled``, PICFLOW_WAIT_SCALE unset). A check at the instant the
+task ends sees it done.
 
-A task that ends exactly on a baseline's poll grid (30 s, 120 s, 600 s for fixed-30) would be
-detected with no delay by luck, so each nominal duration D is run as SAMPLES tasks spread
-evenly over 0.9·D..1.1·D; polls, state transitions and delays are means over them (max delay
-too). State transitions are counted by walking statemachine/job.asl.json itself.
+Baselines on the same tasks: fixed 5 s and fixed 30 s (the AWS job-poller sample: Wait, Check,
+Choice a poll, 3 transitions), exponential backoff (first check 1 s after the submit, then
+1 s x 1.5^k capped at 60 s, as a Task Retry: 1 transition a retry, its most favourable form) and
+the oracle (one check at the instant the task ends).
 
-Goal, for every D and provider family: fewer transitions than fixed-5 s, a lower mean delay
-than fixed-30 s, and a max delay <= max(2 s, 10% of D). Callback mode: <= 6 transitions for
-the wait itself. Prints the cost per 1,000 jobs; exits non-zero when a goal is missed.
+Transitions a job are the whole job's (Validate to Notify), counted by walking
+statemachine/job.asl.json; the baselines keep picflow's states outside the poll loop. Cost:
+transitions + Lambda GB-s (stated billed ms per invocation, memory from template.yaml) +
+requests. The bound for a task of duration T: max(2 s, the provider's status cache, 10 % of T)
+(``picflow.core.polling.delay_bound``).
+
+Goals (exit 1 on a miss): in every cell >= 99 % of picflow's tasks within the bound (100 % with
+no history); warm history, sigma <= 0.5: transitions <= 50 % of fixed 5 s at 120 s and <= 15 %
+at 600 s; callback jobs <= 6 transitions; a lost callback noticed within 2x the operation's
+p95 duration (warm history: the 95th percentile over tasks of when the poll fallback sees the
+task, against 2x the tasks' own p95).
 """
 
 from __future__ import annotations
 
-import io
+import argparse
 import json
+import math
 import os
-import statistics
+import random
 import sys
-import uuid
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-from picflow.aws.durations import MemoryDurationHistory
+from picflow.aws.durations import KEEP, MemoryDurationHistory
 from picflow.aws.services import Services
-from picflow.core.catalogue import Provider
-from picflow.core.polling import first_wait, task_duration
+from picflow.core.catalogue import Provider, TaskState, get_operation
+from picflow.core.polling import callback_window, delay_bound, first_wait, next_wait, scaled, task_duration
+from picflow.core.tasks import TaskStatus
 from picflow.job.check import check
-from picflow.net.http import build_client
-from picflow.providers.base import ProviderClient, Secret
-from picflow.providers.hdredraw import HdRedrawClient
-from picflow.providers.registry import Registry
-from picflow.providers.taskpic import TaskPicClient
 from picflow_cli.local.stack import load_template
-from PIL import Image
-
-from mock_upstream.server import ThreadedServer
-from mock_upstream.testing import MockUpstream
 
 ROOT = Path(__file__).resolve().parents[1]
 DURATIONS = (5, 30, 120, 600)
-SAMPLES = 11  # per nominal duration, spread over 0.9·D..1.1·D
-FIXED = (5, 30)
+SIGMAS = (0.0, 0.2, 0.5)
+HISTORIES = ("none", "warm")
+TASKS = 1000  # measured jobs a cell
+WARMUP = 2 * KEEP  # jobs that fill the history before a warm cell is measured
+SEED = 17
+FAMILIES = {"taskpic": "segmentation", "hdredraw": "face_enhance"}  # family -> operation polled
+STRATEGIES = ("picflow", "fixed-5s", "fixed-30s", "backoff", "oracle")
 
 # Prices (us-east-1, 2025): Step Functions Standard, Lambda arm64.
 USD_PER_TRANSITION = 0.025 / 1000
@@ -56,7 +67,6 @@ USD_PER_GB_S = 0.0000133334
 USD_PER_REQUEST = 0.20 / 1_000_000
 
 # Stated, not measured: billed duration of one invocation in AWS.
-# Loopback timings say nothing about a real upstream's latency.
 ASSUMED_MS = {
     "validate": 350,  # S3 HEAD + GET of the input, Pillow header parse, DynamoDB writes, the slot
     "submit": 800,  # presign or upload to the provider, DynamoDB claim
@@ -64,12 +74,6 @@ ASSUMED_MS = {
     "callback": 100,  # verify the secret, SendTaskSuccess
     "collect": 1550,  # free the slot, download a few MB, verify, multipart upload, manifest
     "notify": 100,  # EventBridge PutEvents
-}
-
-FAMILIES = {
-    # family -> (operation polled, provider, upstream submit route)
-    "taskpic": ("segmentation", Provider.TASKPIC, "/task/pic/segmentation"),
-    "hdredraw": ("face_enhance", Provider.HDREDRAW, "/api/submit_face_enhance_task"),
 }
 
 
@@ -94,27 +98,34 @@ def _put(doc: dict[str, Any], path: str | None, value: Any) -> dict[str, Any]:
 
 
 def walk_asl(asl: dict[str, Any], style: str, checks: int) -> list[str]:
-    """The states a successful job enters: ``checks`` Check iterations in poll style."""
+    """The states a successful job enters: ``checks`` Check invocations in poll style. A Check
+    that finds the task running either returns ``pending`` or raises ``NotReady`` (whichever the
+    ASL handles: a Catch naming it)."""
     seen = {"check": 0}
 
-    def result(name: str) -> Any:
+    def result(name: str) -> tuple[Any, str | None]:
         if name == "Validate":
-            return {"job": {"style": style}, "cache": {"hit": False}, "slot": {"acquired": True}}
+            return {"job": {"style": style}, "cache": {"hit": False}, "slot": {"acquired": True}}, None
         if name == "Submit":
-            return {"Payload": {"state": "collected" if style == "sync" else "pending"}}
+            return {"Payload": {"state": "collected" if style == "sync" else "pending"}}, None
         if name == "SubmitAndAwaitCallback":
-            return {"state": "done"}
+            return {"state": "done"}, None
         if name == "Check":
             seen["check"] += 1
-            return {"state": "done" if seen["check"] >= checks else "pending"}
-        return {}
+            if seen["check"] >= checks:
+                return {"state": "done"}, None
+            catches = asl["States"][name].get("Catch", [])
+            if any("NotReady" in c["ErrorEquals"] for c in catches):
+                return None, "NotReady"
+            return {"state": "pending"}, None
+        return {}, None
 
     doc: dict[str, Any] = {}
     name = asl["StartAt"]
     path: list[str] = []
     while True:
         path.append(name)
-        if len(path) > 10_000:
+        if len(path) > 100_000:
             raise RuntimeError("the walk does not end")
         state = asl["States"][name]
         kind = state["Type"]
@@ -129,7 +140,12 @@ def walk_asl(asl: dict[str, Any], style: str, checks: int) -> list[str]:
                     break
             continue
         if kind in ("Task", "Pass"):
-            value = result(name)
+            value, error = result(name)
+            if error is not None:
+                catch = next(c for c in state["Catch"] if error in c["ErrorEquals"])
+                doc = _put(doc, catch.get("ResultPath"), {"Error": error})
+                name = catch["Next"]
+                continue
             if kind == "Pass" and "Parameters" in state:
                 value = {k: v for k, v in state["Parameters"].items() if not k.endswith(".$")}
             doc = _put(doc, state.get("ResultPath"), value)
@@ -140,27 +156,23 @@ def walk_asl(asl: dict[str, Any], style: str, checks: int) -> list[str]:
 
 @dataclass(frozen=True)
 class Shape:
-    before: int  # states before the submit state (Validate, Route)
-    wait: int  # from the submit state up to (not including) Collect, or Notify for a sync result
-    after: int  # Collect (if any), Notify
+    outside: int  # transitions outside the poll loop (Validate, Route, Submit, ..., Collect, Notify)
+    per_check: int  # transitions a Check invocation adds (its Wait, Check, and a Choice if any)
 
-    @property
-    def total(self) -> int:
-        return self.before + self.wait + self.after
+    def transitions(self, checks: int) -> int:
+        return self.outside + self.per_check * checks
 
 
-def shape(asl: dict[str, Any], style: str, checks: int = 0) -> Shape:
-    path = walk_asl(asl, style, checks)
-    start = next(i for i, n in enumerate(path) if n in ("Submit", "SubmitAndAwaitCallback"))
-    end = next(i for i, n in enumerate(path) if n in ("Collect", "Notify"))
-    return Shape(start, end - start, len(path) - end)
+def poll_shape(asl: dict[str, Any]) -> Shape:
+    one, two = len(walk_asl(asl, "poll", 1)), len(walk_asl(asl, "poll", 2))
+    return Shape(one - (two - one), two - one)
 
 
-# --- one job through the real Check ---------------------------------------------------------
+# --- one job --------------------------------------------------------------------------------
 
 
 class FakeStore:
-    """The two JobStore calls Check makes."""
+    """The JobStore calls Check makes."""
 
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
@@ -177,108 +189,85 @@ class FakeStore:
         self.records.setdefault(job_id, {}).update(fields)
 
 
-class MockClock:
-    """The mock's frozen clock, moved only by sleeping."""
+EPOCH = 1_700_000_000.0  # the submit, on the virtual clock
 
-    def __init__(self, control: MockUpstream) -> None:
-        self.control = control
-        control.set_clock(running=False)
-        self.now = control.now()
-        self.inline = 0.0  # seconds slept inside Check invocations
+
+class Clock:
+    """Seconds since the submit; Check reads them as epoch seconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
 
     def __call__(self) -> float:
-        return self.now
-
-    def wait_state(self, seconds: float) -> None:
-        if seconds:
-            self.now = self.control.advance_clock(seconds)
-
-    def inline_sleep(self, seconds: float) -> None:
-        self.inline += seconds
-        self.wait_state(seconds)
+        return EPOCH + self.now
 
 
-class MockRegistry(Registry):
-    def __init__(self, base_url: str) -> None:
-        super().__init__(build_client(base_url))
+class Upstream:
+    """A provider whose one task ends at ``ends`` on the virtual clock."""
 
-    def client(self, provider: Provider) -> ProviderClient:
-        if provider is Provider.TASKPIC:
-            return TaskPicClient(self.http(), Secret("sk-xxxx"))
-        return HdRedrawClient(self.http(), Secret("test-key"))
+    def __init__(self, provider: Provider, clock: Clock) -> None:
+        self.provider, self.clock, self.ends = provider, clock, 0.0
+
+    def status(self, task_id: str, *, operation: str | None = None) -> TaskStatus:
+        done = self.clock.now >= self.ends
+        return TaskStatus(self.provider, task_id, TaskState.DONE if done else TaskState.PENDING)
+
+
+class Providers:
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+
+    def client(self, provider: Provider) -> Upstream:
+        return self.upstream
 
 
 @dataclass(frozen=True)
 class Run:
-    polls: int  # status reads
-    checks: int  # Check invocations (= loop iterations of the state machine)
-    delay: float  # seconds from the task's end to the read that saw it
-    inline: float  # seconds waited inside Check invocations (billed Lambda time)
+    checks: int
+    delay: float
 
 
-def png() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (32, 32), (200, 40, 40)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def submit(http: httpx.Client, family: str, seconds: float, image: bytes) -> str:
-    _, _, route = FAMILIES[family]
-    headers = MockUpstream.scenario_header(seconds=seconds)
-    if family == "taskpic":
-        headers["Authorization"] = "Bearer sk-xxxx"
-        answer = http.post(route, headers=headers, files={"image_file": ("i.png", image, "image/png")})
-        answer.raise_for_status()
-        return str(answer.json()["data"]["task_id"])
-    answer = http.post(
-        route,
-        headers=headers,
-        data={"user_key": "test-key"},
-        files={"input_image": ("i.png", image, "image/png")},
-    )
-    answer.raise_for_status()
-    return str(answer.json()["task_id"])
-
-
-def run_job(
-    svc: Services,
-    clock: MockClock,
-    http: httpx.Client,
-    family: str,
-    seconds: float,
-    fixed: int | None,
-) -> Run:
-    operation, provider, _ = FAMILIES[family]
-    task_id = submit(http, family, seconds, IMAGE)
-    began = clock()
-    job_id = uuid.uuid4().hex
+def run_picflow(svc: Services, clock: Clock, upstream: Upstream, operation: str, duration: float) -> Run:
+    """One job: Validate's first wait, then the real Check until done, then what Collect learns."""
+    op = get_operation(operation)
     store = svc.store
     assert isinstance(store, FakeStore)
-    store.records[job_id] = {"provider_task_id": task_id, "submitted_epoch": began}
+    store.records = {"job": {"provider_task_id": "t-1", "submitted_epoch": EPOCH}}
+    clock.now, upstream.ends = 0.0, duration
     state: dict[str, Any] = {
-        "job_id": job_id,
-        "job": {"deadline_at": began + 10**6, "max_polls": 10**6},
-        "poll": {"errors": 0},
+        "job_id": "job",
+        "job": {"deadline_at": EPOCH + 1e9, "max_polls": 10**6},
+        "poll": {},
     }
-    clock.inline = 0.0
-    first = first_wait(provider, svc.durations.recent(operation))
-    clock.wait_state(fixed if fixed is not None else first)
+    clock.now = float(scaled(first_wait(op.provider, svc.durations.recent(op.name))))
     checks = 0
     while True:
         checks += 1
         out = check(operation, state, svc)
         state["poll"] = out
         if out["state"] == "done":
-            learned = task_duration(out, clock() - began)
-            if fixed is None and learned is not None:  # what Collect records for the next job
-                svc.durations.record(operation, learned)
-            return Run(int(out["polls"]), checks, clock() - began - seconds, clock.inline)
-        clock.wait_state(fixed if fixed is not None else out["wait_seconds"])
+            learned = task_duration(out, clock.now)
+            if learned is not None:
+                svc.durations.record(op.name, learned)
+            return Run(checks, clock.now - duration)
+        clock.now += out["wait_seconds"]
 
 
-IMAGE = png()
-# A fixed shuffle of the spread: durations do not arrive sorted.
-ORDER = [5, 0, 9, 3, 7, 1, 10, 4, 8, 2, 6]
+def run_grid(first: float, step: Callable[[int, float], float], duration: float) -> Run:
+    now, checks = first, 1
+    while now < duration:
+        now += step(checks, now)
+        checks += 1
+    return Run(checks, now - duration)
+
+
+def run_fixed(seconds: int, duration: float) -> Run:
+    checks = max(1, math.ceil(duration / seconds))
+    return Run(checks, checks * seconds - duration)
+
+
+def run_backoff(duration: float) -> Run:
+    return run_grid(1.0, lambda k, _now: min(60.0, 1.5 ** (k - 1)), duration)
 
 
 # --- cost -----------------------------------------------------------------------------------
@@ -294,10 +283,8 @@ def memory_sizes() -> dict[str, int]:
 
     return {
         "validate": mb("ValidateFunction"),
-        "slot": mb("SlotFunction"),
         "taskpic": mb("OpSegmentationFunction"),
         "hdredraw": mb("OpFaceEnhanceFunction"),
-        "tencent": mb("OpReplaceBackgroundFunction"),
         "callback": mb("CallbackFunction"),
         "collect": mb("CollectFunction"),
         "notify": mb("NotifyFunction"),
@@ -305,180 +292,170 @@ def memory_sizes() -> dict[str, int]:
 
 
 def job_cost(
-    mem: dict[str, int],
-    family: str,
-    transitions: float,
-    checks: float,
-    polls: float,
-    inline: float,
-    *,
-    callback: bool = False,
-    sync_seconds: float | None = None,
+    mem: dict[str, int], family: str, transitions: float, checks: float, *, callback: bool = False
 ) -> float:
-    """USD per job: transitions + Lambda GB-seconds + Lambda requests."""
-    invocations: list[tuple[str, float]] = [
-        # Validate takes the provider slot and Collect (or a sync Submit) frees it: the Slot
-        # function runs only while a provider is full.
-        ("validate", ASSUMED_MS["validate"] / 1000),
-        ("notify", ASSUMED_MS["notify"] / 1000),
-    ]
-    submit_s = ASSUMED_MS["submit"] / 1000
-    if sync_seconds is not None:
-        # The submit waits for the answer and collects it in the same invocation.
-        invocations.append((family, submit_s + sync_seconds + ASSUMED_MS["collect"] / 1000))
-    else:
-        invocations.append((family, submit_s))
-        invocations.append(("collect", ASSUMED_MS["collect"] / 1000))
+    """USD a job: transitions + Lambda GB-seconds + Lambda requests."""
+    runs = [("validate", "validate"), ("notify", "notify"), (family, "submit"), ("collect", "collect")]
     if callback:
-        invocations.append(("callback", ASSUMED_MS["callback"] / 1000))
-    gb_s = sum(mem[fn] / 1024 * s for fn, s in invocations)
-    requests = len(invocations)
-    if checks:
-        gb_s += mem[family] / 1024 * (polls * ASSUMED_MS["check"] / 1000 + inline)
-        requests += checks
-    return transitions * USD_PER_TRANSITION + gb_s * USD_PER_GB_S + requests * USD_PER_REQUEST
+        runs.append(("callback", "callback"))
+    gb_s = sum(mem[fn] / 1024 * ASSUMED_MS[step] / 1000 for fn, step in runs)
+    gb_s += mem[family] / 1024 * checks * ASSUMED_MS["check"] / 1000
+    return transitions * USD_PER_TRANSITION + gb_s * USD_PER_GB_S + (len(runs) + checks) * USD_PER_REQUEST
 
 
 # --- main -----------------------------------------------------------------------------------
 
 
+@dataclass
+class Cell:
+    transitions: float
+    cost: float
+    mean: float
+    p99: float
+    max: float
+    within: float
+
+
+def summarise(
+    runs: list[Run], durations: list[float], bound: Callable[[float], float], shape: Shape
+) -> list[float]:
+    delays = sorted(r.delay for r in runs)
+    checks = sum(r.checks for r in runs) / len(runs)
+    within = sum(r.delay <= bound(d) + 1e-9 for r, d in zip(runs, durations, strict=True)) / len(runs)
+    return [shape.transitions(0) + shape.per_check * checks, checks, sum(delays) / len(delays),
+            delays[min(len(delays) - 1, math.ceil(0.99 * len(delays)) - 1)], delays[-1], within]  # fmt: skip
+
+
 def main() -> int:
-    os.environ.pop("PICFLOW_WAIT_SCALE", None)  # real waits, on the mock's virtual clock
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", type=int, default=TASKS, help="measured jobs a cell")
+    parser.add_argument("--families", default=",".join(FAMILIES), help="provider families")
+    args = parser.parse_args()
+    os.environ.pop("PICFLOW_WAIT_SCALE", None)  # production's whole seconds, on the virtual clock
     asl = json.loads((ROOT / "statemachine" / "job.asl.json").read_text())
     mem = memory_sizes()
-    poll0 = shape(asl, "poll", 1)
-    per_check = shape(asl, "poll", 2).total - poll0.total
-    callback = shape(asl, "callback")
-    sync = shape(asl, "sync")
+    ours = poll_shape(asl)
+    sample = Shape(ours.outside, 3)  # the AWS job poller: Wait, Check, Choice a poll
+    retry = Shape(ours.outside + 1, 1)  # a Wait, then a Check whose Retry polls: 1 a retry
+    callback = len(walk_asl(asl, "callback", 0))
+    window = int(load_template(ROOT / "template.yaml")["Parameters"]["CallbackTimeoutSeconds"]["Default"])
+    shapes = {"picflow": ours, "fixed-5s": sample, "fixed-30s": sample, "backoff": retry, "oracle": ours}
 
     failures: list[str] = []
-    rows: dict[tuple[str, str, int], dict[str, float]] = {}
-    with ThreadedServer() as server:
-        control = MockUpstream(server.base_url)
-        clock = MockClock(control)
-        svc = Services(
-            store=FakeStore(),  # type: ignore[arg-type]
-            providers=MockRegistry(server.base_url),
-            clock=clock,
-        )
-        http = httpx.Client(base_url=server.base_url, timeout=10.0, trust_env=False)
-        for family in FAMILIES:
-            for nominal in DURATIONS:
-                # An operation whose tasks take about D: its history starts empty (the first
-                # job polls blind) and is learned from its own jobs, in a shuffled order.
-                svc._durations = MemoryDurationHistory()
-                spread = [nominal * (0.9 + 0.2 * k / (SAMPLES - 1)) for k in ORDER]
-                for strategy, fixed in (("picflow", None), ("fixed-5s", 5), ("fixed-30s", 30)):
-                    runs = [run_job(svc, clock, http, family, d, fixed) for d in spread]
-                    checks = statistics.mean(r.checks for r in runs)
-                    transitions = poll0.total + per_check * (checks - 1)
-                    polls = statistics.mean(r.polls for r in runs)
-                    inline = statistics.mean(r.inline for r in runs)
-                    rows[family, strategy, nominal] = {
-                        "polls": polls,
-                        "checks": checks,
-                        "transitions": transitions,
-                        "delay": statistics.mean(r.delay for r in runs),
-                        "max_delay": max(r.delay for r in runs),
-                        "inline": inline,
-                        "cost": 1000 * job_cost(mem, family, transitions, checks, polls, inline),
-                    }
-        control.reset()
-        control.close()
-        http.close()
-
-    print(f"Poll mode, {SAMPLES} tasks per duration spread over 0.9·D..1.1·D, means (max delay too).")
+    started = time.process_time()
     print(
-        f"Transitions per job = {poll0.total - per_check} fixed + {per_check} per Check invocation"
-        f" (WaitToCheck, Check, Finished), from job.asl.json.\n"
+        f"Poll jobs on a virtual clock, {args.tasks} tasks a cell (log-normal durations, median D);"
+        f" history: none (blind) or warm (last {KEEP} durations as Collect learns them,"
+        f" {WARMUP} jobs before the cell)."
     )
-    header = (
-        f"{'family':9} {'D s':>4} {'strategy':10} {'reads':>6} {'checks':>6} {'transitions':>11}"
-        f" {'delay s':>7} {'max':>6} {'inline s':>8} {'$/1k jobs':>9}  goal"
+    print(
+        f"Transitions a job = {ours.outside} outside the poll loop + {ours.per_check} a Check (picflow,"
+        f" from job.asl.json); fixed: + 3 a poll; backoff: + 1 + 1 a retry; oracle: picflow's, 1 Check."
     )
-    print(header)
-    print("-" * len(header))
-    for family in FAMILIES:
+    print("bound = max(2 s, status cache, 10 % of the task's duration); delays in s; $ per 1,000 jobs.\n")
+    head = (
+        f"{'family':8} {'D':>4} {'σ':>3} {'hist':4} {'strategy':9} {'trans/job':>9} {'checks':>7} {'$/1k':>6}"
+        f" {'mean':>6} {'p99':>6} {'max':>7} {'in bound':>8}  goal"
+    )
+    for family in args.families.split(","):
+        operation = FAMILIES[family]
+        provider = get_operation(operation).provider
+        clock = Clock()
+        upstream = Upstream(provider, clock)
+        print(head)
+        print("-" * len(head))
         for nominal in DURATIONS:
-            ours = rows[family, "picflow", nominal]
-            five = rows[family, "fixed-5s", nominal]
-            thirty = rows[family, "fixed-30s", nominal]
-            bound = max(2.0, 0.1 * nominal)
-            misses = []
-            if not ours["transitions"] < five["transitions"]:
-                misses.append("transitions >= fixed-5s")
-            if not ours["delay"] < thirty["delay"]:
-                misses.append("delay >= fixed-30s")
-            if not ours["max_delay"] <= bound:
-                misses.append(f"max delay > {bound:g} s")
-            if misses:
-                failures.append(f"{family} {nominal}s: " + ", ".join(misses))
-            for strategy in ("picflow", "fixed-5s", "fixed-30s"):
-                r = rows[family, strategy, nominal]
-                verdict = (
-                    ("MISSED: " + "; ".join(misses) if misses else "OK") if strategy == "picflow" else ""
-                )
-                print(
-                    f"{family:9} {nominal:>4} {strategy:10} {r['polls']:>6.1f} {r['checks']:>6.1f}"
-                    f" {r['transitions']:>11.1f} {r['delay']:>7.2f} {r['max_delay']:>6.2f}"
-                    f" {r['inline']:>8.1f} {r['cost']:>9.2f}  {verdict}"
-                )
-        print()
+            for sigma in SIGMAS:
+                for history in HISTORIES:
+                    rng = random.Random(f"{SEED}-{family}-{nominal}-{sigma}")
+                    durations = [
+                        nominal * math.exp(sigma * rng.gauss(0, 1)) for _ in range(WARMUP + args.tasks)
+                    ]
+                    svc = Services(
+                        store=FakeStore(),  # type: ignore[arg-type]
+                        providers=Providers(upstream),  # type: ignore[arg-type]
+                        durations=MemoryDurationHistory(),
+                        clock=clock,
+                    )
+                    runs: dict[str, list[Run]] = {s: [] for s in STRATEGIES}
+                    lost: list[float] = []
+                    for k, duration in enumerate(durations):
+                        if history == "none":
+                            svc._durations = MemoryDurationHistory()
+                        recent = svc.durations.recent(operation)
+                        run = run_picflow(svc, clock, upstream, operation, duration)
+                        if k < WARMUP:
+                            continue
+                        lost.append(lost_callback(provider, recent, window, duration))
+                        runs["picflow"].append(run)
+                        runs["fixed-5s"].append(run_fixed(5, duration))
+                        runs["fixed-30s"].append(run_fixed(30, duration))
+                        runs["backoff"].append(run_backoff(duration))
+                        runs["oracle"].append(Run(1, 0.0))
+                    measured = durations[WARMUP:]
+                    p95 = sorted(measured)[math.ceil(0.95 * len(measured)) - 1]
+                    noticed = sorted(lost)[math.ceil(0.95 * len(lost)) - 1]
 
-    print("Callback and sync modes (transitions from job.asl.json; no polling):")
-    print(
-        f"  callback: {callback.total} per job = {callback.before} before the submit + {callback.wait}"
-        f" for the wait itself (SubmitAndAwaitCallback, AfterCallback) + {callback.after} after"
-        f" (Collect, Notify); detection = the provider's callback delivery, not simulated here"
-    )
-    print(
-        f"  sync:     {sync.total} per job = {sync.before} + {sync.wait} (Submit, AfterSubmit) + {sync.after}"
-    )
-    if callback.total > 6:
-        failures.append(f"callback {callback.total} transitions per job > 6")
-    print()
-    print(
-        "Cost per 1,000 jobs, USD (transitions $0.025/1k + Lambda arm64 $0.0000133334/GB-s"
-        " + $0.20/M requests)"
-    )
-    print("memory MB: " + ", ".join(f"{k} {v}" for k, v in mem.items()))
-    print("assumed billed ms per invocation: " + ", ".join(f"{k} {v}" for k, v in ASSUMED_MS.items()))
-    print("  (+ the inline waits of picflow's Check, counted exactly; sync submits also bill the task's D)")
-    head = f"{'family':9} {'mode':16} " + " ".join(f"{f'D={d}s':>9}" for d in DURATIONS)
-    print(head)
-    print("-" * len(head))
-    for family in FAMILIES:
-        for strategy in ("picflow", "fixed-5s", "fixed-30s"):
-            cells = " ".join(f"{rows[family, strategy, d]['cost']:>9.2f}" for d in DURATIONS)
-            print(f"{family:9} {'poll ' + strategy:16} {cells}")
-    callback_cost = 1000 * job_cost(mem, "taskpic", callback.total, 0, 0, 0, callback=True)
-    print(f"{'taskpic':9} {'callback':16} " + " ".join(f"{callback_cost:>9.2f}" for _ in DURATIONS))
-    for family in ("taskpic", "tencent"):
-        cells = " ".join(
-            f"{1000 * job_cost(mem, family, sync.total, 0, 0, 0, sync_seconds=d):>9.2f}"
-            if d < 30
-            else f"{'n/a':>9}"
-            for d in DURATIONS
-        )
-        print(f"{family:9} {'sync':16} {cells}")
-    print("  (sync: n/a where the task outlives the 30 s function timeout)")
-    print()
+                    def bound(d: float, p: Provider = provider) -> float:
+                        return delay_bound(p, d)
 
-    worst = {
-        family: max(
-            rows[family, "picflow", d]["transitions"] / rows[family, "fixed-5s", d]["transitions"]
-            for d in DURATIONS
-        )
-        for family in FAMILIES
-    }
-    verdict = "OK" if not failures else "MISSED (" + "; ".join(failures) + ")"
+                    cells = {}
+                    for strategy in STRATEGIES:
+                        trans, checks, mean, p99, worst, within = summarise(
+                            runs[strategy], measured, bound, shapes[strategy]
+                        )
+                        cost = 1000 * job_cost(mem, family, trans, checks)
+                        cells[strategy] = (trans, checks, cost, mean, p99, worst, within)
+                    misses = []
+                    within = cells["picflow"][6]
+                    needed = 1.0 if history == "none" else 0.99
+                    if within < needed:
+                        misses.append(f"{within:.1%} in bound < {needed:.0%}")
+                    ratio = cells["picflow"][0] / cells["fixed-5s"][0]
+                    limit = {120: 0.50, 600: 0.15}.get(nominal)
+                    if history == "warm" and limit is not None and ratio > limit:
+                        misses.append(f"transitions {ratio:.0%} of fixed-5s > {limit:.0%}")
+                    if history == "warm" and noticed > 2 * p95:
+                        misses.append(f"lost callback p95 {noticed:.0f} s > 2 x p95 {2 * p95:.0f} s")
+                    if misses:
+                        failures.append(f"{family} D={nominal} σ={sigma} {history}: " + "; ".join(misses))
+                    for strategy in STRATEGIES:
+                        trans, checks, cost, mean, p99, worst, within = cells[strategy]
+                        goal = ""
+                        if strategy == "picflow":
+                            goal = f"{ratio:.0%} of fixed-5s  " + (
+                                "MISSED: " + "; ".join(misses) if misses else "OK"
+                            )
+                        print(
+                            f"{family:8} {nominal:>4} {sigma:>3} {history:4} {strategy:9} {trans:>9.1f}"
+                            f" {checks:>7.1f} {cost:>6.2f} {mean:>6.2f} {p99:>6.1f} {worst:>7.1f}"
+                            f" {within:>8.1%}  {goal}"
+                        )
+                    if history == "warm":
+                        print(
+                            f"{'':31} lost callback (the poll fallback): noticed by {noticed:.0f} s"
+                            f" (p95 over tasks) vs the tasks' p95 {p95:.0f} s: {noticed / p95:.2f} x p95"
+                        )
+                    print()
+
     print(
-        f"summary: poll transitions <= {max(worst.values()):.0%} of fixed-5s,"
-        f" picflow 600 s delay {rows['hdredraw', 'picflow', 600]['delay']:.1f} s vs fixed-30s"
-        f" {rows['hdredraw', 'fixed-30s', 600]['delay']:.1f} s, callback {callback.total} transitions/job,"
-        f" sync {sync.total}, goal {verdict}"
+        f"Callback jobs: {callback} transitions a job (job.asl.json)"
+        f"; $ {1000 * job_cost(mem, 'taskpic', callback, 0, callback=True):.2f} per 1,000 (taskpic)."
     )
+    if callback > 6:
+        failures.append(f"callback {callback} transitions a job > 6")
+    print(f"\n(simulated in {time.process_time() - started:.0f} s CPU)")
+    print("goal " + ("OK" if not failures else "MISSED:\n  " + "\n  ".join(failures)))
     return 0 if not failures else 1
+
+
+def lost_callback(provider: Provider, recent: list[float], window: int, duration: float) -> float:
+    """When a lost callback is noticed: the wait's heartbeat (``callback_window`` of the history
+    Validate reads) ends, SeedPoll waits the first wait, then Check polls on the schedule."""
+    now = float(callback_window(provider, recent, window) + scaled(first_wait(provider, recent)))
+    while now < duration:
+        now += scaled(next_wait(provider, now, None))
+    return now
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from picflow.core import config
 from picflow.core.catalogue import SPECS, Provider
 from picflow.core.polling import (
+    CALLBACK_MIN_WINDOW,
     FIRST_QUANTILE,
     HISTORY_MIN_SAMPLES,
     POLL_CEILING,
+    callback_window,
     delay_bound,
     duration_quantile,
     first_wait,
@@ -180,6 +182,37 @@ def test_first_read_of_a_history_that_grew_stale_comes_back_within_a_few_jobs() 
     # THEN what those first reads teach (half of what they saw) brings it back before the end
     assert first < 60.0
     assert jobs <= 6
+
+
+# --- the callback window -------------------------------------------------------------------
+
+
+def test_callback_window_without_history_is_the_configured_one() -> None:
+    assert callback_window(Provider.TASKPIC, [], 600) == 600
+    assert callback_window(Provider.TASKPIC, [30.0] * (HISTORY_MIN_SAMPLES - 1), 600) == 600
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.2, 0.5])
+@pytest.mark.parametrize("median", [5.0, 30.0, 120.0])
+def test_a_lost_callback_is_polled_for_before_twice_the_p95_duration(sigma: float, median: float) -> None:
+    # GIVEN a history of 20 log-normal durations of median `median`
+    rng = random.Random(15)
+    p95 = median * math.exp(1.645 * sigma)
+    late = 0
+    for _ in range(200):
+        recent = [median * rng.lognormvariate(0, sigma) for _ in range(20)]
+        # WHEN the callback never comes: the heartbeat ends, SeedPoll waits the first wait
+        first_read = callback_window(Provider.TASKPIC, recent, 3600) + scaled(
+            first_wait(Provider.TASKPIC, recent)
+        )
+        late += first_read > 2 * p95
+    # THEN the fallback's first read comes before twice the p95 (all but a few histories)
+    assert late <= 10
+
+
+def test_callback_window_is_never_longer_than_configured_nor_under_the_minimum() -> None:
+    assert callback_window(Provider.TASKPIC, [5000.0] * 20, 600) == 600
+    assert callback_window(Provider.TASKPIC, [0.5] * 20, 600) == CALLBACK_MIN_WINDOW
 
 
 # --- task_duration -------------------------------------------------------------------------

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from picflow.core.catalogue import Provider
 
 __all__ = [
+    "CALLBACK_MIN_WINDOW",
+    "CALLBACK_QUANTILE",
+    "CALLBACK_SLACK",
     "FIRST_QUANTILE",
     "HISTORY_MIN_SAMPLES",
     "HISTORY_MIN_SIGMA",
@@ -47,6 +50,7 @@ __all__ = [
     "POLL_SHRINK",
     "SLOT_WAIT",
     "SUBMIT_GRACE",
+    "callback_window",
     "delay_bound",
     "duration_quantile",
     "first_wait",
@@ -71,6 +75,11 @@ POLL_INTERPOLATE = 0.5
 # When the very first read already saw the task done, it took at most that long; this fraction
 # of it is learned, so history that has grown stale (the operation got faster) moves down.
 POLL_SHRINK = 0.5
+# A callback that has not come by CALLBACK_SLACK x this quantile of the operation's durations is
+# taken as lost: the job polls from there (a late callback finds it polling, which sees the task).
+CALLBACK_QUANTILE = 0.95
+CALLBACK_SLACK = 1.2
+CALLBACK_MIN_WINDOW = 5  # seconds: room for the provider's call itself to arrive
 # Seconds between two tries for a provider slot (AcquireSlot), or after a throttled submit.
 SLOT_WAIT = 2.0
 # Longer than an operation function may run (its Timeout in template.yaml, 90 s): a submit still
@@ -130,6 +139,19 @@ def first_wait(provider: Provider, recent: Sequence[float]) -> float:
     floor = _floor(provider)
     low = duration_quantile(recent)
     return floor if low is None else max(floor, low)
+
+
+def callback_window(provider: Provider, recent: Sequence[float], configured: int) -> int:
+    """Seconds a callback job waits for the provider's call before it polls (the wait's
+    heartbeat, counted from when the provider took the task). The fallback's first read (after
+    SeedPoll's first wait) lands at CALLBACK_SLACK x the operation's CALLBACK_QUANTILE duration
+    (a log-normal prediction limit), so a lost callback is noticed within about twice its p95.
+    At least CALLBACK_MIN_WINDOW; the configured window without enough history, and never more."""
+    high = duration_quantile(recent, CALLBACK_QUANTILE)
+    if high is None:
+        return configured
+    window = math.ceil(CALLBACK_SLACK * high - first_wait(provider, recent))
+    return min(configured, max(CALLBACK_MIN_WINDOW, window))
 
 
 def task_duration(poll: Mapping[str, Any], since_submit: float) -> float | None:

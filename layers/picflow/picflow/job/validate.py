@@ -21,7 +21,7 @@ from picflow.core import config
 from picflow.core.deadline import enforce_deadline, wait_within
 from picflow.core.errors import InvalidRequestError, ParamValidationError
 from picflow.core.names import job_prefix
-from picflow.core.polling import SUBMIT_GRACE, first_wait, next_wait, scaled
+from picflow.core.polling import SUBMIT_GRACE, callback_window, first_wait, next_wait, scaled
 from picflow.job.slot import acquire_slot
 from picflow.job.steps import records_errors
 
@@ -135,6 +135,7 @@ def validate(state: JobRequest, svc: Services | None = None) -> dict[str, Any]:
     deadline = config.env_int(config.JOB_DEADLINE, 1800)
     callback_timeout = config.env_int(config.CALLBACK_TIMEOUT, 600)
     clean_params = params.model_dump(mode="json", exclude_none=True)
+    recent = svc.durations.recent(op.name)
     key = cache_key(op.name, info["sha256"], clean_params)
     meta: JobMeta = {
         "provider": op.provider.value,
@@ -142,11 +143,12 @@ def validate(state: JobRequest, svc: Services | None = None) -> dict[str, Any]:
         "function": config.operation_function(op.name),
         "deadline_at": now + deadline,
         "max_polls": config.env_int(config.MAX_POLLS, 200),
-        # The wait's heartbeat is the callback window; the submit restarts it once the provider
-        # has the task. The hard timeout only adds room for the submit itself.
+        # The wait's heartbeat is the callback window (shorter when the operation's recent
+        # durations say a callback is overdue); the submit restarts it once the provider has the
+        # task. The hard timeout only adds room for the submit itself.
         "callback_timeout": callback_timeout + round(SUBMIT_GRACE),
-        "heartbeat": callback_timeout,
-        "first_wait": scaled(first_wait(op.provider, svc.durations.recent(op.name))),
+        "heartbeat": callback_window(op.provider, recent, callback_timeout),
+        "first_wait": scaled(first_wait(op.provider, recent)),
         "slot_ttl": deadline + 300,
         "cost_units": op.cost.units(params),
         "cost_unit": op.cost.unit,
