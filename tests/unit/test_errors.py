@@ -38,6 +38,7 @@ HIERARCHY = {
     "UpstreamTaskFailedError": "PicflowError",
     "ResultUnavailableError": "PicflowError",
     "DeadlineExceededError": "PicflowError",
+    "InternalError": "PicflowError",
 }
 RETRYABLE = {"RateLimitedError", "ConcurrencyLimitedError", "TransientError"}
 

@@ -199,16 +199,22 @@ def test_job_request_versioned_upload_reads_that_version(s3: Any) -> None:
 # --- starting from an event ----------------------------------------------------------------
 
 
-def test_start_from_s3_event_duplicated_event_starts_one_execution(
-    s3: Any, sfn: Any, jobs_table: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # GIVEN a state machine (non-executing in moto) and an upload
-    machine = sfn.create_state_machine(
+def _state_machine(sfn: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A state machine (non-executing in moto) the trigger starts."""
+    machine: str = sfn.create_state_machine(
         name="job",
         definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
         roleArn="arn:aws:iam::123456789012:role/sfn",
     )["stateMachineArn"]
     monkeypatch.setenv("PICFLOW_STATE_MACHINE_ARN", machine)
+    return machine
+
+
+def test_start_from_s3_event_duplicated_event_starts_one_execution(
+    s3: Any, sfn: Any, jobs_table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a state machine (non-executing in moto) and an upload
+    machine = _state_machine(sfn, monkeypatch)
     put(s3, "segmentation/a.png", {"output-type": "3"})
     svc = Services(store=JobStore(jobs_table), s3=s3)
     event = s3_event(record("segmentation/a.png", seq="00F1"))
@@ -224,3 +230,30 @@ def test_start_from_s3_event_duplicated_event_starts_one_execution(
     job = svc.store.get(first[0].job_id)
     assert job is not None
     assert (job["source"], job["params"]) == ("s3", {"output_type": "3"})
+
+
+@pytest.mark.parametrize("versioned", [False, True])
+def test_job_request_for_an_object_already_gone_is_none(s3: Any, versioned: bool) -> None:
+    # GIVEN an event for an upload deleted before the trigger ran (issue 15: it raised a 404)
+    if versioned:
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        version = s3.put_object(Bucket=BUCKET, Key="background/gone.png", Body=b"x")["VersionId"]
+        s3.delete_object(Bucket=BUCKET, Key="background/gone.png", VersionId=version)
+        upload = S3Upload(BUCKET, "background/gone.png", version, "s")
+    else:
+        upload = S3Upload(BUCKET, "background/gone.png", None, "s")
+    assert job_request(upload, s3) is None
+
+
+def test_start_from_s3_event_for_vanished_objects_starts_only_the_ones_still_there(
+    s3: Any, sfn: Any, jobs_table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _state_machine(sfn, monkeypatch)
+    put(s3, "segmentation/here.png")
+    svc = Services(store=JobStore(jobs_table), s3=s3)
+    event = s3_event(record("segmentation/gone.png", seq="01"), record("segmentation/here.png", seq="02"))
+
+    started = start_from_s3_event(event, svc)
+
+    assert len(started) == 1
+    assert (svc.store.get(started[0].job_id) or {})["input"]["key"] == "segmentation/here.png"

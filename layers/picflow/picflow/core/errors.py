@@ -16,7 +16,11 @@ silently stops firing, so ``tests/unit/test_errors.py`` pins the names.
     │                                retrying could pay twice, so it is not retried
     ├── UpstreamTaskFailedError      the provider ran the task and it failed (carries its code)
     ├── ResultUnavailableError       a result URL expired, vanished or served corrupt bytes
-    └── DeadlineExceededError        the job outlived its deadline or its maximum number of polls
+    ├── DeadlineExceededError        the job outlived its deadline or its maximum number of polls
+    └── InternalError                picflow's own failure (an AWS call refused, a bug): never
+                                     retried; a step's untyped exception becomes one
+                                     (picflow.job.steps), so no ValueError or ClientError
+                                     reaches a job record
 
 Every error keeps the provider's raw ``code`` and ``message`` and the ``request_id``
 where the provider gives one. Secrets never enter an error: messages are built from
@@ -32,6 +36,7 @@ __all__ = [
     "AuthError",
     "ConcurrencyLimitedError",
     "DeadlineExceededError",
+    "InternalError",
     "InvalidRequestError",
     "OutcomeUnknownError",
     "ParamValidationError",
@@ -163,3 +168,8 @@ class ResultUnavailableError(PicflowError):
 
 class DeadlineExceededError(PicflowError):
     """The upstream task did not finish within the job's deadline or poll budget."""
+
+
+class InternalError(PicflowError):
+    """picflow's own failure: an AWS call it makes was refused, or a bug. Carries the original's
+    class name (``code``) and, for an AWS error, its error code and status."""

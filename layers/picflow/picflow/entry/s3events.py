@@ -75,12 +75,23 @@ def _params_from(metadata: Mapping[str, str]) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in metadata.items() if k not in _RESERVED}
 
 
-def job_request(upload: S3Upload, s3: S3Client) -> dict[str, Any]:
-    """The job request for one upload: operation, params (metadata or sidecar), input, output prefix."""
+def job_request(upload: S3Upload, s3: S3Client) -> dict[str, Any] | None:
+    """The job request for one upload: operation, params (metadata or sidecar), input, output
+    prefix; None when the object (that version) is gone already: there is nothing to run."""
+    from botocore.exceptions import ClientError
+
     kwargs: dict[str, Any] = {"Bucket": upload.bucket, "Key": upload.key}
     if upload.version_id:
         kwargs["VersionId"] = upload.version_id
-    metadata = {k.lower(): v for k, v in s3.head_object(**kwargs).get("Metadata", {}).items()}
+    try:
+        head = s3.head_object(**kwargs)
+    except ClientError as exc:
+        # Deleted (or overwritten, unversioned) before this event arrived: raising would have
+        # Lambda retry the event into the dead-letter destination for no job at all.
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") in (404, 400, 405):
+            return None
+        raise
+    metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
     params: dict[str, Any] = {}
     problem: str | None = None  # Validate turns it into a recorded, clear failure
     try:
@@ -90,10 +101,12 @@ def job_request(upload: S3Upload, s3: S3Client) -> dict[str, Any]:
     if not params and problem is None:
         sidecar = s3.list_objects_v2(Bucket=upload.bucket, Prefix=upload.key + SIDECAR_SUFFIX, MaxKeys=1)
         if sidecar.get("KeyCount"):
-            body = s3.get_object(Bucket=upload.bucket, Key=upload.key + SIDECAR_SUFFIX)["Body"].read(65536)
             try:
+                body = s3.get_object(Bucket=upload.bucket, Key=upload.key + SIDECAR_SUFFIX)["Body"].read(
+                    65536
+                )
                 loaded = json.loads(body)
-            except ValueError:
+            except (ValueError, ClientError):  # unreadable, or deleted since the listing
                 loaded = None
             if isinstance(loaded, dict):
                 params = loaded
@@ -116,9 +129,12 @@ def job_request(upload: S3Upload, s3: S3Client) -> dict[str, Any]:
 
 
 def start_from_s3_event(event: Mapping[str, Any], svc: Services | None = None) -> list[StartResult]:
-    """Start one job per uploaded image; duplicates of an event start nothing."""
+    """Start one job per uploaded image; duplicates of an event, and events for objects already
+    gone, start nothing."""
     svc = svc or services()
-    return [
-        start_job(job_request(upload, svc.s3), job_id=upload.job_id, store=svc.store, sfn=svc.sfn)
-        for upload in uploads(event)
-    ]
+    started = []
+    for upload in uploads(event):
+        request = job_request(upload, svc.s3)
+        if request is not None:
+            started.append(start_job(request, job_id=upload.job_id, store=svc.store, sfn=svc.sfn))
+    return started

@@ -13,7 +13,8 @@ from typing import Any
 
 from picflow.aws.jobs import JobStatus, now_iso
 from picflow.aws.services import Services, services
-from picflow.core import config
+from picflow.core import config, errors
+from picflow.core.errors import InternalError
 from picflow.job.collect import job_result
 
 __all__ = ["job_output", "notify", "record_failure"]
@@ -35,6 +36,10 @@ def record_failure(
         with contextlib.suppress(ValueError, AttributeError):
             message = str(json.loads(message).get("errorMessage", message))
         error = {"type": caught.get("Error", "Unknown"), "message": message[:2000]}
+        if not _typed(str(error["type"])):
+            # A step without records_errors (Slot, Finalize) raised something untyped: the record
+            # names the error tree's InternalError, the original class as its code.
+            error = {"type": InternalError.__name__, "code": error["type"], "message": message[:2000]}
     svc.store.update(
         job_id, {"status": JobStatus.FAILED.value, "error": error, "completed_at": now_iso(svc.clock())}
     )
@@ -43,6 +48,14 @@ def record_failure(
         # An identical job may be waiting on this one's results: let it go on (and pay).
         svc.cache.release(str(key), job_id)
     return {"error": error}
+
+
+# Errors Step Functions and Lambda name themselves (a timeout, a crashed runtime): kept as named.
+_SERVICE_ERRORS = ("States.", "Lambda.", "Sandbox.", "Runtime.")
+
+
+def _typed(name: str) -> bool:
+    return name in errors.__all__ or name.startswith(_SERVICE_ERRORS)
 
 
 def notify(

@@ -1,4 +1,5 @@
-"""What every step of the job state machine shares: a failure is written onto the job first.
+"""What every step of the job state machine shares: a failure is written onto the job first, and
+typed from the error tree (picflow.core.errors).
 
 Handlers in ``functions/`` only parse the event and call a step; a step's state is typed
 (:mod:`picflow.core.state`) and its services default to the container's (:func:`services`).
@@ -12,13 +13,55 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from picflow.aws.services import services
-from picflow.core.errors import PicflowError
+from picflow.core.errors import InternalError, PicflowError, TransientError
 
-__all__ = ["records_errors"]
+__all__ = ["records_errors", "typed_error"]
+
+# AWS error codes that say "try again" (throttling, a service's own trouble), as botocore's
+# retry handler reads them; any 5xx too.
+_AWS_TRANSIENT = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "InternalFailure",
+        "ServiceUnavailable",
+    }
+)
+
+
+def typed_error(exc: Exception) -> PicflowError:
+    """The error tree's class for an exception a step did not type: an AWS error that says try
+    again is TransientError (the state machine retries it), anything else InternalError."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, PicflowError):
+        return exc
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or "Unknown")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        message = f"{exc.operation_name}: {code} {error.get('Message') or ''}".strip()
+        if code in _AWS_TRANSIENT or (isinstance(status, int) and status >= 500):
+            return TransientError(message, code=code, http_status=status)
+        return InternalError(message, code=code, http_status=status)
+    if isinstance(exc, BotoCoreError):  # connection and read failures before any answer
+        return TransientError(f"{type(exc).__name__}: {exc}", code=type(exc).__name__)
+    # A bug: its class name only (a message may carry data the job must not record).
+    return InternalError(f"{type(exc).__name__} in a job step", code=type(exc).__name__)
 
 
 def records_errors[**P, R](step: Callable[P, R]) -> Callable[P, R]:
-    """Write a step's failure onto the job before re-raising it for Step Functions' Catch."""
+    """Write a step's failure onto the job, typed, before re-raising it for Step Functions' Catch."""
 
     @functools.wraps(step)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -28,8 +71,9 @@ def records_errors[**P, R](step: Callable[P, R]) -> Callable[P, R]:
             _record_error(args, kwargs, exc.to_dict())
             raise
         except Exception as exc:
-            _record_error(args, kwargs, {"type": "InternalError", "message": type(exc).__name__})
-            raise
+            typed = typed_error(exc)
+            _record_error(args, kwargs, typed.to_dict())
+            raise typed from exc
 
     return wrapper
 

@@ -22,6 +22,7 @@ from picflow.core import config
 from picflow.core.deadline import enforce_deadline, wait_within
 from picflow.core.errors import (
     DeadlineExceededError,
+    InvalidRequestError,
     RateLimitedError,
     ResultUnavailableError,
     TransientError,
@@ -166,10 +167,24 @@ def _image(op: Operation, source: InputRef, svc: Services) -> Iterator[ImageInpu
         kwargs["VersionId"] = source["version_id"]
     with tempfile.TemporaryFile() as tmp:
         # Spooled to /tmp so httpx can send a Content-Length (the provider checks its size limit).
-        for chunk in svc.s3.get_object(**kwargs)["Body"].iter_chunks(1024 * 1024):
+        for chunk in _input_body(svc, kwargs).iter_chunks(1024 * 1024):
             tmp.write(chunk)
         tmp.seek(0)
         yield ImageInput(file=tmp, filename=str(source["key"]).rsplit("/", 1)[-1] or "image")
+
+
+def _input_body(svc: Services, kwargs: dict[str, Any]) -> Any:
+    """The input's bytes; an input deleted since Validate is InputNotFound (nothing is paid)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return svc.s3.get_object(**kwargs)["Body"]
+    except ClientError as exc:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") != 404:
+            raise
+        raise InvalidRequestError(
+            f"input s3://{kwargs['Bucket']}/{kwargs['Key']} is gone", code="InputNotFound"
+        ) from exc
 
 
 def _call_provider(op: Operation, params: Params, style: Style, state: JobState, svc: Services) -> Submission:

@@ -65,7 +65,12 @@ def _inspect_input(op: Operation, source: InputRef, s3: S3Client) -> dict[str, A
     op.input.check_size(int(head["ContentLength"]), what=op.name)
     digest = hashlib.sha256()
     with tempfile.TemporaryFile() as tmp:
-        body = s3.get_object(**kwargs)["Body"]
+        try:
+            body = s3.get_object(**kwargs)["Body"]
+        except ClientError as exc:  # deleted between the two reads
+            raise InvalidRequestError(
+                f"input s3://{bucket}/{key} is not readable", code="InputNotFound"
+            ) from exc
         for chunk in body.iter_chunks(1024 * 1024):
             digest.update(chunk)
             tmp.write(chunk)
