@@ -109,6 +109,68 @@ def _referenced(doc: Any) -> set[str]:
     return set(re.findall(r'"#/components/schemas/([^"]+)"', text))
 
 
+_NOTICE_HEADERS = (
+    ("webhook-id", "The notice's id (`{job_id}-{status}`): the same on every retry, to deduplicate."),
+    ("webhook-timestamp", "Unix seconds when it was signed; refuse it more than 300 s from now."),
+    (
+        "webhook-signature",
+        "`v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` with the notify "
+        "signing key; space-separated when several keys sign. Compare in constant time.",
+    ),
+)
+
+
+def _add_notice_callbacks(doc: dict[str, Any]) -> None:
+    """The signed completion notice (:class:`picflow.core.results.Notice`) as a ``callbacks``
+    object on every operation whose request body takes ``notify_url``."""
+    from picflow.core.results import Notice
+    from pydantic import TypeAdapter
+
+    schemas = doc["components"]["schemas"]
+    raw = TypeAdapter(Notice).json_schema(ref_template="#/components/schemas/{model}")
+    for name, sub in raw.pop("$defs", {}).items():
+        schemas.setdefault(name, _schema_30(sub))
+    schemas["Notice"] = _schema_30(raw)
+    _type_nullable_refs(schemas, schemas)
+    notice = {
+        "post": {
+            "summary": "The signed completion notice",
+            "description": "POSTed to notify_url once the job ends (SUCCEEDED, FAILED or CANCELLED); "
+            "retried on 429/5xx and lost answers, so it may arrive twice with one webhook-id. "
+            "README: verifying a notice.",
+            "operationId": "jobNotice",
+            "security": [],
+            "parameters": [
+                {
+                    "name": name,
+                    "in": "header",
+                    "required": True,
+                    "description": text,
+                    "schema": {"type": "string"},
+                }
+                for name, text in _NOTICE_HEADERS
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Notice"}}},
+            },
+            "responses": {
+                "2XX": {"description": "Received."},
+                "4XX": {
+                    "description": "Refused (a bad signature, a stale timestamp): not sent again (429 is)."
+                },
+                "5XX": {"description": "Not received: sent again, a few times within seconds."},
+            },
+        }
+    }
+    for item in doc["paths"].values():
+        for operation in item.values():
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            ref = str(body.get("schema", {}).get("$ref", "")).removeprefix("#/components/schemas/")
+            if "notify_url" in schemas.get(ref, {}).get("properties", {}):
+                operation["callbacks"] = {"jobNotice": {"{$request.body#/notify_url}": notice}}
+
+
 def openapi_document() -> dict[str, Any]:
     """The API as OpenAPI 3.0.3: powertools writes 3.1, API Gateway imports only 3.0."""
     # powertools' OpenAPI document models take ~70 ms to build; requests never need them.
@@ -134,6 +196,7 @@ def openapi_document() -> dict[str, Any]:
         for operation in item.values():
             operation["security"] = [{API_KEY_SCHEME: []}]
             operation["responses"] = dict(sorted(operation["responses"].items()))
+    _add_notice_callbacks(doc)
     # Our error handlers replace powertools' 422 shapes: keep only schemas the paths reach.
     schemas = doc["components"]["schemas"]
     reached: set[str] = set()

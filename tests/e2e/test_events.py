@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -354,7 +356,10 @@ def collect(r: Replay) -> None:
         "get_object", Params={"Bucket": r.info.input_bucket, "Key": key}, ExpiresIn=300
     )
 
-    out = r(INPUT_KEY=key, TASK_ID="task-1", RESULT_URL=result_url)
+    # The provider of this replay serves its result from moto: a result host of task/pic here only.
+    hosts = f"{os.environ['PICFLOW_RESULT_HOSTS']},taskpic={urlsplit(result_url).netloc}"
+    with r.system.stack.function_environment(PICFLOW_RESULT_HOSTS=hosts):
+        out = r(INPUT_KEY=key, TASK_ID="task-1", RESULT_URL=result_url)
 
     assert (out["manifest_key"], out["outputs"]) == (f"jobs/{r.job_id}/manifest.json", 1)
     manifest = json.loads(r.system.output(out["manifest_key"]))
@@ -444,8 +449,8 @@ def callback(r: Replay) -> None:
         )
     )
     task_id = system.job(job_id)["provider_task_id"]
-    system.mock.advance_clock(60)  # the task ends and its result is published
-    task = system.mock.task(task_id)
+    system.mock.advance_clock(60)  # the task ends and its result is published (on the mock's next sweep)
+    task = r.wait_until(lambda: (found := system.mock.task(task_id))["urls"] and found)
     secret = task["callback_url"].rsplit("/", 1)[1]
     image_url = next(url for name, url in task["urls"].items() if name.startswith("image"))
     values = {"JOB_ID": job_id, "TASK_ID": task_id, "RESULT_URL": image_url}

@@ -90,3 +90,42 @@ def test_unsafe_notify_url_fails_the_job_before_any_upstream_call(system, sample
     assert execution["status"] == "FAILED"
     assert (job["error"]["type"], job["error"]["field"]) == ("ParamValidationError", "notify_url")
     assert system.mock.count() == 0
+
+
+def test_the_notice_carries_only_what_the_receiver_should_see(system, sample, receiver):
+    import hashlib
+
+    import httpx
+    from picflow.core.results import Notice
+
+    # GIVEN a task/pic job: its record holds the provider's balance, the execution, the cache key...
+    key = system.upload(
+        "segmentation/notice/p.jpg", sample["product.jpg"], {}, **{"notify-url": receiver.url}
+    )
+    execution, job = system.run(key)
+    assert execution["status"] == "SUCCEEDED"
+    internals = {
+        name: job[name] for name in ("execution_arn", "cache_key", "provider_task_id") if job.get(name)
+    }
+    assert "execution_arn" in internals  # the record really has what must not leave
+    assert receiver.arrived.wait(10)
+    [(_, body)] = receiver.requests
+    notice = json.loads(body)
+    # THEN the notice is the public schema, with none of them
+    assert set(notice) == set(Notice.__annotations__)
+    text = body.decode()
+    for name, value in internals.items():
+        assert str(value) not in text, name
+    for word in ("balance", "remaining_count", "remaining_money", "request_sha256", "execution_arn"):
+        assert word not in text
+    assert (notice["job_id"], notice["status"], notice["operation"]) == (
+        job["job_id"],
+        "SUCCEEDED",
+        "segmentation",
+    )
+    assert notice["cost"] == {"units": 1, "unit": "taskpic.call"}
+    # AND each result's presigned URL serves the bytes its sha256 names
+    assert notice["results"]
+    for result in notice["results"]:
+        data = httpx.get(result["url"], timeout=30).content
+        assert hashlib.sha256(data).hexdigest() == result["sha256"]

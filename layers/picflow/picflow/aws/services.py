@@ -48,6 +48,7 @@ class Services:
         self._coordination = coordination
         self._cache = cache
         self._s3 = s3
+        self._presigner: S3Client | None = None
         self._semaphore = semaphore
         self._durations = durations
         self._sfn: SFNClient | None = None
@@ -86,6 +87,16 @@ class Services:
 
             self._s3 = boto3.client("s3")
         return self._s3
+
+    @property
+    def presigner(self) -> S3Client:
+        """An S3 client for presigned URLs: SigV4 always (boto3 may still pick SigV2 for S3)."""
+        if self._presigner is None:
+            import boto3
+            from botocore.config import Config
+
+            self._presigner = boto3.client("s3", config=Config(signature_version="s3v4"))
+        return self._presigner
 
     @property
     def sfn(self) -> SFNClient:

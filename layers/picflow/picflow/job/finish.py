@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from picflow.aws.jobs import JobStatus, now_iso
 from picflow.aws.services import Services, services
@@ -17,7 +17,10 @@ from picflow.core import config, errors
 from picflow.core.errors import InternalError
 from picflow.job.collect import job_result
 
-__all__ = ["job_output", "notify", "record_failure"]
+if TYPE_CHECKING:
+    from picflow.core.results import Notice
+
+__all__ = ["job_output", "notice", "notify", "record_failure"]
 
 
 def record_failure(
@@ -92,6 +95,41 @@ def job_output(job: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def notice(job: Mapping[str, Any], svc: Services) -> Notice:
+    """The notice body (:class:`~picflow.core.results.Notice`, the OpenAPI document's
+    ``callbacks``): the job's outcome with presigned result URLs, nothing of the operator's."""
+    from picflow.core.results import result_view
+
+    ttl = config.env_int(config.RESULT_URL_TTL, config.RESULT_URL_TTL_DEFAULT)
+    manifest = job.get("manifest") or {}
+    bucket = str(manifest.get("bucket") or config.optional(config.OUTPUT_BUCKET))
+    results = [
+        result_view(
+            o,
+            url=svc.presigner.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": str(o["key"])}, ExpiresIn=ttl
+            ),
+            expires_in=ttl,
+        )
+        for o in manifest.get("outputs") or []
+    ]
+    error = job.get("error")
+    units = job.get("cost_units")
+    return {
+        "job_id": str(job["job_id"]),
+        "status": str(job.get("status", "")),
+        "operation": str(job.get("operation", "")),
+        "results": results,
+        "texts": {str(k): str(v) for k, v in (manifest.get("texts") or {}).items()},
+        "error": dict(error) if isinstance(error, Mapping) else None,
+        "cost": {
+            "units": None if units is None else int(units),
+            "unit": None if job.get("cost_unit") is None else str(job["cost_unit"]),
+        },
+        "completed_at": None if job.get("completed_at") is None else str(job["completed_at"]),
+    }
+
+
 def _publish(svc: Services, job: Mapping[str, Any]) -> dict[str, Any]:
     from picflow.net.webhooks import job_event, post_notice
 
@@ -121,5 +159,6 @@ def _publish(svc: Services, job: Mapping[str, Any]) -> dict[str, Any]:
 
             # A user-given URL: connect-time address checks, no redirects (no SSRF, no rebinding).
             with safe_client() as http:
-                out["posted"] = post_notice(http, str(url), key.reveal().encode(), job)
+                body = notice(job, svc)
+                out["posted"] = post_notice(http, str(url), key.reveal().encode(), body)
     return out

@@ -56,7 +56,8 @@ def job_event(job: Mapping[str, Any]) -> dict[str, Any]:
 def post_notice(
     http: httpx.Client, url: str, key: bytes, job: Mapping[str, Any], *, retry: RetryPolicy = NOTIFY_RETRY
 ) -> int:
-    """POST the signed notice; returns the receiver's status. Retries 429/5xx and lost answers."""
+    """POST ``job`` (the notice body, :func:`picflow.job.finish.notice`) signed; returns the
+    receiver's status. Retries 429/5xx and lost answers."""
     body = json.dumps(job_event(job), separators=(",", ":"), default=str).encode()
     msg_id = f"{job['job_id']}-{job.get('status', '')}"
     timestamp = int(time.time())
