@@ -6,8 +6,9 @@
    messages and causes), API answer, job record, notice and the mock's journal is searched for
    each secret, raw, base64 and URL-encoded. The per-job callback secrets may reach the
    provider (that is their job) and nowhere else.
-2. Provider callbacks with a wrong secret, another job's secret, no secret or a replayed
-   delivery are refused; those that reach the function are recorded on the job.
+2. Provider callbacks with a wrong secret, another job's secret, no secret, for an unknown job or
+   a replayed delivery are refused; an unknown job and a wrong secret alike (403 rejected), and
+   leave nothing on the job; a result URL off the provider's hosts is refused (422 unsafe_url).
 3. Result URLs are presigned for PICFLOW_RESULT_URL_TTL seconds. moto does not enforce
    ``X-Amz-Expires`` (it serves an expired URL), so the test asserts on the signed expiry.
 """
@@ -140,7 +141,9 @@ def _callback(system, job_id: str, secret: str, body: dict[str, Any] | None = No
     return httpx.post(f"{system.info.api_url}/callbacks/{job_id}/{secret}", json=body or {}, timeout=30)
 
 
-def test_callbacks_with_a_wrong_missing_or_replayed_secret_are_refused_and_recorded(system, sample):
+def test_callbacks_with_a_wrong_missing_or_replayed_secret_are_refused_alike_and_leave_no_trace(
+    system, sample
+):
     system.mock.configure_callbacks(drop=True)  # the provider's own deliveries never come
     # Two different images: identical ones would be one paid job and a twin waiting on it.
     keys = [
@@ -163,15 +166,20 @@ def test_callbacks_with_a_wrong_missing_or_replayed_secret_are_refused_and_recor
     }
     job_a = jobs[0]
 
-    assert _callback(system, job_a, "not-" + secrets[0], result).status_code == 403
-    assert _callback(system, job_a, secrets[1], result).status_code == 403  # job b's secret
+    before = system.job(job_a)
+    wrong = _callback(system, job_a, "not-" + secrets[0], result)
+    other = _callback(system, job_a, secrets[1], result)  # job b's secret
+    unknown = _callback(system, "no-such-job", secrets[0], result)
+    # An unknown job and a wrong secret answer alike: the route is no oracle for job ids.
+    assert [(a.status_code, a.json()) for a in (wrong, other, unknown)] == [
+        (403, {"verdict": "rejected"})
+    ] * 3
     assert _callback(system, job_a, "", result).status_code == 403  # no route: the gateway refuses
     assert httpx.post(f"{system.info.api_url}/callbacks/{job_a}", json=result).status_code == 403
-    assert _callback(system, "no-such-job", secrets[0], result).status_code == 404
 
     record = system.job(job_a)
-    assert [c["verdict"] for c in record["callbacks"]] == ["rejected", "rejected"]
-    assert not any(s in json.dumps(record["callbacks"]) for s in secrets)
+    assert record == before  # rejected attempts are counted (ProviderCallbacks), not written
+    assert "callbacks" not in record
     assert "callback_received_at" not in record
     assert system.sfn.describe_execution(executionArn=record["execution_arn"])["status"] == "RUNNING"
 
@@ -180,7 +188,8 @@ def test_callbacks_with_a_wrong_missing_or_replayed_secret_are_refused_and_recor
     replay = _callback(system, job_a, secrets[0], result)
     assert (replay.status_code, replay.json()) == (409, {"verdict": "duplicate"})
     verdicts = [c["verdict"] for c in system.job(job_a)["callbacks"]]
-    assert verdicts == ["rejected", "rejected", "accepted", "duplicate"]
+    assert verdicts == ["accepted", "duplicate"]
+    assert not any(s in json.dumps(system.job(job_a)["callbacks"]) for s in secrets)
 
 
 def test_result_urls_are_signed_for_the_configured_ttl(system, sample, api):

@@ -2,9 +2,12 @@
 
 The task/pic API POSTs a finished task to the ``callback_url`` picflow gave it:
 ``{base}/callbacks/{job_id}/{secret}``. The secret is 32 random bytes per job; only its
-sha256 is stored, and it is compared in constant time. A callback for a job that has
-already had one (a duplicate or a replay) is refused and recorded, never forwarded twice.
-Every attempt, accepted or not, lands in the job's ``callbacks`` log (without the secret).
+sha256 is stored, and it is compared in constant time. An unknown job and a wrong secret get
+the same 403 ``rejected`` and leave no trace on any job (the handler counts them in the metric
+``ProviderCallbacks``, dimension ``verdict``), so the route tells no one which job ids exist and
+a flood of guesses cannot grow a record. A callback for a job that has already had one (a
+duplicate or a replay) is refused and recorded, never forwarded twice. Every authenticated
+attempt lands in the job's ``callbacks`` log (without the secret).
 """
 
 from __future__ import annotations
@@ -25,13 +28,19 @@ if TYPE_CHECKING:
 __all__ = ["CallbackOutcome", "body_of", "handle_callback"]
 
 MAX_LOG = 20
+# Compared against when there is no job or no secret: a digest no secret hashes to.
+_NO_SECRET = "0" * 64
 
 
 @dataclass(frozen=True)
 class CallbackOutcome:
     status_code: int
-    # accepted | rejected | duplicate | unknown_job | malformed | unsafe_url | wrong_task | progress
+    # accepted | rejected | duplicate | malformed | unsafe_url | wrong_task | progress
     verdict: str
+
+
+# An unknown job or a wrong secret: one answer for both.
+REJECTED = CallbackOutcome(403, "rejected")
 
 
 def _log(svc: Services, job_id: str, job: dict[str, Any], verdict: str) -> None:
@@ -45,13 +54,12 @@ def handle_callback(job_id: str, secret: str, body: bytes, svc: Services) -> Cal
     from picflow.providers.registry import callback_parser
 
     job = svc.store.get(job_id)
-    if job is None:
-        return CallbackOutcome(404, "unknown_job")
-    expected = str(job.get("callback_secret_sha256") or "")
+    # An unknown job and a wrong secret answer alike (no oracle for job ids), cost alike (the
+    # hash and the comparison run either way) and write nothing: the handler counts them.
+    expected = str((job or {}).get("callback_secret_sha256") or "")
     given = hashlib.sha256(secret.encode()).hexdigest()
-    if not expected or not hmac.compare_digest(expected, given):
-        _log(svc, job_id, job, "rejected")
-        return CallbackOutcome(403, "rejected")
+    if not hmac.compare_digest(expected or _NO_SECRET, given) or job is None or not expected:
+        return REJECTED
     if job.get("callback_received_at") or JobStatus(job["status"]) in FINAL:
         _log(svc, job_id, job, "duplicate")
         return CallbackOutcome(409, "duplicate")
