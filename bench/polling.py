@@ -98,9 +98,8 @@ def _put(doc: dict[str, Any], path: str | None, value: Any) -> dict[str, Any]:
 
 
 def walk_asl(asl: dict[str, Any], style: str, checks: int) -> list[str]:
-    """The states a successful job enters: ``checks`` Check invocations in poll style. A Check
-    that finds the task running either returns ``pending`` or raises ``NotReady`` (whichever the
-    ASL handles: a Catch naming it)."""
+    """The states a successful job enters: ``checks`` Check invocations in poll style. The Check
+    that finds the task done raises ``TaskDone`` when Check's Catch names it, else returns done."""
     seen = {"check": 0}
 
     def result(name: str) -> tuple[Any, str | None]:
@@ -112,12 +111,12 @@ def walk_asl(asl: dict[str, Any], style: str, checks: int) -> list[str]:
             return {"state": "done"}, None
         if name == "Check":
             seen["check"] += 1
-            if seen["check"] >= checks:
-                return {"state": "done"}, None
-            catches = asl["States"][name].get("Catch", [])
-            if any("NotReady" in c["ErrorEquals"] for c in catches):
-                return None, "NotReady"
-            return {"state": "pending"}, None
+            done = seen["check"] >= checks
+            # The handler raises TaskDone when done if Check's Catch names it (functions/operations).
+            catches = {e for c in asl["States"][name].get("Catch", []) for e in c["ErrorEquals"]}
+            if done and "TaskDone" in catches:
+                return None, "TaskDone"
+            return {"state": "done" if done else "pending"}, None
         return {}, None
 
     doc: dict[str, Any] = {}

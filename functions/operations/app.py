@@ -13,7 +13,7 @@ import picflow.core.catalogue  # noqa: F401 - every invocation needs it: load it
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from picflow.job.check import check
+from picflow.job.check import TaskDone, check
 from picflow.job.submit import submit
 from picflow.net.http import correlated
 
@@ -53,6 +53,9 @@ def _operation(name: str) -> Handler:
         for field, value in (out.get("balance") or {}).items():
             if value is not None:
                 metrics.add_metric(name=f"Provider_{field}", unit=MetricUnit.Count, value=float(value))
+        if event["step"] == "check" and out.get("state") == "done":
+            # Done: Check's Catch routes TaskDone to Collect (no Choice state a read).
+            raise TaskDone(out)
         return out
 
     handler.__name__ = name

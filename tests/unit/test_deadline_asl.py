@@ -97,7 +97,7 @@ def test_every_cycle_of_the_job_workflow_passes_a_deadline_check_retries_include
         {"SubmitAndAwaitCallback", "AfterCallback", "WaitThrottledCallback"},
         {"Route", "WaitForSlot", "AcquireSlot"},
         {"Route", "WaitForTwin", "Twin"},
-        {"WaitToCheck", "Check", "Finished"},
+        {"WaitToCheck", "Check"},
         {"Submit"},
         {"Check"},
     ):

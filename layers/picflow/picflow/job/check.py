@@ -1,5 +1,12 @@
 """Check (statemachine/job.asl.json): read the upstream task once and say when to read it again.
 
+The poll loop costs 2 transitions a read (WaitToCheck, Check), no Choice: while the task runs
+Check returns the next wait and the state machine goes on to WaitToCheck; when the task is done
+the handler raises :class:`TaskDone`, its message the poll state as JSON, and Check's Catch puts
+it at ``$.poll`` and goes to Collect (:func:`done_poll` reads it back). TaskDone is a signal, not
+a failure: it is raised once per polled job and never recorded on the job (Lambda's Errors
+metric counts it; no alarm watches that metric, the job alarm watches failed executions).
+
 Every wait is a Wait state of the state machine (data it gets back from here): a Lambda never
 sleeps while polling, and the execution history shows each status read. A failed read says
 nothing about the task, so it is retried until the deadline; a failed task fails the job
@@ -8,6 +15,7 @@ nothing about the task, so it is retried until the deadline; a failed task fails
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +28,28 @@ from picflow.job.steps import records_errors
 if TYPE_CHECKING:
     from picflow.core.state import JobMeta, JobState, PollState
 
-__all__ = ["MAX_CHECK_ERRORS", "check"]
+__all__ = ["MAX_CHECK_ERRORS", "TaskDone", "check", "done_poll"]
 
 MAX_CHECK_ERRORS = 8
+
+
+class TaskDone(Exception):  # noqa: N818 - the state machine's name for "done", not an error
+    """Raised by the operation handler when Check saw the task done (see the module docstring)."""
+
+    def __init__(self, poll: Mapping[str, Any]) -> None:
+        super().__init__(json.dumps(poll, separators=(",", ":")))
+        self.poll = dict(poll)
+
+
+def done_poll(poll: Mapping[str, Any]) -> dict[str, Any]:
+    """``$.poll`` as Collect gets it: Check's poll state, also when it came through the TaskDone
+    Catch (``{"Error": "TaskDone", "Cause": <Lambda's error JSON>}``)."""
+    if poll.get("Error") == TaskDone.__name__ and "Cause" in poll:
+        cause = json.loads(str(poll["Cause"]))
+        inner = json.loads(str(cause["errorMessage"]))
+        if isinstance(inner, dict):
+            return inner
+    return dict(poll)
 
 
 @records_errors

@@ -129,11 +129,13 @@ def collect(state: JobState, svc: Services | None = None) -> JobResult:
     """Copy the results named by the last Check (or callback) into S3; mark the job SUCCEEDED."""
     from picflow.core.catalogue import get_operation
     from picflow.core.tasks import ResultRef
+    from picflow.job.check import done_poll
 
     svc = svc or services()
     op = get_operation(str(state["operation"]))
-    poll = state.get("poll")
-    refs = [ResultRef.from_state(r) for r in (poll.get("results") if poll else None) or []]
+    poll = done_poll(state.get("poll") or {})  # Check's TaskDone comes through its Catch
+    state = {**state, "poll": poll}  # type: ignore[typeddict-item]
+    refs = [ResultRef.from_state(r) for r in poll.get("results") or []]
     if not refs:
         raise UpstreamTaskFailedError("the provider reported success with no results", code="NoResults")
     return store_results(op, state, refs, svc)
