@@ -34,6 +34,7 @@ from picflow.aws import services as workflow
 from picflow.aws.jobs import JobStore
 from picflow.aws.semaphore import Semaphore
 from picflow.core.catalogue import OPERATIONS
+from picflow.core.jsonlimits import MAX_BODY_BYTES
 from picflow.entry import s3events
 from picflow_cli.openapi import openapi_document
 
@@ -1100,3 +1101,41 @@ def test_template_routes_match_the_resolver() -> None:
     in_template = {(e["Properties"]["Method"].upper(), e["Properties"]["Path"]) for e in events}
     in_code = {(m.upper(), p) for p, item in openapi_document()["paths"].items() for m in item}
     assert in_template == in_code
+
+
+# --- hostile JSON (issue 15, finding 5): 4xx, never a 5xx ------------------------------------
+
+HOSTILE_ROUTES = ["/jobs", "/uploads", "/batches"]
+
+
+def _deep(levels: int) -> str:
+    return '{"operation": "segmentation", "params": ' + '{"a": ' * levels + "1" + "}" * levels + "}"
+
+
+@pytest.mark.parametrize("path", HOSTILE_ROUTES)
+@pytest.mark.parametrize(
+    ("raw", "status", "rule"),
+    [
+        (_deep(1000), 400, "nested"),
+        (_deep(3000), 400, "nested"),
+        ('{"operation": "segmentation", "params": {"seed": ' + "9" * 5000 + "}}", 400, "digits"),
+        ('{"operation": "segmentation", "params": {"seed": 1.' + "5" * 5000 + "}}", 400, "digits"),
+        (
+            '{"operation": "segmentation", "params": {"prompt": "' + "x" * (MAX_BODY_BYTES + 1) + '"}}',
+            413,
+            "bytes",
+        ),
+    ],
+    ids=["deep-1000", "deep-3000", "int-5000-digits", "float-5000-digits", "over-the-size-limit"],
+)
+def test_post_routes_answer_hostile_json_4xx_in_the_error_shape(
+    client: Api,
+    path: str,
+    raw: str,
+    status: int,
+    rule: str,
+) -> None:
+    got, body = client(event("POST", path, raw_body=raw, headers={"Content-Type": "application/json"}))
+    assert got == status, body
+    assert body["error"]["field"] == "body"
+    assert rule in body["error"]["rule"]

@@ -13,7 +13,9 @@
     GET    /operations       the catalogue, and the pipeline batches run  200
 
 Every refusal has one shape (:mod:`picflow.api.errors`); validation happens before anything is
-written or started. The OpenAPI 3.0 document (``docs/openapi.json``) is written from this resolver
+written or started. Before the body is parsed it is held to :mod:`picflow.core.jsonlimits`: over
+256 KiB is 413, nested over 32 levels or with a number over 64 digits is 400 (never a 5xx).
+The OpenAPI 3.0 document (``docs/openapi.json``) is written from this resolver
 at build time by ``python -m picflow_cli.openapi``.
 """
 
@@ -23,8 +25,9 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from picflow.api import batches, errors, jobs, operations, uploads
-from picflow.api.errors import error_response
+from picflow.api.errors import ApiError, error_response
 from picflow.api.models import ErrorDetail
+from picflow.core.errors import ParamValidationError
 
 __all__ = ["app"]
 
@@ -54,6 +57,35 @@ def _declared_query_only(resolver: APIGatewayRestResolver, next_middleware: Next
 
 
 app.use(middlewares=[_declared_query_only])
+
+# powertools' request validation parses the body first (its middleware heads every route's stack,
+# pinned 3.23): the body's limits are checked before it, so a body too large, too deep or with a
+# number too long is refused 413/400 instead of reaching the parser (RecursionError, ValueError).
+_parse_and_validate = app._request_validation_middleware
+
+
+def _body_within_limits(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
+    from picflow.core.jsonlimits import MAX_BODY_BYTES, check_json_text
+
+    event = resolver.current_event
+    raw = event.body or ""
+    if len(raw) > MAX_BODY_BYTES * (4 / 3 if event.is_base64_encoded else 1):
+        raise ApiError(
+            413,
+            "PayloadTooLarge",
+            f"the body is larger than {MAX_BODY_BYTES} bytes",
+            field="body",
+            rule=f"≤ {MAX_BODY_BYTES} bytes",
+        )
+    try:
+        check_json_text(event.decoded_body or "", field="body")
+    except ParamValidationError as exc:
+        raise ApiError(400, "InvalidJson", exc.message, field="body", rule=exc.rule) from None
+    response: Response[str] = _parse_and_validate(resolver, next_middleware)
+    return response
+
+
+app._request_validation_middleware = _body_within_limits  # type: ignore[assignment]  # a middleware too
 
 
 @app.not_found

@@ -26,6 +26,7 @@ from picflow.batch.pipeline import PIPELINE, pipeline_step_params
 from picflow.batch.report import PROGRESS_INDEX, group_pipeline, item_records
 from picflow.core import config
 from picflow.core.errors import ParamValidationError
+from picflow.core.jsonlimits import loads
 from picflow.core.names import fetched_key, items_key, job_id_for
 
 if TYPE_CHECKING:
@@ -82,7 +83,11 @@ def _rows(text: str, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
             out: dict[str, Any] = {k: v for k, v in row.items() if k and v}
             if "params" in out:
                 try:
-                    out["params"] = json.loads(out["params"])
+                    out["params"] = loads(out["params"], field="manifest")
+                except ParamValidationError as exc:
+                    raise ParamValidationError(
+                        f"manifest line {line}: {exc.message}", field="manifest", rule=exc.rule
+                    ) from None
                 except ValueError:
                     out["params"] = None
             yield line, out
@@ -91,7 +96,11 @@ def _rows(text: str, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
         if not raw.strip():
             continue
         try:
-            loaded = json.loads(raw)
+            loaded = loads(raw, field="manifest")
+        except ParamValidationError as exc:
+            raise ParamValidationError(
+                f"manifest line {line}: {exc.message}", field="manifest", rule=exc.rule
+            ) from None
         except ValueError:
             loaded = None
         if not isinstance(loaded, dict):
@@ -103,7 +112,12 @@ def _rows(text: str, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def read_manifest(s3: S3Client, bucket: str, key: str) -> list[dict[str, Any]]:
     """Rows ``{"key", "params"?, "line"}`` of a CSV or JSON Lines manifest."""
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8-sig")
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParamValidationError(
+            f"the manifest is not UTF-8 (byte {exc.start})", field="manifest", rule="UTF-8 text"
+        ) from None
     rows: list[dict[str, Any]] = []
     for line, row in _rows(body, key):
         given = [name for name in ("key", "url") if row.get(name)]
