@@ -26,6 +26,7 @@ from picflow.core.names import manifest_key, result_key
 from picflow.net.http import send
 
 if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
     from mypy_boto3_s3 import S3Client
 
     from picflow.core.results import StoredResult
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
 __all__ = ["CHUNK", "collect_results", "reuse_results"]
 
 CHUNK = 1024 * 1024
+# The multipart upload holds about one part per thread in memory (s3transfer reads each part to
+# sign and checksum it): boto3's default, 10 threads x 8 MB, made Collect's peak RSS grow with
+# the result (bench/collect_memory.py: 30 MB at 200 MB). Two threads keep it flat.
+UPLOAD_PART = 8 * 1024 * 1024
+UPLOAD_THREADS = 2
 
 
 def _result_key(prefix: str, ref: ResultRef, content_type: str) -> str:
@@ -97,6 +103,14 @@ def _hash_file(path: str) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def _transfer_config() -> TransferConfig:
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(
+        multipart_threshold=UPLOAD_PART, multipart_chunksize=UPLOAD_PART, max_concurrency=UPLOAD_THREADS
+    )
+
+
 def _store_one(
     ref: ResultRef, *, http: httpx.Client, s3: S3Client, bucket: str, prefix: str, provider: str, workdir: str
 ) -> StoredResult:
@@ -135,6 +149,7 @@ def _store_one(
             bucket,
             key,
             ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha}},
+            Config=_transfer_config(),
         )
         return {
             "kind": ref.kind.value,
