@@ -24,7 +24,9 @@ moto leaves (shared/offline-aws.md) are filled after ``create_stack``, each in o
     ``States.Runtime``, a Choice on a missing path takes ``Default``, no history limit) →
     :mod:`picflow_cli.local.sfn_rules` makes it fail where AWS fails;
 13. the interpreter parses the definition at every execution start (~60 ms of CPU) →
-    :mod:`picflow_cli.local.sfn_cache` parses each definition once.
+    :mod:`picflow_cli.local.sfn_cache` parses each definition once;
+14. the server looks up the service of every request by listing moto's package and matching
+    every URL pattern, under one lock → :mod:`picflow_cli.local.routing` remembers it per host.
 
 What the stack enforces and what it does not: ``docs/local-stack.md``.
 
@@ -50,7 +52,7 @@ from urllib.parse import urlsplit
 
 from picflow.core.catalogue import SPECS
 
-from picflow_cli.local import iam, sfn_cache, sfn_rules
+from picflow_cli.local import iam, routing, sfn_cache, sfn_rules
 from picflow_cli.local.runtime import (
     FunctionSpec,
     LambdaRuntime,
@@ -280,6 +282,7 @@ class LocalStack:
             warnings.filterwarnings("ignore", "Tried to parse AWS", UserWarning)
             warnings.filterwarnings("ignore", "Dimension '.*' has already been added", UserWarning)
             logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
+        self._undo.append(routing.install())
         self._server = ThreadedMotoServer(
             ip_address=self.host, port=self.moto_port, verbose=bool(os.environ.get("PICFLOW_LOCAL_VERBOSE"))
         )
