@@ -10,9 +10,12 @@ Per run it prints items/s, Step Functions state transitions per item (the batch 
 the Distributed Map's child per item (one Task state: moto runs map items inline, so it is
 counted, not read) and every job execution's, read from their histories), and the cost per
 1,000 items: provider calls paid (mock journal) and the AWS orchestration at list prices
-(transitions $0.025/1,000; Lambda arm64 $0.0000133334/GB-s with each invocation's in-process
-duration (a lower bound: no cold starts, no network), $0.20/1M requests; S3 and DynamoDB
-requests left out). The summary line is last.
+(bench/aws_prices.py: transitions, Lambda arm64 GB-s with each invocation's local duration, and
+requests; S3 and DynamoDB requests left out). The summary line is last.
+
+Exits non-zero unless the first run SUCCEEDED with every item's job SUCCEEDED (no fault is
+injected here, so no item may fail) and the re-run answered every item from the result cache
+with 0 requests to the providers (the mock's journal, every route, paid or not).
 
 ``python bench/batch.py [ITEMS]``: 2,000 by default; on 2 cores moto runs ~1-2 items/s, so
 pass fewer to stay within minutes.
@@ -29,6 +32,7 @@ import warnings
 from typing import Any
 
 import httpx
+from aws_prices import aws_usd, state_transitions
 from picflow_cli.local.frontdoor import LOCAL_API_KEY
 from picflow_cli.local.stack import LocalStack
 from PIL import Image
@@ -39,9 +43,6 @@ from mock_upstream.testing import MockUpstream
 ITEMS = 2000
 CAP = 16
 OPERATION = "face_enhance"
-PER_TRANSITION = 0.025 / 1000
-PER_GB_S = 0.0000133334
-PER_REQUEST = 0.20 / 1_000_000
 
 
 def image(i: int) -> bytes:
@@ -50,22 +51,12 @@ def image(i: int) -> bytes:
     return buffer.getvalue()
 
 
-def transitions(sfn: Any, arn: str) -> int:
-    count = 0
-    kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-    while True:
-        page = sfn.get_execution_history(**kwargs)
-        count += sum(1 for e in page["events"] if e["type"].endswith("StateEntered"))
-        if not page.get("nextToken"):
-            return count
-        kwargs["nextToken"] = page["nextToken"]
-
-
 def run(stack: LocalStack, api: httpx.Client, mock: MockUpstream, prefix: str, items: int) -> dict[str, Any]:
     assert stack.info is not None
     assert stack.runtime is not None
     sfn = stack.client("stepfunctions")
     paid_before = mock.count(paid=True)
+    calls_before = mock.count()
     invocations_before = len(stack.runtime.invocations)
     started = time.perf_counter()
     answer = api.post("/batches", json={"operation": OPERATION, "prefix": prefix})
@@ -76,13 +67,13 @@ def run(stack: LocalStack, api: httpx.Client, mock: MockUpstream, prefix: str, i
     elapsed = time.perf_counter() - started
     view = api.get(f"/batches/{batch_id}").json()
     job_arn = stack.info.job_state_machine_arn.replace(":stateMachine:", ":execution:")
-    job_transitions = sum(transitions(sfn, f"{job_arn}:{batch_id}-{i}") for i in range(items))
+    job_transitions = sum(state_transitions(sfn, f"{job_arn}:{batch_id}-{i}") for i in range(items))
     map_children = items  # one Task state per item (the Distributed Map's child executions)
-    total_transitions = transitions(sfn, arn) + map_children + job_transitions
+    total_transitions = state_transitions(sfn, arn) + map_children + job_transitions
     calls = stack.runtime.invocations[invocations_before:]
     memory = {spec.name: spec.memory_mb for spec in stack.runtime.functions.values()}
     gb_s = sum(max(c.duration, 0.001) * memory[c.function] / 1024 for c in calls)
-    aws = total_transitions * PER_TRANSITION + gb_s * PER_GB_S + len(calls) * PER_REQUEST
+    aws = aws_usd(total_transitions, len(calls), gb_s)
     return {
         "batch": batch_id,
         "status": execution["status"],
@@ -93,6 +84,7 @@ def run(stack: LocalStack, api: httpx.Client, mock: MockUpstream, prefix: str, i
         "transitions_per_item": total_transitions / items,
         "lambda_invocations_per_item": len(calls) / items,
         "provider_calls_per_1000": (mock.count(paid=True) - paid_before) * 1000 / items,
+        "provider_requests": mock.count() - calls_before,
         "aws_usd_per_1000": aws * 1000 / items,
     }
 
@@ -131,7 +123,16 @@ def main() -> int:
               f"{r['lambda_invocations_per_item']:>7.1f} {r['provider_calls_per_1000']:>8.0f} "
               f"{r['aws_usd_per_1000']:>9.4f}")  # fmt: skip
     first, again = rows["first run"], rows["re-run (cached)"]
-    ok = first["status"] == again["status"] == "SUCCEEDED" and again["reused"] == items
+    checks = {
+        "first run SUCCEEDED": first["status"] == "SUCCEEDED",
+        f"every first-run item SUCCEEDED ({first['succeeded']}/{items})": first["succeeded"] == items,
+        "re-run SUCCEEDED": again["status"] == "SUCCEEDED",
+        f"every re-run item reused ({again['reused']}/{items})": again["reused"] == items,
+        f"re-run made 0 provider requests ({again['provider_requests']})": again["provider_requests"] == 0,
+    }
+    for check, held in checks.items():
+        print(f"{'ok' if held else 'FAILED':<7}{check}")
+    ok = all(checks.values())
     print(
         f"SUMMARY items={items} items_per_s={first['items_per_s']:.2f} "
         f"transitions_per_item={first['transitions_per_item']:.1f} "
