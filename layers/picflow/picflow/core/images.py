@@ -48,6 +48,11 @@ def _fail(message: str, rule: str) -> ParamValidationError:
     return ParamValidationError(message, field="image", rule=rule)
 
 
+# Formats whose verify() checks the header only (BMP, TIFF): decoded in full before anything is paid,
+# as PNG (verify() checks every chunk's CRC), JPEG (decoded at 1/8 scale) and WebP are checked.
+_DECODED_IN_FULL = frozenset({"BMP", "TIFF"})
+
+
 def inspect_image(
     fp: IO[bytes], limits: InputLimits | None = None, *, verify: bool = True, what: str = "the operation"
 ) -> ImageInfo:
@@ -75,6 +80,8 @@ def inspect_image(
                     # of it (a truncated file raises) in 1/64 of the memory of a full decode.
                     img.draft(img.mode, (max(1, width // 8), max(1, height // 8)))
                     img.load()
+                elif verify and fmt in _DECODED_IN_FULL:
+                    img.load()  # verify() reads none of their pixel data: a truncated one raises here
                 elif verify:
                     img.verify()  # walks the data without decoding pixels: catches truncation
     except ParamValidationError:
