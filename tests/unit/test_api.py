@@ -209,6 +209,8 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
         "POWERTOOLS_SERVICE_NAME": "picflow",
         "POWERTOOLS_METRICS_NAMESPACE": "picflow",
         "POWERTOOLS_TRACE_DISABLED": "1",
+        # The sample events' key (events/api_*.json) is the template's own: the default tenant's.
+        "PICFLOW_DEFAULT_TENANT_KEY": "abcdef1234",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -408,11 +410,13 @@ def test_create_job_sample_starts_one_execution_with_the_request(client: Api) ->
         "notify_url": "https://hooks.example.com/picflow",
         "mode": "auto",
         "source": "api",
+        "tenant": "default",
     }
     record = client.store.get(job_id)
     assert record is not None
     assert record["execution_arn"] == execution["executionArn"]
     assert record["source"] == "api"
+    assert record["tenant"] == "default"
 
 
 def test_create_job_without_key_gets_a_fresh_id_each_time(client: Api) -> None:
@@ -1139,3 +1143,50 @@ def test_post_routes_answer_hostile_json_4xx_in_the_error_shape(
     assert got == status, body
     assert body["error"]["field"] == "body"
     assert rule in body["error"]["rule"]
+
+
+# --- tenants: one API key each; nothing of one is visible to another ---------------------------
+
+
+def as_tenant(request: dict[str, Any], key_id: str) -> dict[str, Any]:
+    """``request`` as the caller whose API key has the id ``key_id`` (API Gateway's context)."""
+    out = copy.deepcopy(request)
+    out["requestContext"]["identity"]["apiKeyId"] = key_id
+    return out
+
+
+def test_tenants_never_see_read_cancel_or_list_each_others_jobs(client: Api) -> None:
+    put_input("background/shoe.png")
+    key = {"Idempotency-Key": "same-key"}
+    # GIVEN a job of the default tenant (the template's key) and one of tenant B, same Idempotency-Key
+    status_a, a = client(event("POST", "/jobs", job_body(), headers=key))
+    status_b, b = client(as_tenant(event("POST", "/jobs", job_body(), headers=key), "key-b"))
+    assert (status_a, status_b) == (202, 202)  # B's key is B's: it replays nothing of A's
+    assert a["job_id"] != b["job_id"]
+    assert (client.store.get(a["job_id"]) or {})["tenant"] == "default"
+    assert (client.store.get(b["job_id"]) or {})["tenant"] == "key-b"
+    # WHEN each asks for, cancels or lists the other's THEN it is exactly an unknown job
+    _, unknown = client(as_tenant(event("GET", "/jobs/api-unknown"), "key-b"))
+    for method in ("GET", "DELETE"):
+        status, body = client(as_tenant(event(method, f"/jobs/{a['job_id']}"), "key-b"))
+        assert_error(status, body, 404, "job_id")
+        assert body["error"]["message"] == unknown["error"]["message"].replace("api-unknown", a["job_id"])
+        status, body = client(event(method, f"/jobs/{b['job_id']}"))
+        assert_error(status, body, 404, "job_id")
+    assert (client.store.get(a["job_id"]) or {})["status"] != "CANCELLED"
+    for query in ({}, {"status": "QUEUED"}, {"operation": "background"}):
+        _, mine_a = client(event("GET", "/jobs", query=query))
+        _, mine_b = client(as_tenant(event("GET", "/jobs", query=query), "key-b"))
+        assert [j["job_id"] for j in mine_a["jobs"]] == [a["job_id"]], query
+        assert [j["job_id"] for j in mine_b["jobs"]] == [b["job_id"]], query
+    # AND each still reads and cancels its own
+    assert client(as_tenant(event("GET", f"/jobs/{b['job_id']}"), "key-b"))[0] == 200
+    assert client(as_tenant(event("DELETE", f"/jobs/{b['job_id']}"), "key-b"))[0] == 200
+
+
+def test_a_request_without_an_api_key_id_is_refused(client: Api) -> None:
+    request = event("GET", "/jobs")
+    del request["requestContext"]["identity"]["apiKeyId"]
+    status, body = client(request)
+    assert status == 403
+    assert body["error"]["type"] == "Forbidden"

@@ -1,12 +1,14 @@
 """The local front door: HTTP requests in, API Gateway (REST, v1 payload) proxy events out.
 
-What ``sam local start-api`` does, without Docker: routes come from the template's own
-``Api`` events, requests become proxy events for the function behind the route, and the
-function's ``{statusCode, headers, body}`` becomes the HTTP response. Routes that require
-an API key refuse requests without ``x-api-key: LOCAL_API_KEY`` with a 403, as API Gateway
-does; the provider-callback route is open, as in the template. The gateway's own refusals
-use the template's ``GatewayResponses`` (``DEFAULT_4XX``/``DEFAULT_5XX`` bodies) when it has
-them (the door serves both APIs under one stage, so the first API's templates apply to all).
+What ``sam local start-api`` does, without Docker: routes come from the template's own ``Api``
+events, requests become proxy events for the function behind the route, and the function's
+``{statusCode, headers, body}`` becomes the HTTP response. Routes that require an API key refuse
+requests without a known ``x-api-key`` (``LOCAL_API_KEY``, and the keys
+:meth:`FrontDoor.add_api_key` adds: one per tenant, as the usage plan holds them) with a 403, as
+API Gateway does, and put the key's id in ``requestContext.identity.apiKeyId``; the
+provider-callback route is open, as in the template. The gateway's own refusals use the template's
+``GatewayResponses`` (``DEFAULT_4XX``/``DEFAULT_5XX`` bodies) when it has them (the door serves
+both APIs under one stage, so the first API's templates apply to all).
 """
 
 from __future__ import annotations
@@ -25,9 +27,19 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from picflow_cli.local.runtime import LambdaRuntime
 
-__all__ = ["LOCAL_API_KEY", "STAGE", "FrontDoor", "Route", "gateway_templates", "routes_from_template"]
+__all__ = [
+    "LOCAL_API_KEY",
+    "LOCAL_API_KEY_ID",
+    "STAGE",
+    "FrontDoor",
+    "Route",
+    "gateway_templates",
+    "routes_from_template",
+]
 
 LOCAL_API_KEY = "picflow-local-api-key"  # documented in the README; the local stack only
+# Its id: the default tenant's key here (PICFLOW_DEFAULT_TENANT_KEY), as the sample events carry it.
+LOCAL_API_KEY_ID = "abcdef1234"
 STAGE = "v1"
 MAX_BODY = 20 * 1024 * 1024
 
@@ -100,9 +112,19 @@ class FrontDoor:
         self.routes = routes
         self.host = host
         self.templates = dict(templates or {})
+        # Key value -> key id, as the usage plan's keys: one per tenant.
+        self.api_keys: dict[str, str] = {LOCAL_API_KEY: LOCAL_API_KEY_ID}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
+
+    def add_api_key(self) -> tuple[str, str]:
+        """A new tenant's key: (value, id), as ``picflow tenants add`` makes one on AWS."""
+        import secrets
+
+        value, key_id = secrets.token_urlsafe(30), secrets.token_hex(5)
+        self.api_keys[value] = key_id
+        return value, key_id
 
     def refusal(self, status: int, kind: str, message: str) -> tuple[int, dict[str, str], bytes]:
         """One of the gateway's own answers, rendered as API Gateway renders its templates."""
@@ -135,7 +157,8 @@ class FrontDoor:
             )
         route, match = route_match
         lower = {k.lower(): v for k, v in headers.items()}
-        if route.api_key_required and lower.get("x-api-key") != LOCAL_API_KEY:
+        key_id = self.api_keys.get(lower.get("x-api-key") or "")
+        if route.api_key_required and key_id is None:
             return self.refusal(403, "INVALID_API_KEY", "Forbidden")
         query = parse_qs(split.query, keep_blank_values=True)
         text_body: str | None
@@ -160,7 +183,7 @@ class FrontDoor:
                 "stage": STAGE,
                 "requestId": str(uuid.uuid4()),
                 "requestTimeEpoch": int(time.time() * 1000),
-                "identity": {"sourceIp": source_ip, "apiKey": lower.get("x-api-key")},
+                "identity": {"sourceIp": source_ip, "apiKey": lower.get("x-api-key"), "apiKeyId": key_id},
                 "accountId": "123456789012",
                 "apiId": "local",
             },

@@ -182,10 +182,22 @@ def _substitutions_as_sub(resources: dict[str, Any]) -> None:
         props["DefinitionString"] = _join_substituted(str(text), subs or {})
 
 
+def _without_refs(node: Any, dropped: set[str]) -> Any:
+    """``node`` with each ``Ref`` to a dropped resource replaced by a placeholder (the local
+    overrides set what the functions read from it: the API key id is the front door's)."""
+    if isinstance(node, dict):
+        if set(node) == {"Ref"} and node["Ref"] in dropped:
+            return f"local-{node['Ref']}"
+        return {k: _without_refs(v, dropped) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_without_refs(v, dropped) for v in node]
+    return node
+
+
 def _drop_api_gateway_plumbing(resources: dict[str, Any]) -> None:
     """Gap 6: keep each RestApi (its id names the callback URL) but not its deployment,
     stage, usage plan and keys, which moto cannot build from a SAM Body; the front door
-    serves the routes instead."""
+    serves the routes instead (and holds the keys)."""
     dropped = {
         logical_id
         for logical_id, res in resources.items()
@@ -193,7 +205,8 @@ def _drop_api_gateway_plumbing(resources: dict[str, Any]) -> None:
     }
     for logical_id in dropped:
         del resources[logical_id]
-    for logical_id, res in resources.items():
+    for logical_id, res in list(resources.items()):
+        resources[logical_id] = res = _without_refs(res, dropped)
         if res["Type"] == "AWS::ApiGateway::RestApi":
             # moto requires Name (SAM puts the title in the Body).
             res["Properties"].setdefault("Name", logical_id)
@@ -581,6 +594,8 @@ class LocalStack:
 
     def _local_overrides(self) -> dict[str, str]:
         """What differs from the template here: addresses, and powertools' AWS-only features."""
+        from picflow_cli.local.frontdoor import LOCAL_API_KEY_ID
+
         assert self.info is not None
         return {
             # The template's execute-api URL does not resolve here: callbacks come to the front door.
@@ -593,6 +608,8 @@ class LocalStack:
             "PICFLOW_RESULT_HOSTS": ",".join(
                 f"{provider.value}={urlsplit(self.info.upstream_url).netloc}" for provider in SPECS
             ),
+            # The front door's LOCAL_API_KEY is the template's own key here: the default tenant's.
+            "PICFLOW_DEFAULT_TENANT_KEY": LOCAL_API_KEY_ID,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("PICFLOW_LOCAL_LOG_LEVEL", "WARNING"),

@@ -18,6 +18,7 @@ from picflow.net import urls
 
 if TYPE_CHECKING:
     import httpx
+    from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
     from mypy_boto3_s3 import S3Client
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "reset_clients",
     "responses",
     "start_responses",
+    "tenant_of",
 ]
 
 UPLOAD_URL_TTL = 900
@@ -132,3 +134,17 @@ def presign(bucket: str, key: str, ttl: int) -> str:
     return presigner().generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
     )
+
+
+def tenant_of(event: BaseProxyEvent) -> str:
+    """The caller's tenant: the id of its API key, which API Gateway puts in the request context
+    (one key per tenant in the usage plan: ``picflow tenants add``). The template's own key
+    (PICFLOW_DEFAULT_TENANT_KEY) is the default tenant, which owns S3-triggered jobs."""
+    from picflow.core.names import DEFAULT_TENANT
+
+    identity = (event.raw_event.get("requestContext") or {}).get("identity") or {}
+    key_id = identity.get("apiKeyId")
+    if not key_id:
+        # Every jobs route requires a key at the gateway: a request without one is refused here too.
+        raise ApiError(403, "Forbidden", "no API key in the request", field="x-api-key", rule="an API key")
+    return DEFAULT_TENANT if key_id == config.optional(config.DEFAULT_TENANT_KEY) else key_id

@@ -31,6 +31,7 @@ from picflow.api.common import (
     request_fingerprint,
     responses,
     start_responses,
+    tenant_of,
 )
 from picflow.api.errors import ApiError
 from picflow.api.inputs import s3_input, upload_input, url_input
@@ -54,7 +55,7 @@ from picflow.core.catalogue import (
     validate_params,
 )
 from picflow.core.errors import ParamValidationError
-from picflow.core.names import job_id_for
+from picflow.core.names import DEFAULT_TENANT, tenant_job_id
 from picflow.core.results import ResultView, result_view
 from picflow.job.cancel import cancel_job as cancel_record
 from picflow.net import urls
@@ -63,7 +64,7 @@ from picflow.net.webhooks import job_event
 if TYPE_CHECKING:
     pass
 
-__all__ = ["cancel", "cancel_job", "create_job", "get_job", "list_jobs", "status_of"]
+__all__ = ["cancel", "cancel_job", "create_job", "get_job", "list_jobs", "owner", "status_of"]
 
 router = Router()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated
 
@@ -90,6 +91,7 @@ def create_job(
     body: CreateJobRequest, idempotency_key: Annotated[str | None, idempotency_header("job")] = None
 ) -> Response[JobCreated]:
     svc = services()
+    tenant = tenant_of(router.current_event)
     try:
         op = get_operation(body.operation)
     except ParamValidationError as exc:
@@ -121,7 +123,7 @@ def create_job(
     if idempotency_key is None:
         job_id = f"api-{uuid.uuid4().hex}"
     else:
-        job_id = job_id_for("api", idempotency_key)
+        job_id = tenant_job_id("api", tenant, idempotency_key)
         existing = svc.store.get(job_id)
         # Answer a replay before fetching anything; a record without an execution falls
         # through so start_job can finish a start that failed half way.
@@ -144,6 +146,7 @@ def create_job(
         "notify_url": body.notify_url,
         "mode": body.mode,
         "source": "api",
+        "tenant": tenant,
     }
     started = start_job(request, job_id=job_id, store=svc.store, sfn=svc.sfn, fingerprint=fingerprint)
     if started.conflict:
@@ -159,9 +162,15 @@ def status_of(svc: Services, job_id: str) -> str:
     return str((svc.store.get(job_id) or {}).get("status", JobStatus.QUEUED.value))
 
 
-def _job_or_404(svc: Services, job_id: str) -> dict[str, Any]:
+def owner(record: Mapping[str, Any]) -> str:
+    """The tenant a job (or batch) record belongs to; records from before tenants: the default."""
+    return str(record.get("tenant") or DEFAULT_TENANT)
+
+
+def _job_or_404(svc: Services, job_id: str, tenant: str) -> dict[str, Any]:
     job = svc.store.get(job_id)
-    if job is None:
+    # Another tenant's job answers exactly as a job that does not exist.
+    if job is None or owner(job) != tenant:
         raise ApiError(404, "NotFound", f"no job {job_id}", field="job_id", rule="an existing job")
     return job
 
@@ -210,7 +219,7 @@ def _job_view(raw: Mapping[str, Any]) -> JobView:
 )
 def get_job(job_id: Annotated[str, Path(pattern=JOB_ID)]) -> JobView:
     svc = services()
-    return _job_view(_job_or_404(svc, job_id))
+    return _job_view(_job_or_404(svc, job_id, tenant_of(router.current_event)))
 
 
 def _since(value: str) -> str:
@@ -277,6 +286,7 @@ def list_jobs(
             since=None if since is None else _since(since),
             limit=limit,
             cursor=None if cursor is None else _decode_cursor(cursor),
+            tenant=tenant_of(router.current_event),
         )
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ValidationException":
@@ -302,7 +312,7 @@ def list_jobs(
 )
 def cancel_job(job_id: Annotated[str, Path(pattern=JOB_ID)]) -> CancelResult:
     svc = services()
-    return cancel(svc, _job_or_404(svc, job_id))
+    return cancel(svc, _job_or_404(svc, job_id, tenant_of(router.current_event)))
 
 
 def cancel(svc: Services, job: Mapping[str, Any]) -> CancelResult:

@@ -121,11 +121,20 @@ class JobStore:
         since: str | None = None,
         limit: int = 50,
         cursor: Mapping[str, Any] | None = None,
+        tenant: str | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """Newest first, by the status or operation index (or a scan when neither is given)."""
+        """Newest first, by the status or operation index (or a scan when neither is given);
+        ``tenant``: only its jobs (records without a tenant are the default tenant's). A filter,
+        so a page may hold fewer than ``limit`` jobs while the cursor goes on."""
         from boto3.dynamodb.conditions import Attr, Key
 
+        from picflow.core.names import DEFAULT_TENANT
+
         kwargs: dict[str, Any] = {"Limit": limit}
+        filters: list[Any] = []
+        if tenant is not None:
+            mine = Attr("tenant").eq(tenant)
+            filters.append(mine | Attr("tenant").not_exists() if tenant == DEFAULT_TENANT else mine)
         if cursor:
             kwargs["ExclusiveStartKey"] = cursor
         if status or operation:
@@ -137,12 +146,15 @@ class JobStore:
                 cond = cond & Key("created_at").gte(since)
             kwargs |= {"IndexName": index, "KeyConditionExpression": cond, "ScanIndexForward": False}
             if status and operation:
-                kwargs["FilterExpression"] = Attr("operation").eq(operation)
-            page = self._table.query(**kwargs)
-        else:
-            if since:
-                kwargs["FilterExpression"] = Attr("created_at").gte(since)
-            page = self._table.scan(**kwargs)
+                filters.append(Attr("operation").eq(operation))
+        elif since:
+            filters.append(Attr("created_at").gte(since))
+        if filters:
+            condition = filters[0]
+            for more in filters[1:]:
+                condition = condition & more
+            kwargs["FilterExpression"] = condition
+        page = self._table.query(**kwargs) if status or operation else self._table.scan(**kwargs)
         items = [from_dynamo(i) for i in page.get("Items", [])]
         if not (status or operation):
             items.sort(key=lambda i: i.get("created_at", ""), reverse=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from picflow.core import config
-from picflow.core.names import EXECUTION_NAME
+from picflow.core.names import DEFAULT_TENANT, EXECUTION_NAME
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -57,6 +57,7 @@ def start_job(
             "source": request.get("source", "api"),
             "notify_url": request.get("notify_url"),
             "request_sha256": fingerprint,
+            "tenant": request.get("tenant") or DEFAULT_TENANT,
         }
     )
     if not created:

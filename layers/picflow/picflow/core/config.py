@@ -12,6 +12,7 @@ import os
 __all__ = [
     "BATCH_STATE_MACHINE_ARN",
     "CALLBACK_BASE_URL",
+    "DEFAULT_TENANT_KEY",
     "EVENT_BUS_NAME",
     "HDREDRAW_BASE_URL",
     "HTTP_READ_TIMEOUT",
@@ -75,6 +76,9 @@ URL_ALLOWLIST = "PICFLOW_URL_ALLOWLIST"
 # Hosts a provider's result URLs may name besides its spec's, "taskpic=a.example|b.example:8443,
 # tencent=*.cos.example" (the local stack: the mock's address).
 RESULT_HOSTS = "PICFLOW_RESULT_HOSTS"
+# The API key id (the usage plan's first key, the template's) whose caller is the default tenant:
+# the one that owns S3-triggered jobs of today's layout (picflow.core.names.DEFAULT_TENANT).
+DEFAULT_TENANT_KEY = "PICFLOW_DEFAULT_TENANT_KEY"
 
 
 def env(name: str) -> str:

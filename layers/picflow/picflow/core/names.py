@@ -26,6 +26,7 @@ import re
 
 __all__ = [
     "BATCHES_PREFIX",
+    "DEFAULT_TENANT",
     "EXECUTION_NAME",
     "MANIFEST_NAME",
     "SIDECAR_SUFFIX",
@@ -39,6 +40,7 @@ __all__ = [
     "results_key",
     "s3_job_id",
     "s3_out_prefix",
+    "tenant_job_id",
     "upload_key",
     "upload_prefix",
     "url_input_key",
@@ -116,6 +118,17 @@ def job_id_for(namespace: str, key: str) -> str:
     """A valid execution name (≤ 80 chars of [A-Za-z0-9_-]) that is a pure function of the key."""
     digest = hashlib.sha256(f"{namespace}\x00{key}".encode()).hexdigest()[:40]
     return f"{namespace}-{digest}"
+
+
+# Who owns what has no tenant of its own: S3-triggered jobs of today's layout, records written
+# before tenants, and the caller of the template's own API key (PICFLOW_DEFAULT_TENANT_KEY).
+DEFAULT_TENANT = "default"
+
+
+def tenant_job_id(namespace: str, tenant: str, key: str) -> str:
+    """The id of ``tenant``'s job (or batch) for an Idempotency-Key: two tenants with the same key
+    get two jobs, never each other's."""
+    return job_id_for(namespace, key if tenant == DEFAULT_TENANT else f"{tenant}\x00{key}")
 
 
 def s3_job_id(bucket: str, key: str, version_or_sequencer: str) -> str:
