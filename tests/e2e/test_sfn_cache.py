@@ -29,9 +29,9 @@ def test_a_definition_is_parsed_once_and_again_when_it_changes(system):
     programs = system.stack.programs
     assert programs is not None
     name = f"cache-{uuid.uuid4().hex[:10]}"
-    arn = system.sfn.create_state_machine(
-        name=name, definition=json.dumps(passes(name)), roleArn=role
-    )["stateMachineArn"]
+    arn = system.sfn.create_state_machine(name=name, definition=json.dumps(passes(name)), roleArn=role)[
+        "stateMachineArn"
+    ]
 
     # GIVEN one execution of a new definition: parsed once
     before = programs.parses
