@@ -159,7 +159,7 @@ def s3_put(r: Replay) -> None:
     job = r.system.job(started["job_id"])
     assert (job["source"], job["operation"]) == ("s3", "segmentation")
     assert (job["input"]["key"], job["input"].get("version_id")) == (key, version or None)
-    manifest = json.loads(r.system.output("segmentation/catalog/shoe/manifest.json"))
+    manifest = json.loads(r.system.output(f"segmentation/catalog/shoe/{started['job_id']}/manifest.json"))
     assert manifest["job_id"] == started["job_id"]
     # S3 delivers at least once: the same record again starts nothing.
     assert r(VERSION_ID=version)["jobs"] == [{"job_id": started["job_id"], "created": False}]

@@ -50,7 +50,29 @@ def record_failure(
     if key:
         # An identical job may be waiting on this one's results: let it go on (and pay).
         svc.cache.release(str(key), job_id)
-    return {"error": error}
+    removed = _remove_partial_outputs(svc, job_id, state.get("out_prefix"))
+    return {"error": error, **({"removed": removed} if removed else {})}
+
+
+def _remove_partial_outputs(svc: Services, job_id: str, prefix: Any) -> int:
+    """A FAILED job leaves no objects: whatever it stored under its own prefix is deleted (a
+    result cut short, results without their manifest). Only a prefix that is the job's own (ends
+    in its id) is touched; a failure to delete is kept on the record, never raised."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(prefix, str) or not prefix.endswith(f"/{job_id}/"):
+        return 0
+    bucket = config.env(config.OUTPUT_BUCKET)
+    removed = 0
+    try:
+        for page in svc.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys: Any = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                svc.s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+                removed += len(keys)
+    except ClientError as exc:
+        svc.store.update(job_id, {"cleanup_error": exc.response.get("Error", {}).get("Code", "ClientError")})
+    return removed
 
 
 # Errors Step Functions and Lambda name themselves (a timeout, a crashed runtime): kept as named.

@@ -159,7 +159,10 @@ def validate(state: JobRequest, svc: Services | None = None) -> dict[str, Any]:
         "cost_unit": op.cost.unit,
         "cache_key": key,
     }
-    out_prefix = state.get("out_prefix") or job_prefix(job_id)
+    # Each job's results under a prefix of its own: two uploads of x/same.png (or x/same.png and
+    # x/same.jpg) never overwrite each other's results, and a FAILED job's leftovers can be removed.
+    base = state.get("out_prefix")
+    out_prefix = f"{base}{job_id}/" if base else job_prefix(job_id)
     svc.store.update(
         job_id,
         {
