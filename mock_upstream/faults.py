@@ -116,9 +116,13 @@ class FaultBook:
         self.rules = [f for f in self.rules if f.id != fault_id]
         return len(self.rules) != before
 
-    def pick(self, state: MockState, ctx: Context, kinds: frozenset[str]) -> Fault | None:
+    def pick(
+        self, state: MockState, ctx: Context, kinds: frozenset[str], skip: frozenset[str] = frozenset()
+    ) -> Fault | None:
         for fault in self.rules:
             if fault.kind not in kinds or (fault.times is not None and fault.hits >= fault.times):
+                continue
+            if fault.id in skip:
                 continue
             if not _matches(fault, ctx):
                 continue
@@ -141,10 +145,15 @@ def _matches(fault: Fault, ctx: Context) -> bool:
 
 
 async def before(state: MockState, book: FaultBook, ctx: Context) -> Response | None:
-    """Apply the before-phase faults; a response replaces the provider's answer."""
-    while (fault := book.pick(state, ctx, BEFORE_KINDS)) is not None:
+    """Apply the before-phase faults; a response replaces the provider's answer.
+
+    Each latency rule delays a request once: one without a hit limit (``times: null``) slows every
+    request and still lets each answer (it used to match again after its own sleep, forever)."""
+    slept: frozenset[str] = frozenset()
+    while (fault := book.pick(state, ctx, BEFORE_KINDS, slept)) is not None:
         if fault.kind != "latency":
             return await _replace(fault, ctx)
+        slept |= {fault.id}
         if fault.seconds is not None:
             delay = fault.seconds
         else:

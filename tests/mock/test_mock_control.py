@@ -106,6 +106,18 @@ def test_real_latency_uniform_is_small_and_applied(client, mock_upstream):
     assert response.elapsed.total_seconds() >= 0.05
 
 
+def test_latency_without_a_hit_limit_slows_every_request_and_each_still_answers(client, mock_upstream):
+    # "Slow but answering" (issue 15, finding 9): the rule used to match again after its own
+    # sleep, so a request under `times: null` never answered (here: the client's 10 s timeout).
+    mock_upstream.inject_fault("latency", seconds=0.05, times=None)
+    for _ in range(3):
+        response = seg(client)
+        assert response.status_code == 200
+        assert response.elapsed.total_seconds() >= 0.05
+    (fault,) = mock_upstream.faults()
+    assert fault["hits"] == 3  # once per request
+
+
 @pytest.mark.parametrize(
     ("kind", "error"),
     [("reset", (httpx.ReadError, httpx.RemoteProtocolError)), ("empty", httpx.RemoteProtocolError),
