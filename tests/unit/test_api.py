@@ -1190,3 +1190,24 @@ def test_a_request_without_an_api_key_id_is_refused(client: Api) -> None:
     status, body = client(request)
     assert status == 403
     assert body["error"]["type"] == "Forbidden"
+
+
+def test_tenants_never_read_stop_pause_resume_or_replay_each_others_batches(
+    client: Api, batch_machine: str
+) -> None:
+    # GIVEN a batch of the default tenant
+    batch_id = _started_batch(client)
+    # WHEN tenant B reads, pauses, resumes or stops it THEN it is exactly an unknown batch
+    for method, path in (
+        ("GET", f"/batches/{batch_id}"),
+        ("POST", f"/batches/{batch_id}/pause"),
+        ("POST", f"/batches/{batch_id}/resume"),
+        ("DELETE", f"/batches/{batch_id}"),
+    ):
+        status, body = client(as_tenant(event(method, path), "key-b"))
+        assert_error(status, body, 404, "batch_id")
+        assert body["error"]["message"] == f"no batch {batch_id}"
+    assert _flag(batch_id) is None
+    # AND its owner still sees it running
+    status, view = client(event("GET", f"/batches/{batch_id}"))
+    assert (status, view["status"], view["paused"]) == (200, "RUNNING", False)

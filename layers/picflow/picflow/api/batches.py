@@ -18,10 +18,12 @@ from picflow.api.common import (
     RESULT_URL_TTL_DEFAULT,
     conflict,
     idempotency_header,
+    owner,
     presign,
     request_fingerprint,
     responses,
     start_responses,
+    tenant_of,
 )
 from picflow.api.errors import ApiError
 from picflow.api.jobs import cancel
@@ -107,6 +109,7 @@ def create_batch(
     from botocore.exceptions import ClientError
 
     svc = services()
+    tenant = tenant_of(router.current_event)
     pipeline = body.operation == PIPELINE
     names = [name for _, name in PIPELINE_STEPS] if pipeline else [body.operation]
     try:
@@ -115,7 +118,7 @@ def create_batch(
         raise ApiError.invalid(exc, "operation") from None
     op: Operation | str = PIPELINE if pipeline else get_operation(body.operation)
     fingerprint = request_fingerprint(body)
-    batch_id = batch_id_for(idempotency_key)
+    batch_id = batch_id_for(idempotency_key, tenant)
     if idempotency_key is not None and (replay := _replay(svc, batch_id, fingerprint)) is not None:
         return replay
     bucket = config.env(config.INPUT_BUCKET)
@@ -147,6 +150,7 @@ def create_batch(
         "reuse": body.reuse,
         "pipeline": pipeline,
         "request_sha256": fingerprint,
+        "tenant": tenant,
     }
     started = start_batch(svc, batch_id, items, request)
     if started is None:
@@ -169,8 +173,10 @@ def _batch_final(batch_id: str, status: str) -> ApiError:
 
 
 def _batch_or_404(svc: Services, batch_id: str) -> dict[str, Any]:
+    """The caller's batch (its execution); another tenant's answers as one that does not exist."""
     execution = _batch_execution(svc, batch_id)
-    if execution is None:
+    tenant = tenant_of(router.current_event)
+    if execution is None or owner(json.loads(execution.get("input") or "{}")) != tenant:
         raise ApiError(404, "NotFound", f"no batch {batch_id}", field="batch_id", rule="an existing batch")
     return execution
 
@@ -363,4 +369,5 @@ _RESUMED_KEYS = (
     "tolerated_failure_percentage",
     "pipeline",
     "request_sha256",
+    "tenant",
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import content_types
@@ -30,6 +31,7 @@ __all__ = [
     "conflict",
     "fetch_client",
     "idempotency_header",
+    "owner",
     "presign",
     "presigner",
     "request_fingerprint",
@@ -148,3 +150,10 @@ def tenant_of(event: BaseProxyEvent) -> str:
         # Every jobs route requires a key at the gateway: a request without one is refused here too.
         raise ApiError(403, "Forbidden", "no API key in the request", field="x-api-key", rule="an API key")
     return DEFAULT_TENANT if key_id == config.optional(config.DEFAULT_TENANT_KEY) else key_id
+
+
+def owner(record: Mapping[str, Any]) -> str:
+    """The tenant a job record (or a batch's request) belongs to; from before tenants: the default."""
+    from picflow.core.names import DEFAULT_TENANT
+
+    return str(record.get("tenant") or DEFAULT_TENANT)

@@ -27,6 +27,7 @@ from picflow.api.common import (
     RESULT_URL_TTL_DEFAULT,
     conflict,
     idempotency_header,
+    owner,
     presign,
     request_fingerprint,
     responses,
@@ -55,7 +56,7 @@ from picflow.core.catalogue import (
     validate_params,
 )
 from picflow.core.errors import ParamValidationError
-from picflow.core.names import DEFAULT_TENANT, tenant_job_id
+from picflow.core.names import tenant_job_id
 from picflow.core.results import ResultView, result_view
 from picflow.job.cancel import cancel_job as cancel_record
 from picflow.net import urls
@@ -64,7 +65,7 @@ from picflow.net.webhooks import job_event
 if TYPE_CHECKING:
     pass
 
-__all__ = ["cancel", "cancel_job", "create_job", "get_job", "list_jobs", "owner", "status_of"]
+__all__ = ["cancel", "cancel_job", "create_job", "get_job", "list_jobs", "status_of"]
 
 router = Router()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated
 
@@ -160,11 +161,6 @@ def create_job(
 
 def status_of(svc: Services, job_id: str) -> str:
     return str((svc.store.get(job_id) or {}).get("status", JobStatus.QUEUED.value))
-
-
-def owner(record: Mapping[str, Any]) -> str:
-    """The tenant a job (or batch) record belongs to; records from before tenants: the default."""
-    return str(record.get("tenant") or DEFAULT_TENANT)
 
 
 def _job_or_404(svc: Services, job_id: str, tenant: str) -> dict[str, Any]:

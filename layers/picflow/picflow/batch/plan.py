@@ -27,7 +27,7 @@ from picflow.batch.report import PROGRESS_INDEX, group_pipeline, item_records
 from picflow.core import config
 from picflow.core.errors import ParamValidationError
 from picflow.core.jsonlimits import loads
-from picflow.core.names import fetched_key, items_key, job_id_for
+from picflow.core.names import DEFAULT_TENANT, fetched_key, items_key, tenant_job_id
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -55,8 +55,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MAX_ITEMS = 100_000
 
 
-def batch_id_for(idempotency_key: str | None) -> str:
-    return f"batch-{uuid.uuid4().hex}" if idempotency_key is None else job_id_for("batch", idempotency_key)
+def batch_id_for(idempotency_key: str | None, tenant: str = DEFAULT_TENANT) -> str:
+    """A new batch's id; with an Idempotency-Key, the same one for the same tenant and key."""
+    if idempotency_key is None:
+        return f"batch-{uuid.uuid4().hex}"
+    return tenant_job_id("batch", tenant, idempotency_key)
 
 
 def _too_many(where: str) -> ParamValidationError:
