@@ -277,3 +277,13 @@ def test_url_valued_params_are_checked_before_a_job_starts(system, sample, api, 
 def params_path(params: dict[str, Any]) -> list[str]:
     name, value = next(iter(params.items()))
     return [name, *params_path(value)] if isinstance(value, dict) else [name]
+
+
+def test_url_valued_params_of_an_s3_upload_fail_the_job_before_any_upstream_call(system, sample):
+    params = {"prompt": "a beach", "mask_url": "http://169.254.169.254/latest/meta-data/"}
+    key = system.upload("replace_background/unsafe/p.png", sample["image.png"], params)
+    execution, job = system.run(key)
+    assert execution["status"] == "FAILED"
+    assert job["error"]["type"] == "UnsafeUrlError"
+    assert "mask_url" in job["error"]["message"]
+    assert system.mock.count() == 0

@@ -121,6 +121,10 @@ def validate(state: JobRequest, svc: Services | None = None) -> dict[str, Any]:
     if state.get("params_error"):
         raise ParamValidationError(str(state.get("params_error")), field="params", rule="a JSON object")
     params = validate_params(op, state.get("params") or {})
+    from picflow.net.urls import check_param_urls
+
+    # Every way in (an S3 upload's metadata, a parent state machine) meets the API's URL rules.
+    check_param_urls(params)
     callbacks = bool(config.optional(config.CALLBACK_BASE_URL))
     style = choose_style(op, str(state.get("mode") or "auto"), callbacks=callbacks)
     if not source.get("bucket") or not source.get("key"):
@@ -130,7 +134,7 @@ def validate(state: JobRequest, svc: Services | None = None) -> dict[str, Any]:
         from picflow.net.urls import UnsafeUrlError, check_public_url
 
         try:
-            check_public_url(str(notify_url))
+            check_public_url(str(notify_url), where="notify_url")
         except UnsafeUrlError as exc:
             raise ParamValidationError(
                 f"notify_url: {exc.message}", field="notify_url", rule=exc.rule
