@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 from picflow.aws.jobs import JobStatus, now_iso
 from picflow.aws.services import Services, services
 from picflow.core import config
-from picflow.core.errors import UpstreamTaskFailedError
+from picflow.core.errors import (
+    RateLimitedError,
+    ResultUnavailableError,
+    TransientError,
+    UpstreamTaskFailedError,
+)
 from picflow.core.names import job_prefix
 from picflow.job.slot import release_slot
 from picflow.job.steps import records_errors
@@ -138,4 +143,30 @@ def collect(state: JobState, svc: Services | None = None) -> JobResult:
     refs = [ResultRef.from_state(r) for r in poll.get("results") or []]
     if not refs:
         raise UpstreamTaskFailedError("the provider reported success with no results", code="NoResults")
-    return store_results(op, state, refs, svc)
+    try:
+        return store_results(op, state, refs, svc)
+    except (ResultUnavailableError, TransientError) as refused:
+        # A result URL refused (expired, 403/404) or a download cut: the task is paid and done,
+        # so one fresh status read may name fresh URLs (issue 15: 37 of 500 chaos jobs were lost
+        # so). No task to read again (a sync answer), or the same failure again: the original.
+        fresh = _fresh_results(op, state, svc)
+        if not fresh:
+            raise
+        try:
+            return store_results(op, state, fresh, svc)
+        except (ResultUnavailableError, TransientError):
+            raise refused from None
+
+
+def _fresh_results(op: Operation, state: JobState, svc: Services) -> list[ResultRef]:
+    """The results of one more status read of the job's task, or [] when there is none to read."""
+    from picflow.core.catalogue import Style, TaskState
+
+    task_id = str((svc.store.get(str(state["job_id"])) or {}).get("provider_task_id") or "")
+    if not task_id or op.styles == {Style.SYNC}:
+        return []
+    try:
+        status = svc.providers.client(op.provider).status(task_id, operation=op.name)
+    except (TransientError, RateLimitedError):
+        return []
+    return list(status.results) if status.state is TaskState.DONE else []
