@@ -32,6 +32,19 @@ def retry(sleeps: list[float]) -> RetryPolicy:
     return RetryPolicy(sleep=sleeps.append)
 
 
+@pytest.fixture(autouse=True)
+def mock_is_every_result_host(mock_upstream: MockUpstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mock serves every provider's results on loopback: name it each provider's result host
+    and exempt it from the public-address rule, as the local stack does (and nothing else)."""
+    from urllib.parse import urlsplit
+
+    from picflow.core.catalogue import SPECS
+
+    netloc = urlsplit(mock_upstream.url("")).netloc
+    monkeypatch.setenv("PICFLOW_RESULT_HOSTS", ",".join(f"{p.value}={netloc}" for p in SPECS))
+    monkeypatch.setenv("PICFLOW_URL_ALLOWLIST", netloc)
+
+
 @pytest.fixture
 def http(mock_upstream: MockUpstream) -> Iterator[httpx.Client]:
     """The layer's own transport, pointed at the mock."""
@@ -52,7 +65,14 @@ class FakeS3:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def upload_file(self, path: str, bucket: str, key: str, ExtraArgs: dict[str, Any]) -> None:  # noqa: N803
+    def upload_file(
+        self,
+        path: str,
+        bucket: str,
+        key: str,
+        ExtraArgs: dict[str, Any],  # noqa: N803
+        Config: Any = None,  # noqa: N803 - the transfer settings (threads, part size): no effect here
+    ) -> None:
         with open(path, "rb") as fh:
             self.objects[bucket, key] = {"Body": fh.read(), **ExtraArgs}
 
