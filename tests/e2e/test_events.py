@@ -340,8 +340,15 @@ def op_check(operation: str) -> Callable[[Replay], None]:
         submitted = _submit(r, operation, f"op_submit_{operation}.json")
         r.system.mock.advance_clock(60)  # the upstream task ends
 
-        out = r(INPUT_KEY=r.system.job(r.job_id)["input"]["key"], TASK_ID=submitted["task_id"])
+        event = r.event(INPUT_KEY=r.system.job(r.job_id)["input"]["key"], TASK_ID=submitted["task_id"])
+        payload, errored, _ = r.system.stack.runtime.invoke(r.info.resources[r.function], event)
 
+        # A task found done is Check's TaskDone signal (its Catch hands the poll state to Collect):
+        # the state rides in the error message, as Step Functions' Cause carries it.
+        error = json.loads(payload)
+        assert errored, error
+        assert error["errorType"] == "TaskDone", error
+        out = json.loads(error["errorMessage"])
         assert (out["state"], out["task_id"], out["polls"]) == ("done", submitted["task_id"], 1)
         assert [(ref["kind"], ref["url"].startswith("http")) for ref in out["results"]] == [("image", True)]
         assert r.system.job(r.job_id)["polls"] == 1
