@@ -252,3 +252,16 @@ def test_every_checkov_skip_for_all_resources_says_why() -> None:
                 break
             reason.append(line)
         assert len(" ".join(reason)) >= 60, f"{lines[i].strip()}: give the reason above it"
+
+
+def test_every_function_that_calls_a_provider_may_read_its_credentials(cfn: dict[str, Any]) -> None:
+    # Submit and Check (the operation functions) call the providers; Collect reads a task's status
+    # once more to recover a refused or cut download (picflow.job.collect). The strict local stack
+    # fails such a call as AccessDenied; this says which role lacks the grant without running it.
+    callers = {name for name in _functions(cfn) if name.startswith("Op")} | {"CollectFunction"}
+    missing = sorted(
+        name
+        for name in callers
+        if ("secretsmanager:GetSecretValue", "ProviderSecret") not in _grants(cfn, name)
+    )
+    assert not missing
