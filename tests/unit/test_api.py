@@ -1157,10 +1157,12 @@ def as_tenant(request: dict[str, Any], key_id: str) -> dict[str, Any]:
 
 def test_tenants_never_see_read_cancel_or_list_each_others_jobs(client: Api) -> None:
     put_input("background/shoe.png")
+    put_input("tenants/key-b/background/shoe.png")
     key = {"Idempotency-Key": "same-key"}
     # GIVEN a job of the default tenant (the template's key) and one of tenant B, same Idempotency-Key
     status_a, a = client(event("POST", "/jobs", job_body(), headers=key))
-    status_b, b = client(as_tenant(event("POST", "/jobs", job_body(), headers=key), "key-b"))
+    body_b = job_body(input={"key": "tenants/key-b/background/shoe.png"})
+    status_b, b = client(as_tenant(event("POST", "/jobs", body_b, headers=key), "key-b"))
     assert (status_a, status_b) == (202, 202)  # B's key is B's: it replays nothing of A's
     assert a["job_id"] != b["job_id"]
     assert (client.store.get(a["job_id"]) or {})["tenant"] == "default"
@@ -1211,3 +1213,88 @@ def test_tenants_never_read_stop_pause_resume_or_replay_each_others_batches(
     # AND its owner still sees it running
     status, view = client(event("GET", f"/batches/{batch_id}"))
     assert (status, view["status"], view["paused"]) == (200, "RUNNING", False)
+
+
+def test_uploads_land_under_the_callers_root_and_only_its_own_jobs_may_name_them(client: Api) -> None:
+    # GIVEN an upload of the default tenant and one of tenant B
+    _, up_a = client(event("POST", "/uploads", {"filename": "a.png", "content_type": "image/png"}))
+    _, up_b = client(
+        as_tenant(event("POST", "/uploads", {"filename": "b.png", "content_type": "image/png"}), "key-b")
+    )
+    assert up_a["key"].startswith("uploads/")
+    assert up_b["key"].startswith("tenants/key-b/uploads/")
+    put_input(up_a["key"])
+    put_input(up_b["key"])
+    # WHEN each names the other's upload (by id or by key), or an object that does not exist
+    _, missing = client(as_tenant(event("POST", "/jobs", job_body(input={"key": "no/such.png"})), "key-b"))
+    cases = [
+        (as_tenant(event("POST", "/jobs", job_body(input={"upload_id": up_a["upload_id"]})), "key-b"), "upload_id"),
+        (as_tenant(event("POST", "/jobs", job_body(input={"key": up_a["key"]})), "key-b"), "key"),
+        (event("POST", "/jobs", job_body(input={"upload_id": up_b["upload_id"]})), "upload_id"),
+        (event("POST", "/jobs", job_body(input={"key": up_b["key"]})), "key"),
+    ]
+    for request, field in cases:
+        status, body = client(request)
+        # THEN each is refused as an object that does not exist, and no job starts
+        assert_error(status, body, 422, f"input.{field}")
+        assert body["error"]["type"] == missing["error"]["type"] == "InputNotFound"
+    assert client.store.list(limit=100)[0] == []
+    # AND each still runs a job on its own upload
+    assert client(event("POST", "/jobs", job_body(input={"upload_id": up_a["upload_id"]})))[0] == 202
+    own_b = as_tenant(event("POST", "/jobs", job_body(input={"upload_id": up_b["upload_id"]})), "key-b")
+    assert client(own_b)[0] == 202
+
+
+def test_a_batch_names_only_its_tenants_objects(client: Api, batch_machine: str) -> None:
+    sfn = boto3.client("stepfunctions")
+    # GIVEN images of the default tenant (uploads/, batches/) and of tenant B (under its root)
+    tag = uuid.uuid4().hex[:8]
+    for key in (f"uploads/{tag}/a.png", f"batches/{tag}/a.png"):
+        put_input(key)
+    own_b = f"tenants/key-b/batches/{tag}/b.png"
+    put_input(own_b)
+    put_input(f"tenants/key-b/uploads/{tag}/b.png")
+
+    def post(body: dict[str, Any], tenant: str | None) -> tuple[int, dict[str, Any]]:
+        request = event("POST", "/batches", {"operation": "vectorize", "params": {}} | body)
+        return client(request if tenant is None else as_tenant(request, tenant))
+
+    def manifest(name: str, *keys: str) -> str:
+        key = f"{name}/{tag}/m.jsonl"
+        body = "\n".join(json.dumps({"key": k}) for k in keys).encode()
+        boto3.client("s3").put_object(Bucket=INPUT_BUCKET, Key=key, Body=body)
+        return key
+
+    # WHEN B names the default tenant's prefix, a manifest of its own with one of the default
+    # tenant's keys on line 2, or the default tenant's manifest
+    status, body = post({"prefix": "uploads/"}, "key-b")
+    assert_error(status, body, 422, "prefix")
+    status, body = post({"manifest": manifest("tenants/key-b/uploads", own_b, f"batches/{tag}/a.png")}, "key-b")
+    # THEN each is refused, naming the line, before anything starts
+    assert_error(status, body, 422, "manifest")
+    assert "manifest line 2" in body["error"]["message"] and f"batches/{tag}/a.png" in body["error"]["message"]
+    theirs = manifest("uploads", f"batches/{tag}/a.png")
+    status, body = post({"manifest": theirs}, "key-b")
+    _, unknown = post({"manifest": "tenants/key-b/no-such.jsonl"}, "key-b")
+    assert_error(status, body, 422, "manifest")
+    assert body["error"]["type"] == unknown["error"]["type"] == "InputNotFound"
+    # AND the default tenant cannot name B's objects either: not by manifest, and a prefix over
+    # tenants/ lists only its own images (a key there outside any tenant's root is the default's)
+    status, body = post({"manifest": manifest("uploads", own_b)}, None)
+    assert_error(status, body, 422, "manifest")
+    assert sfn.list_executions(stateMachineArn=batch_machine)["executions"] == []
+    put_input(f"tenants/{tag}.png")
+    status, created = post({"prefix": "tenants/"}, None)
+    assert status == 202, created
+    items = json.loads(
+        boto3.client("s3")
+        .get_object(Bucket=OUTPUT_BUCKET, Key=f"batches/{created['batch_id']}/items.json")["Body"]
+        .read()
+    )
+    assert [item["key"] for item in items] == [f"tenants/{tag}.png"]
+    # AND B's own prefix and manifest run, and its batch carries its tenant
+    status, created_b = post({"prefix": f"tenants/key-b/batches/{tag}/"}, "key-b")
+    assert status == 202, created_b
+    arn = batch_machine.replace(":stateMachine:", ":execution:") + f":{created_b['batch_id']}"
+    assert json.loads(sfn.describe_execution(executionArn=arn)["input"])["tenant"] == "key-b"
+    assert post({"manifest": manifest("tenants/key-b/uploads", own_b)}, "key-b")[0] == 202

@@ -74,11 +74,13 @@ def test_pipeline_step_params_are_what_the_pipeline_asl_sends_each_step() -> Non
 def test_pipeline_children_get_the_batch_id_and_reuse_with_defaults_for_a_direct_start() -> None:
     states = PIPELINE_ASL["States"]
     assert PIPELINE_ASL["StartAt"] == "Defaults"
-    assert states["Defaults"]["Result"] == {"batch_id": None, "reuse": True}
+    assert states["Defaults"]["Result"] == {"batch_id": None, "reuse": True, "tenant": "default"}
     for name in ("Cutout", "Background", "Upscale"):
         child = states[name]["Parameters"]["Input"]
         assert child["batch_id.$"] == "$.pipeline.options.batch_id"
         assert child["reuse.$"] == "$.pipeline.options.reuse"
+        # A batch's pipeline jobs are the batch's tenant's (a direct start: the default tenant).
+        assert child["tenant.$"] == "$.pipeline.options.tenant"
 
 
 def test_pipeline_items_map_is_the_items_map_starting_the_pipeline() -> None:

@@ -23,6 +23,15 @@ def test_cache_key_ignores_the_order_params_were_given_in() -> None:
     )
 
 
+def test_cache_key_is_per_tenant_and_the_default_tenants_keys_are_unchanged() -> None:
+    params = {"color_count": 5}
+    before = hashlib.sha256(f"vectorize\n{SHA}\n{canonical_params(params)}".encode()).hexdigest()
+    # The default tenant keeps the entries written before tenants; any other tenant has its own.
+    assert cache_key("vectorize", SHA, params, "default") == cache_key("vectorize", SHA, params) == before
+    keys = {cache_key("vectorize", SHA, params, tenant) for tenant in ("default", "k1", "k2")}
+    assert len(keys) == 3
+
+
 @pytest.mark.parametrize(
     ("operation", "sha", "params"),
     [

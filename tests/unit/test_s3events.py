@@ -37,6 +37,26 @@ def test_uploads_image_under_an_operation_prefix_is_an_upload() -> None:
     assert upload.job_id == s3_job_id(BUCKET, "segmentation/cats/a.png", "v1")
 
 
+def test_uploads_under_a_tenant_prefix_belong_to_that_tenant() -> None:
+    # GIVEN an upload under tenants/<id>/ and one in today's layout
+    (mine,) = uploads(s3_event(record("tenants/k7q2/segmentation/cats/a.png", version="v1")))
+    (default,) = uploads(s3_event(record("segmentation/cats/a.png", version="v1")))
+    # THEN the first is that tenant's, with the operation after its root; the other the default's
+    assert (mine.tenant, mine.operation, mine.path) == ("k7q2", "segmentation", "segmentation/cats/a.png")
+    assert (default.tenant, default.operation) == ("default", "segmentation")
+    assert mine.job_id != default.job_id
+
+
+def test_job_request_of_a_tenant_upload_carries_the_tenant_and_keeps_results_under_its_root(
+    s3: Any,
+) -> None:
+    upload = put(s3, "tenants/k7q2/background/dir/cat.png", {"params": json.dumps({"prompt": "sea"})})
+    request = job_request(upload, s3)
+    assert request is not None
+    assert (request["operation"], request["tenant"]) == ("background", "k7q2")
+    assert request["out_prefix"] == "tenants/k7q2/background/dir/cat/"
+
+
 def test_uploads_unversioned_object_keys_on_the_sequencer() -> None:
     (upload,) = uploads(s3_event(record("redraw/a.png", seq="00AA")))
     assert upload.version_id is None
@@ -52,6 +72,10 @@ def test_uploads_unversioned_object_keys_on_the_sequencer() -> None:
         "a.png",  # no operation prefix
         "uploads/segmentation/a.png",  # the API's own inputs
         "uploads/0f3c.png",
+        "tenants/t1/uploads/0f3c/a.png",  # a tenant's uploads and batch images start nothing either
+        "tenants/t1/batches/x/a.png",
+        "tenants/t1/a.png",  # a tenant's root without an operation
+        "tenants/t1/segmentation/a.png.params.json",
     ],
 )
 def test_uploads_skips_keys_that_are_not_job_inputs(key: str) -> None:
@@ -117,6 +141,7 @@ def test_job_request_params_from_x_amz_meta_params_json(s3: Any) -> None:
         "params": {"prompt": "sea", "batch_size": 3},
         "input": {"bucket": BUCKET, "key": "background/dir/cat.png", "version_id": None},
         "source": "s3",
+        "tenant": "default",
         "out_prefix": "background/dir/cat/",
     }
 

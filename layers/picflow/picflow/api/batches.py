@@ -26,6 +26,7 @@ from picflow.api.common import (
     tenant_of,
 )
 from picflow.api.errors import ApiError
+from picflow.api.inputs import not_found
 from picflow.api.jobs import cancel
 from picflow.api.models import BatchCreated, BatchPaused, BatchRequest, BatchStopped, BatchView, CostView
 from picflow.aws import pause
@@ -45,6 +46,7 @@ from picflow.batch.report import PROGRESS_INDEX, finished_summary, group_pipelin
 from picflow.core import config, names
 from picflow.core.catalogue import SPECS, Operation, get_operation
 from picflow.core.errors import ParamValidationError
+from picflow.core.names import key_tenant
 from picflow.net import urls
 
 if TYPE_CHECKING:
@@ -123,20 +125,17 @@ def create_batch(
         return replay
     bucket = config.env(config.INPUT_BUCKET)
     if body.manifest is not None:
+        # Another tenant's manifest answers as one that does not exist.
+        if key_tenant(body.manifest) != tenant:
+            raise not_found(body.manifest, "manifest")
         try:
             rows = read_manifest(svc.s3, bucket, body.manifest)
         except ClientError:
-            raise ApiError(
-                422,
-                "InputNotFound",
-                f"no object {body.manifest!r} in the input bucket",
-                field="manifest",
-                rule="an existing object",
-            ) from None
+            raise not_found(body.manifest, "manifest") from None
     else:
-        rows = list_prefix(svc.s3, bucket, str(body.prefix))
+        rows = list_prefix(svc.s3, bucket, str(body.prefix), tenant)
     try:
-        items = plan_items(op, body.params, rows, bucket, batch_id)
+        items = plan_items(op, body.params, rows, bucket, batch_id, tenant)
     except urls.UnsafeUrlError as exc:
         raise ApiError.invalid(exc, exc.field or "manifest") from None
     # A pipeline item holds a slot of each step's provider in turn: the smallest cap bounds it.

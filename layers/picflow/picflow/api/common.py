@@ -149,7 +149,16 @@ def tenant_of(event: BaseProxyEvent) -> str:
     if not key_id:
         # Every jobs route requires a key at the gateway: a request without one is refused here too.
         raise ApiError(403, "Forbidden", "no API key in the request", field="x-api-key", rule="an API key")
-    return DEFAULT_TENANT if key_id == config.optional(config.DEFAULT_TENANT_KEY) else key_id
+    if key_id == config.optional(config.DEFAULT_TENANT_KEY):
+        return DEFAULT_TENANT
+    from picflow.core.names import TENANT_ID
+
+    if not TENANT_ID.match(str(key_id)) or key_id == DEFAULT_TENANT:
+        # A key id names the tenant's S3 root (tenants/<id>/): never a path, never the default's name.
+        raise ApiError(
+            403, "Forbidden", "the API key id is not a tenant id", field="x-api-key", rule="an API key"
+        )
+    return str(key_id)
 
 
 def owner(record: Mapping[str, Any]) -> str:

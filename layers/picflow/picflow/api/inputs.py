@@ -16,29 +16,33 @@ from picflow.core.catalogue import (
     Operation,
 )
 from picflow.core.errors import ParamValidationError
-from picflow.core.names import UPLOADS_PREFIX
+from picflow.core.names import key_tenant, upload_prefix, url_input_key
 from picflow.net import urls
 
 if TYPE_CHECKING:
     pass
 
-__all__ = ["s3_input", "upload_input", "url_input"]
+__all__ = ["not_found", "s3_input", "upload_input", "url_input"]
 
 
-def s3_input(svc: Services, op: Operation, key: str, field: str) -> dict[str, Any]:
+def not_found(key: str, field: str) -> ApiError:
+    """The answer for a key that does not exist, and (the same, so it tells nothing) for another
+    tenant's key."""
+    return ApiError(
+        422, "InputNotFound", f"no object {key!r} in the input bucket", field=field, rule="an existing object"
+    )
+
+
+def s3_input(svc: Services, op: Operation, key: str, field: str, tenant: str) -> dict[str, Any]:
     from botocore.exceptions import ClientError
 
     bucket = config.env(config.INPUT_BUCKET)
+    if key_tenant(key) != tenant:
+        raise not_found(key, field)
     try:
         head = svc.s3.head_object(Bucket=bucket, Key=key)
     except ClientError:
-        raise ApiError(
-            422,
-            "InputNotFound",
-            f"no object {key!r} in the input bucket",
-            field=field,
-            rule="an existing object",
-        ) from None
+        raise not_found(key, field) from None
     size = int(head["ContentLength"])
     try:
         op.input.check_size(size, what=op.name, field=field)
@@ -70,8 +74,9 @@ def _sniff(
         raise ApiError.invalid(exc, field) from None
 
 
-def upload_input(svc: Services, op: Operation, upload_id: str) -> dict[str, Any]:
-    prefix = f"{UPLOADS_PREFIX}{upload_id}/"
+def upload_input(svc: Services, op: Operation, upload_id: str, tenant: str) -> dict[str, Any]:
+    # Only the caller's own uploads: another tenant's upload id has no object under this root.
+    prefix = upload_prefix(upload_id, tenant)
     listing = svc.s3.list_objects_v2(Bucket=config.env(config.INPUT_BUCKET), Prefix=prefix, MaxKeys=2)
     keys = [o["Key"] for o in listing.get("Contents", [])]
     if len(keys) != 1:
@@ -82,17 +87,17 @@ def upload_input(svc: Services, op: Operation, upload_id: str) -> dict[str, Any]
             field="input.upload_id",
             rule="an uploaded object",
         )
-    return s3_input(svc, op, keys[0], "input.upload_id")
+    return s3_input(svc, op, keys[0], "input.upload_id", tenant)
 
 
-def url_input(svc: Services, op: Operation, url: str, job_id: str) -> dict[str, Any]:
+def url_input(svc: Services, op: Operation, url: str, job_id: str, tenant: str) -> dict[str, Any]:
     field = "input.url"
     try:
         urls.check_public_url(url)
     except urls.UnsafeUrlError as exc:
         raise ApiError.invalid(exc, field) from None
     bucket = config.env(config.INPUT_BUCKET)
-    key = f"{UPLOADS_PREFIX}{job_id}/source"
+    key = url_input_key(job_id, tenant)
     try:
         version = urls.fetch_into_s3(
             svc.s3,

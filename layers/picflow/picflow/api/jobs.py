@@ -135,11 +135,11 @@ def create_job(
 
     source = body.input
     if source.upload_id is not None:
-        job_input = upload_input(svc, op, source.upload_id)
+        job_input = upload_input(svc, op, source.upload_id, tenant)
     elif source.key is not None:
-        job_input = s3_input(svc, op, source.key, "input.key")
+        job_input = s3_input(svc, op, source.key, "input.key", tenant)
     else:
-        job_input = url_input(svc, op, str(source.url), job_id)
+        job_input = url_input(svc, op, str(source.url), job_id, tenant)
     request = {
         "operation": op.name,
         "params": body.params,

@@ -1,7 +1,9 @@
 """The content-addressed result cache: the same image through the same operation and params is paid once.
 
 A job's results are a function of (input bytes, operation, validated params), so the key is
-``sha256(operation, sha256(input), canonical params JSON)``; canonical means the params as the
+``sha256(operation, sha256(input), canonical params JSON[, tenant])``: per tenant (the default
+tenant's keys are those from before tenants), so one tenant never reuses, or waits as a twin
+for, a result another tenant paid for; canonical means the params as the
 catalogue validated them (defaults filled in, so ``{}`` and ``{"output_type": 2}`` are one key),
 serialised with sorted keys and no spaces. The interaction style (sync/poll/callback) is not
 part of the key: it changes how the result is fetched, not what it is.
@@ -29,6 +31,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from picflow.core import config
+from picflow.core.names import DEFAULT_TENANT
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -40,8 +43,10 @@ def canonical_params(params: Mapping[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def cache_key(operation: str, input_sha256: str, params: Mapping[str, Any]) -> str:
+def cache_key(operation: str, input_sha256: str, params: Mapping[str, Any], tenant: str | None = None) -> str:
     material = f"{operation}\n{input_sha256}\n{canonical_params(params)}"
+    if tenant and tenant != DEFAULT_TENANT:
+        material += f"\n{tenant}"
     return hashlib.sha256(material.encode()).hexdigest()
 
 

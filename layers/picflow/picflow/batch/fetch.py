@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from picflow.aws.jobs import JobStatus
 from picflow.batch.pipeline import PIPELINE, PIPELINE_STEPS, pipeline_step_params
 from picflow.core.errors import ParamValidationError
+from picflow.core.names import DEFAULT_TENANT
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -60,6 +61,7 @@ def fetch_item(batch: Mapping[str, Any], item: Mapping[str, Any], *, s3: S3Clien
             {
                 "job_id": job_id,
                 "batch_id": str(batch["batch_id"]),
+                "tenant": str(batch.get("tenant") or DEFAULT_TENANT),
                 "operation": op.name,
                 "params": params,
                 "input": {"url": str(item["url"])},

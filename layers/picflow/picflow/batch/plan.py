@@ -3,12 +3,15 @@ each URL checked, before anything runs; and a resume's items (those that did not
 
 Manifests: CSV with a header row (``key`` or ``url``, and optionally ``params``, a JSON
 object), or JSON Lines (``{"key": ..., "params": {...}}`` or ``{"url": ...}``), one item per row;
-per-item params override the batch's. Keys name objects in the input bucket. A URL item goes
+per-item params override the batch's. Keys name objects in the input bucket, and only the
+batch's tenant's own (:func:`picflow.core.names.key_tenant`): a prefix lists only them, and a
+manifest line naming another tenant's key is refused, naming the line. A URL item goes
 through the same checks as a job's ``input.url``: refused at ``POST /batches`` (naming its line)
 unless it is a public http(s) URL (:func:`picflow.net.urls.check_public_url`), then copied by the
-map's Fetch step (:mod:`picflow.batch.fetch`) to ``uploads/<batch id>-<index>/source`` in the
-input bucket just before its job starts. The items file is a snapshot: a prefix batch is exactly
-the objects listed when it was created, and item indices never move.
+map's Fetch step (:mod:`picflow.batch.fetch`) to ``<root>uploads/<batch id>-<index>/source`` in
+the input bucket (under the tenant's root) just before its job starts. The items file is a
+snapshot: a prefix batch is exactly the objects listed when it was created, and item indices
+never move.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from picflow.batch.report import PROGRESS_INDEX, group_pipeline, item_records
 from picflow.core import config
 from picflow.core.errors import ParamValidationError
 from picflow.core.jsonlimits import loads
-from picflow.core.names import DEFAULT_TENANT, fetched_key, items_key, tenant_job_id
+from picflow.core.names import DEFAULT_TENANT, fetched_key, items_key, key_tenant, tenant_job_id, tenant_root
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -40,6 +43,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_ITEMS",
     "batch_id_for",
+    "check_prefix",
     "list_prefix",
     "plan_items",
     "read_manifest",
@@ -68,12 +72,26 @@ def _too_many(where: str) -> ParamValidationError:
     )
 
 
-def list_prefix(s3: S3Client, bucket: str, prefix: str) -> list[dict[str, Any]]:
-    """The images under ``prefix``, in key order (the order S3 lists them)."""
+def check_prefix(prefix: str, tenant: str) -> None:
+    """A tenant's prefix must lie under its root (``tenants/<id>/``); the default tenant's may be
+    any (what it lists is filtered to its own keys)."""
+    root = tenant_root(tenant)
+    if not prefix.startswith(root):
+        raise ParamValidationError(
+            f"prefix {prefix!r} is outside this tenant's objects",
+            field="prefix",
+            rule=f"a prefix under {root}",
+        )
+
+
+def list_prefix(s3: S3Client, bucket: str, prefix: str, tenant: str = DEFAULT_TENANT) -> list[dict[str, Any]]:
+    """``tenant``'s images under ``prefix``, in key order (the order S3 lists them): another
+    tenant's keys under it (``tenants/...`` below a default tenant's prefix) are not listed."""
+    check_prefix(prefix, tenant)
     rows: list[dict[str, Any]] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            if obj["Key"].lower().endswith(IMAGE_SUFFIXES):
+            if obj["Key"].lower().endswith(IMAGE_SUFFIXES) and key_tenant(obj["Key"]) == tenant:
                 rows.append({"key": obj["Key"]})
         if len(rows) > MAX_ITEMS:
             raise _too_many("prefix")
@@ -161,9 +179,10 @@ def plan_items(
     rows: list[dict[str, Any]],
     bucket: str,
     batch_id: str,
+    tenant: str = DEFAULT_TENANT,
 ) -> list[dict[str, Any]]:
-    """The items file: each row's params merged over the batch's and validated, and each URL
-    checked, before anything runs (:class:`~picflow.net.urls.UnsafeUrlError` names the line).
+    """The items file: each row's params merged over the batch's and validated, each key checked
+    to be ``tenant``'s and each URL checked, before anything runs (the error names the line).
     ``op`` is an operation or :data:`PIPELINE`."""
     from picflow.net.urls import UnsafeUrlError, check_public_url
 
@@ -183,6 +202,13 @@ def plan_items(
             message = f"{where}: {exc.message}"
             raise UnsafeUrlError(message, rule=exc.rule, field=f"params.{exc.field}") from None
         if "url" not in row:
+            if key_tenant(str(row["key"])) != tenant:
+                # Whether it exists is not said: the same answer for any key outside the root.
+                raise ParamValidationError(
+                    f"{where}: key {row['key']!r} is not among this tenant's objects",
+                    field="manifest",
+                    rule=f"a key under {tenant_root(tenant) or 'the default tenant root (not tenants/)'}",
+                )
             items.append({"i": index, "bucket": bucket, "key": row["key"], "params": merged})
             continue
         try:
@@ -190,7 +216,7 @@ def plan_items(
         except UnsafeUrlError as exc:
             raise UnsafeUrlError(f"{where}: {exc.message}", rule=exc.rule) from None
         # bucket/key are where Fetch puts the image: the job reads it like any other item.
-        item = {"i": index, "url": row["url"], "bucket": bucket, "key": fetched_key(batch_id, index)}
+        item = {"i": index, "url": row["url"], "bucket": bucket, "key": fetched_key(batch_id, index, tenant)}
         items.append({**item, "params": merged})
     return items
 
@@ -238,6 +264,8 @@ def start_batch(
     )
     started = {
         **request,
+        # Every item's job carries it (batch.asl.json passes it on): a batch's jobs are its tenant's.
+        "tenant": request.get("tenant") or DEFAULT_TENANT,
         "batch_id": batch_id,
         "items_key": items_key(batch_id),
         "total": len(items),

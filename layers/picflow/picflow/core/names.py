@@ -1,17 +1,21 @@
 """Every name picflow makes: the S3 key layout, and job and batch ids (execution names).
 
-Input bucket::
+Input bucket (``<root>`` is ``""`` for the default tenant, ``tenants/<tenant id>/`` for any other)::
 
-    <operation>/<any/path>.<ext>          an S3 upload that starts a job (entry.s3events)
+    <root><operation>/<any/path>.<ext>    an S3 upload that starts a job of that tenant (entry.s3events)
     <same key>.params.json                its sidecar params, uploaded first
-    uploads/<upload id>/<file name>       POST /uploads (starts nothing)
-    uploads/<job id>/source               a job's input.url, fetched (a batch item's: <batch id>-<index>)
-    batches/...                           images a batch will process (starts nothing)
+    <root>uploads/<upload id>/<file name> POST /uploads (starts nothing)
+    <root>uploads/<job id>/source         a job's input.url, fetched (a batch item's: <batch id>-<index>)
+    <root>batches/...                     images a batch will process (starts nothing)
+
+A tenant owns exactly the keys under its root (:func:`key_tenant`): tenant ``t`` those under
+``tenants/t/``, the default tenant every other key (today's layout). A tenant's jobs, uploads
+and batches may only name its own objects.
 
 Output bucket::
 
-    jobs/<job id>/                        a job's results and manifest.json (API and state machine jobs)
-    <operation>/<path without extension>/ an S3 upload's results
+    <root>jobs/<job id>/                  a job's results and manifest.json (API and state machine jobs)
+    <root><operation>/<path w/o ext>/     an S3 upload's results
     batches/<batch id>/items.json         a batch's items (written before it starts)
     batches/<batch id>/results.jsonl      its results manifest (written by its Report)
 
@@ -30,17 +34,21 @@ __all__ = [
     "EXECUTION_NAME",
     "MANIFEST_NAME",
     "SIDECAR_SUFFIX",
+    "TENANTS_PREFIX",
+    "TENANT_ID",
     "UPLOADS_PREFIX",
     "fetched_key",
     "items_key",
     "job_id_for",
     "job_prefix",
+    "key_tenant",
     "manifest_key",
     "result_key",
     "results_key",
     "s3_job_id",
     "s3_out_prefix",
     "tenant_job_id",
+    "tenant_root",
     "upload_key",
     "upload_prefix",
     "url_input_key",
@@ -55,27 +63,50 @@ MANIFEST_NAME = "manifest.json"
 EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 
-def upload_prefix(upload_id: str) -> str:
-    return f"{UPLOADS_PREFIX}{upload_id}/"
+# Who owns what has no tenant of its own: S3-triggered jobs of today's layout, records written
+# before tenants, and the caller of the template's own API key (PICFLOW_DEFAULT_TENANT_KEY).
+DEFAULT_TENANT = "default"
+# Every other tenant's objects live under tenants/<tenant id>/ in both buckets.
+TENANTS_PREFIX = "tenants/"
+# A tenant id is an API key id (API Gateway's are 10 lowercase letters and digits): one path segment.
+TENANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-def upload_key(upload_id: str, filename: str) -> str:
-    return f"{upload_prefix(upload_id)}{filename}"
+def tenant_root(tenant: str) -> str:
+    """Where ``tenant``'s objects live in either bucket: the default tenant's at the top."""
+    return "" if tenant == DEFAULT_TENANT else f"{TENANTS_PREFIX}{tenant}/"
 
 
-def url_input_key(job_id: str) -> str:
+def key_tenant(key: str) -> str:
+    """The tenant that owns ``key``: ``t`` for ``tenants/t/...``, else the default tenant."""
+    if key.startswith(TENANTS_PREFIX):
+        tenant, slash, _ = key[len(TENANTS_PREFIX) :].partition("/")
+        if slash and TENANT_ID.match(tenant):
+            return tenant
+    return DEFAULT_TENANT
+
+
+def upload_prefix(upload_id: str, tenant: str = DEFAULT_TENANT) -> str:
+    return f"{tenant_root(tenant)}{UPLOADS_PREFIX}{upload_id}/"
+
+
+def upload_key(upload_id: str, filename: str, tenant: str = DEFAULT_TENANT) -> str:
+    return f"{upload_prefix(upload_id, tenant)}{filename}"
+
+
+def url_input_key(job_id: str, tenant: str = DEFAULT_TENANT) -> str:
     """Where a job's ``input.url`` is copied before the job starts."""
-    return f"{upload_prefix(job_id)}source"
+    return f"{upload_prefix(job_id, tenant)}source"
 
 
-def fetched_key(batch_id: str, index: int) -> str:
+def fetched_key(batch_id: str, index: int, tenant: str = DEFAULT_TENANT) -> str:
     """Where a batch's URL item is copied: the key a job's ``input.url`` would get, by job id."""
-    return url_input_key(f"{batch_id}-{index}")
+    return url_input_key(f"{batch_id}-{index}", tenant)
 
 
-def job_prefix(job_id: str) -> str:
+def job_prefix(job_id: str, tenant: str = DEFAULT_TENANT) -> str:
     """Where a job's results go unless its request names a prefix (an S3 upload's does)."""
-    return f"jobs/{job_id}/"
+    return f"{tenant_root(tenant)}jobs/{job_id}/"
 
 
 def s3_out_prefix(key: str) -> str:
@@ -118,11 +149,6 @@ def job_id_for(namespace: str, key: str) -> str:
     """A valid execution name (≤ 80 chars of [A-Za-z0-9_-]) that is a pure function of the key."""
     digest = hashlib.sha256(f"{namespace}\x00{key}".encode()).hexdigest()[:40]
     return f"{namespace}-{digest}"
-
-
-# Who owns what has no tenant of its own: S3-triggered jobs of today's layout, records written
-# before tenants, and the caller of the template's own API key (PICFLOW_DEFAULT_TENANT_KEY).
-DEFAULT_TENANT = "default"
 
 
 def tenant_job_id(namespace: str, tenant: str, key: str) -> str:

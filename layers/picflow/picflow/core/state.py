@@ -59,6 +59,7 @@ class JobRequest(TypedDict, total=False):
     batch_id: str
     pausable: bool  # False: a pipeline's later steps, which a batch pause never stops
     params_error: str  # the S3 trigger could not read the params: Validate fails the job with it
+    tenant: str  # who owns the job (core.names.DEFAULT_TENANT when absent)
 
 
 class JobMeta(TypedDict):
@@ -180,3 +181,4 @@ class JobState(TypedDict, total=False):
     error: CaughtError
     batch_id: str
     paused: bool
+    tenant: str

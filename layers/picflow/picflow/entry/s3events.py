@@ -1,9 +1,12 @@
-"""S3 uploads as a way in: ``<operation>/<any/path>.<ext>`` in the input bucket starts a job.
+"""S3 uploads as a way in: ``<operation>/<any/path>.<ext>`` in the input bucket starts a job of
+the default tenant, ``tenants/<tenant id>/<operation>/<any/path>.<ext>`` one of that tenant
+(:func:`picflow.core.names.key_tenant`); ``uploads/`` and ``batches/`` (under either root) start
+nothing.
 
 Parameters come from the object's metadata (``x-amz-meta-params`` holding JSON, or one
 ``x-amz-meta-<name>`` per parameter) or from a sidecar ``<key>.params.json`` uploaded
 *before* the image. Results land under the predictable prefix
-``<operation>/<path without extension>/`` in the output bucket.
+``<operation>/<path without extension>/`` in the output bucket (the tenant's root first).
 
 S3 delivers events at least once: the job id comes from bucket + key + version id (or the
 event's sequencer when the bucket is unversioned), so a duplicate starts nothing.
@@ -19,7 +22,15 @@ from urllib.parse import unquote_plus
 
 from picflow.aws.services import Services, services
 from picflow.aws.starter import StartResult, start_job
-from picflow.core.names import BATCHES_PREFIX, SIDECAR_SUFFIX, UPLOADS_PREFIX, s3_job_id, s3_out_prefix
+from picflow.core.names import (
+    BATCHES_PREFIX,
+    SIDECAR_SUFFIX,
+    UPLOADS_PREFIX,
+    key_tenant,
+    s3_job_id,
+    s3_out_prefix,
+    tenant_root,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -42,8 +53,18 @@ class S3Upload:
         return s3_job_id(self.bucket, self.key, self.version_id or self.sequencer)
 
     @property
+    def tenant(self) -> str:
+        """The tenant named by the key's root (``tenants/<id>/``); today's layout: the default."""
+        return key_tenant(self.key)
+
+    @property
+    def path(self) -> str:
+        """The key below its tenant's root: ``<operation>/<any/path>.<ext>``."""
+        return self.key[len(tenant_root(self.tenant)) :]
+
+    @property
     def operation(self) -> str:
-        return self.key.split("/", 1)[0]
+        return self.path.split("/", 1)[0]
 
 
 def uploads(event: Mapping[str, Any]) -> Iterator[S3Upload]:
@@ -54,16 +75,18 @@ def uploads(event: Mapping[str, Any]) -> Iterator[S3Upload]:
         s3 = record["s3"]
         # S3 URL-encodes keys in events ('+' for spaces); moto also encodes '/'.
         key = unquote_plus(s3["object"]["key"])
-        if key.endswith(SIDECAR_SUFFIX) or key.endswith("/") or "/" not in key:
-            continue
-        if key.startswith((UPLOADS_PREFIX, BATCHES_PREFIX)):
-            continue
-        yield S3Upload(
+        upload = S3Upload(
             bucket=s3["bucket"]["name"],
             key=key,
             version_id=s3["object"].get("versionId") or None,
             sequencer=str(s3["object"].get("sequencer") or s3["object"].get("eTag") or ""),
         )
+        path = upload.path
+        if key.endswith(SIDECAR_SUFFIX) or key.endswith("/") or "/" not in path:
+            continue
+        if path.startswith((UPLOADS_PREFIX, BATCHES_PREFIX)):
+            continue
+        yield upload
 
 
 def _params_from(metadata: Mapping[str, str]) -> dict[str, Any]:
@@ -117,6 +140,8 @@ def job_request(upload: S3Upload, s3: S3Client) -> dict[str, Any] | None:
         "params": params,
         "input": {"bucket": upload.bucket, "key": upload.key, "version_id": upload.version_id},
         "source": "s3",
+        "tenant": upload.tenant,
+        # The key keeps its root, so a tenant's results land under its root in the output bucket.
         "out_prefix": s3_out_prefix(upload.key),
     }
     if problem:

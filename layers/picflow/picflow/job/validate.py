@@ -20,7 +20,7 @@ from picflow.aws.services import Services, services
 from picflow.core import config
 from picflow.core.deadline import enforce_deadline, wait_within
 from picflow.core.errors import InvalidRequestError, ParamValidationError
-from picflow.core.names import job_prefix
+from picflow.core.names import DEFAULT_TENANT, job_prefix
 from picflow.core.polling import SUBMIT_GRACE, callback_window, first_wait, next_wait, scaled
 from picflow.job.slot import acquire_slot
 from picflow.job.steps import records_errors
@@ -100,9 +100,12 @@ def validate(state: JobRequest, svc: Services | None = None) -> dict[str, Any]:
     svc = svc or services()
     job_id = str(state["job_id"])
     source: Any = state.get("input") or {}
+    # Whoever started it (the API, the S3 trigger, a batch, a pipeline) names the tenant.
+    tenant = str(state.get("tenant") or DEFAULT_TENANT)
     # The record exists before anything can fail, so every failure is a recorded FAILED job.
     svc.store.create(
         {
+            "tenant": tenant,
             "job_id": job_id,
             "operation": str(state.get("operation", "")),
             "params": state.get("params") or {},
@@ -145,7 +148,8 @@ def validate(state: JobRequest, svc: Services | None = None) -> dict[str, Any]:
     callback_timeout = config.env_int(config.CALLBACK_TIMEOUT, 600)
     clean_params = params.model_dump(mode="json", exclude_none=True)
     recent = svc.durations.recent(op.name)
-    key = cache_key(op.name, info["sha256"], clean_params)
+    # Per tenant: two tenants never share a paid result, a twin or its outputs.
+    key = cache_key(op.name, info["sha256"], clean_params, tenant)
     meta: JobMeta = {
         "provider": op.provider.value,
         "style": style.value,
@@ -166,7 +170,7 @@ def validate(state: JobRequest, svc: Services | None = None) -> dict[str, Any]:
     # Each job's results under a prefix of its own: two uploads of x/same.png (or x/same.png and
     # x/same.jpg) never overwrite each other's results, and a FAILED job's leftovers can be removed.
     base = state.get("out_prefix")
-    out_prefix = f"{base}{job_id}/" if base else job_prefix(job_id)
+    out_prefix = f"{base}{job_id}/" if base else job_prefix(job_id, tenant)
     svc.store.update(
         job_id,
         {
@@ -192,6 +196,7 @@ def validate(state: JobRequest, svc: Services | None = None) -> dict[str, Any]:
         "out_prefix": out_prefix,
         "job": meta,
         "reuse": state.get("reuse", True) is not False,
+        "tenant": tenant,
     }
     cache, slot = _cache_or_slot(out, svc)
     return {**out, "cache": cache, "slot": slot}
