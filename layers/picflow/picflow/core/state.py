@@ -143,7 +143,7 @@ class SubmitOut(TypedDict, total=False):
     """``$.submit.Payload``: pending (wait, then Check), throttled (wait, then Submit again) or
     collected (a sync answer, stored in the same invocation: JobResult's keys too)."""
 
-    state: Required[str]  # pending | throttled | collected
+    state: Required[str]  # pending | throttled | collected | awaiting_callback (answer lost)
     task_id: str | None
     wait_seconds: int
     reason: str

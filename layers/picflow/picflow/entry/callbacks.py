@@ -8,6 +8,11 @@ the same 403 ``rejected`` and leave no trace on any job (the handler counts them
 a flood of guesses cannot grow a record. A callback for a job that has already had one (a
 duplicate or a replay) is refused and recorded, never forwarded twice. Every authenticated
 attempt lands in the job's ``callbacks`` log (without the secret).
+
+Nothing a provider may still deliver is lost (issue 15, finding 4): a callback that comes after
+the execution stopped waiting for it (the wait timed out, the job polls) leaves its results on the
+record (``callback_poll``) and the job's next Check collects them; a callback for a job whose
+submit answer was lost names the task, which the job adopts (``provider_task_id``) and follows.
 """
 
 from __future__ import annotations
@@ -89,7 +94,18 @@ def handle_callback(job_id: str, secret: str, body: bytes, svc: Services) -> Cal
         # A progress notice: the execution keeps waiting (and polling as a fallback).
         _log(svc, job_id, job, "progress")
         return CallbackOutcome(202, "progress")
-    updated = svc.store.update(job_id, {"callback_received_at": now_iso(svc.clock())})
+    fields: dict[str, Any] = {"callback_received_at": now_iso(svc.clock())}
+    if not expected_task and job.get("submit_marker") and status.task_id:
+        # The submit was sent but its answer is lost (or still on its way): the callback names
+        # the task, and the job follows it instead of failing OutcomeUnknownError.
+        fields |= {"provider_task_id": status.task_id, "status": JobStatus.RUNNING.value}
+    error = status.failure()
+    output = status.poll_state(wait_seconds=0, polls=int(job.get("polls") or 0))
+    if error is None and status.state is TaskState.DONE:
+        # Kept for a job whose callback wait has already timed out: its next Check collects
+        # these results without another status read (picflow.job.check).
+        fields["callback_poll"] = output
+    updated = svc.store.update(job_id, fields)
     _log(svc, job_id, updated or job, "accepted")
     token = str(job.get("task_token") or "")
     if not token:
@@ -97,17 +113,16 @@ def handle_callback(job_id: str, secret: str, body: bytes, svc: Services) -> Cal
     from botocore.exceptions import ClientError
 
     try:
-        error = status.failure()
         if error is not None:
             svc.store.update(job_id, {"last_error": error.to_dict()})
             svc.sfn.send_task_failure(
                 taskToken=token, error=type(error).__name__, cause=f"{error.code}: {error.message}"[:256]
             )
         else:
-            output = status.poll_state(wait_seconds=0, polls=int(job.get("polls") or 0))
             svc.sfn.send_task_success(taskToken=token, output=json.dumps(output))
     except ClientError as exc:
-        # The wait already timed out and the job fell back to polling: polling will see it.
+        # The wait already timed out and the job fell back to polling: its next Check takes the
+        # results kept above (a failure it reads from the provider itself).
         if exc.response["Error"]["Code"] not in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
             raise
     return CallbackOutcome(200, "accepted")

@@ -72,12 +72,28 @@ def check(operation: str, state: JobState, svc: Services | None = None) -> PollS
     elapsed = round(now - started, 3)
     last_pending = float(previous.get("last_pending") or 0.0)
     if not task_id:
+        if _awaits_callback(job_meta, record, now):
+            # The submit's answer was lost; its callback may still name the task (until the
+            # deadline, then the submit's own OutcomeUnknownError): read the record again.
+            polls = svc.store.add_polls(job_id, None)
+            since = float(record.get("awaiting_task_since") or now)
+            if not record.get("awaiting_task_since"):
+                svc.store.update(job_id, {"awaiting_task_since": now})
+            pause = wait_within(job_meta, now, scaled(next_wait(op.provider, now - since, None)))
+            return {"state": "pending", "task_id": None, "wait_seconds": pause, "polls": polls,
+                    "errors": errors, "results": [], "progress": None,
+                    "elapsed": elapsed, "last_pending": last_pending}  # fmt: skip
         _await_submit(svc, job_id, record, now)
         polls = svc.store.add_polls(job_id, None)
         _enforce_deadline(job_meta, now, polls)
         return {"state": "pending", "task_id": None, "wait_seconds": scaled(op.spec.poll_floor),
                 "polls": polls, "errors": errors, "results": [], "progress": None,
                 "elapsed": elapsed, "last_pending": last_pending}  # fmt: skip
+    late = record.get("callback_poll")
+    if isinstance(late, Mapping) and late.get("state") == "done" and late.get("task_id") == task_id:
+        # A callback came after the callback wait had ended: its results, no status read.
+        return {**late, "wait_seconds": 0, "polls": int(record.get("polls") or 0),  # type: ignore[typeddict-item]
+                "errors": errors, "elapsed": elapsed, "last_pending": last_pending}  # fmt: skip
     try:
         # The operation lets a provider name its results (a single background image as IMAGES).
         status = svc.providers.client(op.provider).status(task_id, operation=op.name)
@@ -106,6 +122,23 @@ def check(operation: str, state: JobState, svc: Services | None = None) -> PollS
     wait = wait_within(job_meta, now, scaled(next_wait(op.provider, now - started, status.progress)))
     # It was still running at this read.
     return {**status.poll_state(wait_seconds=wait, polls=polls), "elapsed": elapsed, "last_pending": elapsed}
+
+
+def _awaits_callback(job_meta: JobMeta, record: Mapping[str, Any], now: float) -> bool:
+    """The submit's answer was lost but the provider has the job's callback URL: wait for the
+    callback (True) while the deadline allows; at the deadline the submit's error ends the job."""
+    error = record.get("last_error") or {}
+    if not (record.get("awaiting_callback") and error.get("type") == OutcomeUnknownError.__name__):
+        return False
+    if now < float(job_meta["deadline_at"]):
+        return True
+    raise OutcomeUnknownError(
+        f"{error.get('message') or 'the submit answer was lost'}; no callback named the task by the deadline",
+        provider=error.get("provider"),
+        code=error.get("code"),
+        http_status=error.get("http_status"),
+        request_id=error.get("request_id"),
+    )
 
 
 def _await_submit(svc: Services, job_id: str, record: Mapping[str, Any], now: float) -> None:

@@ -23,6 +23,7 @@ from picflow.core.deadline import enforce_deadline, wait_within
 from picflow.core.errors import (
     DeadlineExceededError,
     InvalidRequestError,
+    OutcomeUnknownError,
     RateLimitedError,
     ResultUnavailableError,
     TransientError,
@@ -56,7 +57,14 @@ def submit(
     store = svc.store
     if task_token is not None:
         store.update(job_id, {"task_token": task_token})
-    claim = store.claim_submit(job_id)
+    try:
+        claim = store.claim_submit(job_id)
+    except OutcomeUnknownError as doubt:
+        # An earlier attempt (a crashed or retried invocation) may have paid: with its callback
+        # URL sent, the callback can still name the task.
+        if task_token is None or not (store.get(job_id) or {}).get("callback_secret_sha256"):
+            raise
+        return _await_callback(svc, job_id, task_token, doubt)
     if claim.task_id is not None:
         if op.styles == {Style.SYNC}:
             # A sync-only provider has no task to read again: the paid answer of the earlier
@@ -93,6 +101,10 @@ def submit(
                 svc.sfn.send_task_success(taskToken=task_token, output=json.dumps(throttled))
             return throttled
         raise
+    except OutcomeUnknownError as lost:
+        if task_token is None:
+            raise
+        return _await_callback(svc, job_id, task_token, lost)
     task_id = submission.task_id or submission.request_id or f"sync-{job_id}"
     fields: dict[str, Any] = {"submitted_at": now_iso(submitted_at), "submitted_epoch": submitted_at}
     if submission.balance is not None:
@@ -126,6 +138,16 @@ def submit(
     if balance:
         out["balance"] = balance
     return out
+
+
+def _await_callback(svc: Services, job_id: str, task_token: str, lost: OutcomeUnknownError) -> SubmitOut:
+    """The paid call's answer was lost, but the provider has this job's callback URL: if it took
+    the task it calls back naming it (picflow.entry.callbacks adopts the task id). The execution
+    keeps waiting on the token; after the window Check waits on for a late callback until the
+    deadline (picflow.job.check), then the job fails with this error."""
+    svc.store.update(job_id, {"last_error": lost.to_dict(), "awaiting_callback": True})
+    _callback_window_starts(svc, task_token)
+    return {"state": "awaiting_callback", "task_id": None, "reason": type(lost).__name__}
 
 
 def _callback_window_starts(svc: Services, task_token: str) -> None:
