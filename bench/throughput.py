@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,7 @@ def run_jobs(stack: LocalStack, key: str, jobs: int, in_flight: int) -> dict[str
                     ended.notify_all()
 
     invocations_before = len(stack.runtime.invocations)
+    calls_before = len(stack.iam.calls)
     stop = threading.Event()
     watch = threading.Thread(target=watcher, args=(stop,), daemon=True)
     watch.start()
@@ -225,7 +227,30 @@ def run_jobs(stack: LocalStack, key: str, jobs: int, in_flight: int) -> dict[str
     for arn in arns:
         statuses.append(sfn.describe_execution(executionArn=arn)["status"])
     calls = stack.runtime.invocations[invocations_before:]
-    return {"elapsed": elapsed, "arns": arns, "statuses": statuses, "calls": calls}
+    aws_calls = Counter(call.action for call in list(stack.iam.calls)[calls_before:])
+    return {"elapsed": elapsed, "arns": arns, "statuses": statuses, "calls": calls, "aws_calls": aws_calls}
+
+
+DYNAMODB_READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
+
+
+def aws_call_lines(aws_calls: Counter[str], jobs: int) -> list[str]:
+    """The AWS requests the handlers and the interpreter made (each one IAM-checked), a job."""
+    total = sum(aws_calls.values())
+    by_service: Counter[str] = Counter()
+    for action, count in aws_calls.items():
+        by_service[action.split(":", 1)[0]] += count
+    reads = sum(
+        n for a, n in aws_calls.items() if a.startswith("dynamodb:") and a.split(":")[1] in DYNAMODB_READS
+    )
+    writes = by_service["dynamodb"] - reads
+    top = ", ".join(f"{action} {count / jobs:.1f}" for action, count in aws_calls.most_common(12))
+    return [
+        f"AWS requests a job (handlers + interpreter): {total / jobs:.1f}"
+        f" ({', '.join(f'{svc} {n / jobs:.1f}' for svc, n in by_service.most_common())});"
+        f" DynamoDB reads {reads / jobs:.1f}, writes {writes / jobs:.1f}",
+        f"  by action: {top}",
+    ]
 
 
 def main() -> int:
@@ -284,6 +309,8 @@ def main() -> int:
         f" transitions, {gb_s / jobs:.3f} GB-s (local durations)"
     )
     print(f"AWS $ per 1,000 jobs: {usd * 1000 / jobs:.4f} (Step Functions + Lambda, bench/aws_prices.py)")
+    for line in aws_call_lines(result["aws_calls"], jobs):
+        print(line)
     print(
         f"CPU (from /proc, whole tree): {cpu.total:.1f} s = {cpu.total / result['elapsed']:.2f} of"
         f" {cores} cores; per job {cpu.total / jobs * 1000:.0f} ms: moto process"

@@ -50,6 +50,8 @@ __all__ = [
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+# Connections kept open per interpreter client (a Task's Lambda invoke holds one for its run).
+POOL_CONNECTIONS = 64
 
 
 # --- the evaluator --------------------------------------------------------------------
@@ -408,6 +410,10 @@ def _sign_interpreter_calls(registry: Registry) -> Callable[[], None]:
     moto builds them all with one fixed key (``boto_client_for``, imported by name into each
     integration's module); every call site passes the state's credentials, whose role is the
     execution's role unless the state names another.
+
+    moto also builds a new client at every call (~15 ms of CPU each, the largest single cost of
+    the moto process in bench/throughput.py's profile, issue 19); a client is thread-safe, so one
+    per (region, service, role, port) is kept and its connections stay open between Task states.
     """
     import sys
 
@@ -418,23 +424,31 @@ def _sign_interpreter_calls(registry: Registry) -> Callable[[], None]:
     from moto.stepfunctions.parser.asl.utils import boto_client
 
     original = boto_client.boto_client_for
+    clients: dict[tuple[str, str, str, str], Any] = {}
+    clients_lock = threading.Lock()
 
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
         role_arn = getattr(state_credentials, "role_arn", None)
         key = registry.role_key(role_arn) if role_arn else "ak"
-        return boto3.client(  # type: ignore[call-overload]
-            service_name=service,
-            region_name=region,
-            aws_access_key_id=key,
-            aws_secret_access_key="sk",  # noqa: S106 - moto does not check signatures here
-            endpoint_url=f"http://localhost:{moto_server_port()}",
-            config=Config(
-                parameter_validation=False,
-                retries={"max_attempts": 0, "total_max_attempts": 1},
-                connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
-                read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
-            ),
-        )
+        port = moto_server_port()
+        with clients_lock:
+            client = clients.get((region, service, key, port))
+            if client is None:
+                client = clients[region, service, key, port] = boto3.client(  # type: ignore[call-overload]
+                    service_name=service,
+                    region_name=region,
+                    aws_access_key_id=key,
+                    aws_secret_access_key="sk",  # noqa: S106 - moto does not check signatures here
+                    endpoint_url=f"http://localhost:{port}",
+                    config=Config(
+                        parameter_validation=False,
+                        retries={"max_attempts": 0, "total_max_attempts": 1},
+                        connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                        read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
+                        max_pool_connections=POOL_CONNECTIONS,
+                    ),
+                )
+        return client
 
     # Every integration module has imported the factory by name by now (the parser loads them all).
     import moto.stepfunctions.parser.asl.parse.asl_parser  # noqa: F401
@@ -451,5 +465,9 @@ def _sign_interpreter_calls(registry: Registry) -> Callable[[], None]:
     def undo() -> None:
         for module in patched:
             module.boto_client_for = original  # type: ignore[attr-defined]
+        with clients_lock:
+            for client in clients.values():
+                client.close()
+            clients.clear()
 
     return undo
