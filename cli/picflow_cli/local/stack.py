@@ -413,7 +413,7 @@ class LocalStack:
         (and at least every 0.2 s, for Wait states): tests synchronise on this, never on sleeps.
 
         ``timeout`` is a no-progress limit, not a length (issue 15, finding 8): the wait gives up
-        with one line (:class:`~picflow_cli.waiting.WaitTimeout`, a TimeoutError) only when the
+        with one line (:class:`~picflow_cli.waiting.WaitTimeoutError`, a TimeoutError) only when the
         stack ran no Lambda invocation and ``progress()`` (if given) did not change for that long,
         or after ``cap`` seconds in all (default: ten times ``timeout``, at least 600 s).
         """
