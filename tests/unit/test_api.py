@@ -1181,8 +1181,13 @@ def test_tenants_never_see_read_cancel_or_list_each_others_jobs(client: Api) -> 
         _, mine_b = client(as_tenant(event("GET", "/jobs", query=query), "key-b"))
         assert [j["job_id"] for j in mine_a["jobs"]] == [a["job_id"]], query
         assert [j["job_id"] for j in mine_b["jobs"]] == [b["job_id"]], query
-    # AND each still reads and cancels its own
-    assert client(as_tenant(event("GET", f"/jobs/{b['job_id']}"), "key-b"))[0] == 200
+    # AND each still reads and cancels its own, which names its tenant and its cost in the view
+    # and in the list
+    status, view_b = client(as_tenant(event("GET", f"/jobs/{b['job_id']}"), "key-b"))
+    assert (status, view_b["tenant"], set(view_b["cost"])) == (200, "key-b", {"units", "unit"})
+    _, listed_b = client(as_tenant(event("GET", "/jobs"), "key-b"))
+    assert [(j["tenant"], set(j["cost"])) for j in listed_b["jobs"]] == [("key-b", {"units", "unit"})]
+    assert client(event("GET", f"/jobs/{a['job_id']}"))[1]["tenant"] == "default"
     assert client(as_tenant(event("DELETE", f"/jobs/{b['job_id']}"), "key-b"))[0] == 200
 
 
@@ -1227,11 +1232,15 @@ def test_uploads_land_under_the_callers_root_and_only_its_own_jobs_may_name_them
     put_input(up_b["key"])
     # WHEN each names the other's upload (by id or by key), or an object that does not exist
     _, missing = client(as_tenant(event("POST", "/jobs", job_body(input={"key": "no/such.png"})), "key-b"))
+
+    def create(field: str, value: str) -> dict[str, Any]:
+        return event("POST", "/jobs", job_body(input={field: value}))
+
     cases = [
-        (as_tenant(event("POST", "/jobs", job_body(input={"upload_id": up_a["upload_id"]})), "key-b"), "upload_id"),
-        (as_tenant(event("POST", "/jobs", job_body(input={"key": up_a["key"]})), "key-b"), "key"),
-        (event("POST", "/jobs", job_body(input={"upload_id": up_b["upload_id"]})), "upload_id"),
-        (event("POST", "/jobs", job_body(input={"key": up_b["key"]})), "key"),
+        (as_tenant(create("upload_id", up_a["upload_id"]), "key-b"), "upload_id"),
+        (as_tenant(create("key", up_a["key"]), "key-b"), "key"),
+        (create("upload_id", up_b["upload_id"]), "upload_id"),
+        (create("key", up_b["key"]), "key"),
     ]
     for request, field in cases:
         status, body = client(request)
@@ -1269,10 +1278,12 @@ def test_a_batch_names_only_its_tenants_objects(client: Api, batch_machine: str)
     # tenant's keys on line 2, or the default tenant's manifest
     status, body = post({"prefix": "uploads/"}, "key-b")
     assert_error(status, body, 422, "prefix")
-    status, body = post({"manifest": manifest("tenants/key-b/uploads", own_b, f"batches/{tag}/a.png")}, "key-b")
+    mixed = manifest("tenants/key-b/uploads", own_b, f"batches/{tag}/a.png")
+    status, body = post({"manifest": mixed}, "key-b")
     # THEN each is refused, naming the line, before anything starts
     assert_error(status, body, 422, "manifest")
-    assert "manifest line 2" in body["error"]["message"] and f"batches/{tag}/a.png" in body["error"]["message"]
+    assert "manifest line 2" in body["error"]["message"]
+    assert f"batches/{tag}/a.png" in body["error"]["message"]
     theirs = manifest("uploads", f"batches/{tag}/a.png")
     status, body = post({"manifest": theirs}, "key-b")
     _, unknown = post({"manifest": "tenants/key-b/no-such.jsonl"}, "key-b")

@@ -213,6 +213,7 @@ def get_batch(batch_id: Annotated[str, Path(pattern=JOB_ID)]) -> BatchView:
     paused_at = pause.paused_at(svc.coordination_table, batch_id)
     return BatchView(
         batch_id=batch_id,
+        tenant=owner(request),
         status=str(execution["status"]),
         operation=str(request["operation"]),
         params=dict(request.get("params") or {}),

@@ -187,6 +187,7 @@ def _job_view(raw: Mapping[str, Any]) -> JobView:
         status=str(job.get("status", "")),
         operation=str(job.get("operation", "")),
         source=job.get("source"),
+        tenant=owner(job),
         provider=job.get("provider"),
         style=job.get("style"),
         params=dict(job.get("params") or {}),
@@ -295,7 +296,19 @@ def list_jobs(
             field="cursor",
             rule="a cursor from the same filter",
         ) from None
-    jobs = [JobSummary(**{k: i.get(k) for k in JobSummary.model_fields}) for i in items]
+    jobs = [
+        JobSummary(
+            job_id=str(i["job_id"]),
+            status=str(i.get("status", "")),
+            operation=str(i.get("operation", "")),
+            source=i.get("source"),
+            tenant=owner(i),
+            cost=CostView(units=i.get("cost_units"), unit=i.get("cost_unit")),
+            created_at=i.get("created_at"),
+            completed_at=i.get("completed_at"),
+        )
+        for i in items
+    ]
     return JobList(jobs=jobs, cursor=_encode_cursor(last))
 
 

@@ -134,6 +134,15 @@ class _JobHead(_Model):
     status: str
     operation: str
     source: str | None = Field(None, description="api, s3 or sfn (another state machine).")
+    tenant: str = Field(
+        "default",
+        description="The tenant the job belongs to: the id of the API key that started it (its batch's, "
+        "or the tenants/<id>/ prefix of its S3 upload); 'default' for the stack's own key.",
+    )
+    cost: CostView = Field(
+        default_factory=CostView,
+        description="What the job cost its tenant, in the provider's unit (0 when reused).",
+    )
 
 
 class JobView(_JobHead):
@@ -143,7 +152,6 @@ class JobView(_JobHead):
     progress: int | None = None
     polls: int = 0
     timings: Timings
-    cost: CostView
     error: dict[str, Any] | None = None
     results: list[ResultView] = Field(default_factory=list)
     texts: dict[str, str] = Field(default_factory=dict)
@@ -233,6 +241,7 @@ class BatchCreated(_Model):
 
 class BatchView(_Model):
     batch_id: str
+    tenant: str = Field("default", description="The tenant the batch and all its jobs belong to.")
     status: str = Field(description="RUNNING, SUCCEEDED, FAILED (too many items failed), ABORTED (stopped).")
     operation: str
     params: dict[str, Any]

@@ -21,7 +21,7 @@ from picflow.core.errors import (
     TransientError,
     UpstreamTaskFailedError,
 )
-from picflow.core.names import job_prefix
+from picflow.core.names import DEFAULT_TENANT, job_prefix
 from picflow.job.slot import release_slot
 from picflow.job.steps import records_errors
 
@@ -30,7 +30,21 @@ if TYPE_CHECKING:
     from picflow.core.state import JobResult, JobState
     from picflow.core.tasks import ResultRef
 
-__all__ = ["collect", "job_result", "reuse", "store_results"]
+__all__ = ["COST_METRIC", "collect", "count_cost", "job_result", "reuse", "store_results"]
+
+# What each tenant spent: one data point per succeeded job, its cost units (0 when reused), with
+# the dimensions tenant and unit (each provider bills in its own unit).
+COST_METRIC = "CostUnits"
+
+
+def count_cost(state: JobState, units: int) -> None:
+    """Count a succeeded job's cost for its tenant (``CostUnits``, dimensions tenant and unit)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    namespace = config.optional("POWERTOOLS_METRICS_NAMESPACE", "picflow")
+    with single_metric(name=COST_METRIC, unit=MetricUnit.Count, value=units, namespace=namespace) as metric:
+        metric.add_dimension(name="tenant", value=str(state.get("tenant") or DEFAULT_TENANT))
+        metric.add_dimension(name="unit", value=str(state["job"].get("cost_unit") or "units"))
 
 
 def store_results(op: Operation, state: JobState, refs: Iterable[ResultRef], svc: Services) -> JobResult:
@@ -81,6 +95,8 @@ def store_results(op: Operation, state: JobState, refs: Iterable[ResultRef], svc
         entry = {k: manifest[k] for k in ("job_id", "operation", "bucket", "outputs", "texts")}
         with contextlib.suppress(Exception):
             svc.cache.put(str(key), {**entry, "manifest_key": manifest["manifest_key"]})
+    with contextlib.suppress(Exception):
+        count_cost(state, int(state["job"].get("cost_units") or 0))
     return job_result(manifest["manifest_key"], manifest["outputs"], reused=False)
 
 
@@ -126,6 +142,8 @@ def reuse(state: JobState, svc: Services | None = None) -> JobResult:
             "duration_seconds": 0,
         },
     )
+    with contextlib.suppress(Exception):
+        count_cost(state, 0)
     return job_result(manifest["manifest_key"], manifest["outputs"], reused=True)
 
 
