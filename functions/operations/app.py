@@ -5,6 +5,10 @@ metrics); the code is shared, and the state machine picks the function from the 
 """
 
 import gc
+
+# No cyclic GC while the modules load (it would re-scan the growing heap of boto3's and pydantic's
+# objects again and again); the heap is frozen and the collector back on at the end of init.
+gc.disable()
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +28,7 @@ metrics = Metrics()
 # Everything loaded so far lives as long as the container: freeze it, so the cyclic GC stops
 # re-scanning it in every full collection (bench/coldstart.py: ~50 ms less CPU in a first call).
 gc.freeze()
+gc.enable()
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from picflow.aws.durations import DurationHistory
     from picflow.providers.registry import Registry
 
-__all__ = ["Services", "services"]
+__all__ = ["DynamoTable", "Services", "services"]
 
 
 class Services:
@@ -123,13 +123,13 @@ class Services:
         return self._durations
 
     def _table(self, name_variable: str) -> Any:
-        # One DynamoDB resource for the jobs, cache and coordination tables: each resource is a
-        # client of its own (~7 ms of CPU to build, and its own connections).
+        # One DynamoDB client for the jobs, cache and coordination tables.
         if self._dynamodb is None:
             import boto3
 
-            self._dynamodb = boto3.resource("dynamodb")
-        return self._dynamodb.Table(config.env(name_variable))
+            self._dynamodb = boto3.client("dynamodb")
+            _with_python_values(self._dynamodb)
+        return DynamoTable(self._dynamodb, config.env(name_variable))
 
     def _coordination_table(self) -> Any:
         if self._coordination is None:
@@ -147,6 +147,63 @@ class Services:
         if self._semaphore is None:
             self._semaphore = Semaphore(self._coordination_table(), clock=self.clock)
         return self._semaphore
+
+
+class DynamoTable:
+    """The part of boto3's DynamoDB ``Table`` resource the layer uses, over a plain client.
+
+    Same calls, same Python values in and out (the client carries the resource's own value
+    transformation, :func:`_with_python_values`), without building boto3's resource layer: its
+    resource model and generated classes were ~15 ms of CPU in the first call of every function
+    that reads a table (bench/coldstart.py)."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self._client = client
+        self.name = self.table_name = name
+
+    def get_item(self, **kwargs: Any) -> Any:
+        return self._client.get_item(TableName=self.name, **kwargs)
+
+    def put_item(self, **kwargs: Any) -> Any:
+        return self._client.put_item(TableName=self.name, **kwargs)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        return self._client.update_item(TableName=self.name, **kwargs)
+
+    def delete_item(self, **kwargs: Any) -> Any:
+        return self._client.delete_item(TableName=self.name, **kwargs)
+
+    def query(self, **kwargs: Any) -> Any:
+        return self._client.query(TableName=self.name, **kwargs)
+
+    def scan(self, **kwargs: Any) -> Any:
+        return self._client.scan(TableName=self.name, **kwargs)
+
+
+def _with_python_values(client: Any) -> None:
+    """Register on a DynamoDB client the handlers boto3's resource registers on its own
+    (``boto3.dynamodb.transform.DynamoDBHighLevelResource``): the caller's params copied, condition
+    objects (``Key``, ``Attr``) made expressions, Python values serialised, answers deserialised."""
+    from boto3.dynamodb.transform import TransformationInjector, copy_dynamodb_params
+
+    events = client.meta.events
+    injector = TransformationInjector()
+    events.register(
+        "provide-client-params.dynamodb", copy_dynamodb_params, unique_id="dynamodb-create-params-copy"
+    )
+    events.register(
+        "before-parameter-build.dynamodb",
+        injector.inject_condition_expressions,
+        unique_id="dynamodb-condition-expression",
+    )
+    events.register(
+        "before-parameter-build.dynamodb",
+        injector.inject_attribute_value_input,
+        unique_id="dynamodb-attr-value-input",
+    )
+    events.register(
+        "after-call.dynamodb", injector.inject_attribute_value_output, unique_id="dynamodb-attr-value-output"
+    )
 
 
 @functools.cache

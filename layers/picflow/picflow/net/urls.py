@@ -23,23 +23,21 @@ the URL, is counted as the metric ``UnsafeUrlRefused`` (dimension ``where``).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
-
 from picflow.core import config
 from picflow.core.catalogue import check_image_size
 from picflow.core.errors import InvalidRequestError
-from picflow.net.http import ssl_context
 
 if TYPE_CHECKING:
+    import httpx
     from mypy_boto3_s3 import S3Client
 
     from picflow.core.catalogue import ProviderSpec
@@ -64,7 +62,9 @@ __all__ = [
 MAX_REDIRECTS = 3
 # The metric every refused URL counts in (one EMF line per refusal, dimension "where").
 REFUSED_METRIC = "UnsafeUrlRefused"
-FETCH_TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=20.0, pool=5.0)
+# httpx is imported where a URL is fetched, not with the rules: the API checks every notify_url
+# and URL param but fetches only URL inputs, and an httpx import is ~25 ms of its cold start.
+FETCH_TIMEOUT = {"connect": 5.0, "read": 20.0, "write": 20.0, "pool": 5.0}
 _DEFAULT_PORT = {"http": 80, "https": 443}
 # A host made only of numbers (decimal, 0-octal, 0x-hex) and dots: inet_aton's grammar.
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+)){0,3}\.?$", re.IGNORECASE)
@@ -294,54 +294,65 @@ def check_result_url(url: str, spec: ProviderSpec) -> str:
 # --- fetching -----------------------------------------------------------------------------
 
 
-class _CheckingBackend(httpcore.SyncBackend):
-    """Resolves and checks at connect time, then connects to the checked address itself."""
+@functools.cache
+def _checking_transport() -> Callable[[httpx.Limits], httpx.HTTPTransport]:
+    """The transport class of :func:`safe_client` (defined on first use: httpx is imported then)."""
+    import httpcore
+    import httpx
 
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        if _allowed(host, port):
-            return super().connect_tcp(host, port, timeout, local_address, socket_options)
-        last: Exception | None = None
-        try:
-            addresses = checked_addresses(host, port)
-        except UnsafeUrlError:
-            count_refusal("connect")
-            raise
-        for ip in addresses:
+    from picflow.net.http import ssl_context
+
+    class CheckingBackend(httpcore.SyncBackend):
+        """Resolves and checks at connect time, then connects to the checked address itself."""
+
+        def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Iterable[Any] | None = None,
+        ) -> httpcore.NetworkStream:
+            if _allowed(host, port):
+                return super().connect_tcp(host, port, timeout, local_address, socket_options)
+            last: Exception | None = None
             try:
-                return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None  # checked_addresses never returns an empty list
-        raise last
+                addresses = checked_addresses(host, port)
+            except UnsafeUrlError:
+                count_refusal("connect")
+                raise
+            for ip in addresses:
+                try:
+                    return super().connect_tcp(str(ip), port, timeout, local_address, socket_options)
+                except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                    last = exc
+            assert last is not None  # checked_addresses never returns an empty list
+            raise last
+
+    class CheckingTransport(httpx.HTTPTransport):
+        def __init__(self, limits: httpx.Limits) -> None:
+            # One shared TLS context (picflow.net.http.ssl_context): building one per client was ~35 ms each.
+            super().__init__(verify=ssl_context(trust_env=False), trust_env=False, limits=limits)
+            # httpx exposes no network_backend argument: rebuild its pool with ours.
+            self._pool = httpcore.ConnectionPool(
+                ssl_context=ssl_context(trust_env=False),
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive_connections,
+                keepalive_expiry=limits.keepalive_expiry,
+                network_backend=CheckingBackend(),
+            )
+
+    return CheckingTransport
 
 
-class _CheckingTransport(httpx.HTTPTransport):
-    def __init__(self, limits: httpx.Limits) -> None:
-        # One shared TLS context (picflow.net.http.ssl_context): building one per client was ~35 ms each.
-        super().__init__(verify=ssl_context(trust_env=False), trust_env=False, limits=limits)
-        # httpx exposes no network_backend argument: rebuild its pool with ours.
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context(trust_env=False),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_CheckingBackend(),
-        )
-
-
-def safe_client(timeout: httpx.Timeout = FETCH_TIMEOUT) -> httpx.Client:
+def safe_client(timeout: httpx.Timeout | None = None) -> httpx.Client:
     """An httpx client for user-given URLs: connect-time address checks, no proxies, no redirects."""
+    import httpx
+
     limits = httpx.Limits(max_connections=4, max_keepalive_connections=2)
     return httpx.Client(
-        transport=_CheckingTransport(limits),
-        timeout=timeout,
+        transport=_checking_transport()(limits),
+        timeout=timeout or httpx.Timeout(**FETCH_TIMEOUT),
         trust_env=False,
         follow_redirects=False,
         headers={"User-Agent": "picflow/0.1 (+fetching a user-given input)"},
@@ -388,6 +399,8 @@ def fetch_into_s3(
     :class:`InputUnavailableError`, ``ParamValidationError`` (size, field ``input``).
     """
     import tempfile
+
+    import httpx
 
     try:
         with open_public(client, url) as response:

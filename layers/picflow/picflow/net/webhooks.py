@@ -14,17 +14,22 @@ import hmac
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from picflow.core.errors import PicflowError
-from picflow.net.http import RetryPolicy, send
+
+if TYPE_CHECKING:
+    import httpx
+
+    from picflow.net.http import RetryPolicy
 
 __all__ = ["SIGNATURE_TOLERANCE", "job_event", "post_notice", "sign", "verify"]
 
 SIGNATURE_TOLERANCE = 300
-NOTIFY_RETRY = RetryPolicy(attempts=4, base_delay=0.5, max_delay=4.0, budget=10.0)
+# The notice's retries (picflow.net.http.RetryPolicy's arguments). httpx and picflow.net.http are
+# imported when a notice is sent: the API reads job_event only, and an httpx import is ~25 ms of
+# its cold start.
+NOTIFY_RETRY = {"attempts": 4, "base_delay": 0.5, "max_delay": 4.0, "budget": 10.0}
 
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -54,10 +59,12 @@ def job_event(job: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def post_notice(
-    http: httpx.Client, url: str, key: bytes, job: Mapping[str, Any], *, retry: RetryPolicy = NOTIFY_RETRY
+    http: httpx.Client, url: str, key: bytes, job: Mapping[str, Any], *, retry: RetryPolicy | None = None
 ) -> int:
     """POST ``job`` (the notice body, :func:`picflow.job.finish.notice`) signed; returns the
-    receiver's status. Retries 429/5xx and lost answers."""
+    receiver's status. Retries 429/5xx and lost answers (``retry``: :data:`NOTIFY_RETRY`)."""
+    from picflow.net.http import RetryPolicy, send
+
     body = json.dumps(job_event(job), separators=(",", ":"), default=str).encode()
     msg_id = f"{job['job_id']}-{job.get('status', '')}"
     timestamp = int(time.time())
@@ -73,7 +80,8 @@ def post_notice(
         },
     )
     # A notice may arrive twice (webhook-id lets the receiver dedupe); never zero times.
-    response = send(http, request, provider="notify", idempotent=True, retry=retry)
+    policy = retry or RetryPolicy(**NOTIFY_RETRY)  # type: ignore[arg-type]  # its fields' types
+    response = send(http, request, provider="notify", idempotent=True, retry=policy)
     if response.status_code >= 400:
         raise PicflowError(f"notify_url answered {response.status_code}", code=response.status_code)
     return response.status_code
