@@ -30,7 +30,10 @@ moto leaves (shared/offline-aws.md) are filled after ``create_stack``, each in o
 15. moto writes each DynamoDB attribute value by visiting the ten members of the union →
     :mod:`picflow_cli.local.ddb_wire` writes it directly (same bytes); the interpreter parses each
     JSONPath at each evaluation (``sfn_cache``) and builds a boto3 client per call (``iam``) →
-    both kept.
+    both kept;
+16. moto's server (werkzeug's development server) closes the connection after every answer,
+    so each AWS call paid a TCP connect and a server thread → :mod:`picflow_cli.local.server`
+    serves moto's own app with keep-alive connections.
 
 What the stack enforces and what it does not: ``docs/local-stack.md``.
 
@@ -289,7 +292,7 @@ class LocalStack:
             os.environ[key] = str(value)
 
     def start(self) -> StackInfo:
-        from moto.server import ThreadedMotoServer
+        from picflow_cli.local.server import MotoServer
 
         if not os.environ.get("PICFLOW_LOCAL_VERBOSE"):
             # moto logs every failed state and task at ERROR: that is the jobs' business, not ours.
@@ -301,11 +304,9 @@ class LocalStack:
             logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
         self._undo.append(routing.install())
         self._undo.append(ddb_wire.install())
-        self._server = ThreadedMotoServer(
-            ip_address=self.host, port=self.moto_port, verbose=bool(os.environ.get("PICFLOW_LOCAL_VERBOSE"))
-        )
+        self._server = MotoServer(self.host, self.moto_port)  # moto's app, keep-alive connections
         self._server.start()
-        port = self._server._server.server_port  # the real port when 0 was asked for
+        port = self._server.port  # the real port when 0 was asked for
         moto_url = f"http://{self.host}:{port}"
         # The Step Functions interpreter's own clients call localhost:$MOTO_PORT.
         self._set_env(
@@ -359,6 +360,15 @@ class LocalStack:
         self.stop()
 
     # --- clients ------------------------------------------------------------------
+
+    def api_key_id(self, value: str) -> str | None:
+        """The id of the enabled API key ``value`` in moto's API Gateway (where ``picflow tenants
+        add`` puts a tenant's key while the stack runs), or None."""
+        for page in self.client("apigateway").get_paginator("get_api_keys").paginate(includeValues=True):
+            for key in page.get("items", []):
+                if key.get("value") == value and key.get("enabled"):
+                    return str(key["id"])
+        return None
 
     def client(self, service: str) -> Any:
         import boto3
@@ -543,7 +553,12 @@ class LocalStack:
                 )
 
     def _start_frontdoor(self, sam: Mapping[str, Any], physical: Mapping[str, str]) -> None:
-        from picflow_cli.local.frontdoor import FrontDoor, gateway_templates, routes_from_template
+        from picflow_cli.local.frontdoor import (
+            FrontDoor,
+            gateway_templates,
+            routes_from_template,
+            usage_limits,
+        )
 
         assert self.info is not None
         assert self.runtime is not None
@@ -552,6 +567,8 @@ class LocalStack:
             routes_from_template(sam, physical),
             host=self.host,
             templates=gateway_templates(sam),
+            limits=usage_limits(sam),
+            lookup=self.api_key_id,
         )
         self.frontdoor.start(self.api_port)
         self.info.api_url = self.frontdoor.base_url
