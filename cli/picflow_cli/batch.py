@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from picflow_cli.client import BatchCreated, BatchPaused, BatchStopped, BatchView, PicflowClient
 from picflow_cli.errors import JobsFailedError, UsageError
+from picflow_cli.waiting import Patience, WaitTimeoutError
 
 __all__ = [
     "MANIFEST_TYPES",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 # What the API reads by the key's suffix: ``.csv`` as CSV, anything else as JSON Lines.
+# `picflow batch run` gives up when the batch showed no change for this long (its items' jobs
+# may each wait a callback window of 600 s without a visible change).
+STALL = 900.0
 MANIFEST_TYPES = {".csv": "text/csv", ".jsonl": "application/x-ndjson", ".ndjson": "application/x-ndjson"}
 RUNNING = "RUNNING"
 # Shown in this order; statuses the API adds later still show, after these.
@@ -222,7 +226,8 @@ def run_batch(
     wait: bool = True,
     as_json: bool = False,
     interval: float = 2.0,
-    timeout: float = 3600.0,
+    timeout: float = 86400.0,
+    stall: float = STALL,
     stdout: TextIO | None = None,
     tty: bool | None = None,
 ) -> int:
@@ -250,7 +255,8 @@ def run_batch(
     line = None if as_json else _Line(out, tty)
     if line is not None and not created["created"]:
         print(f"{batch_id}: this Idempotency-Key already started it; following it", file=out)
-    deadline = time.monotonic() + timeout
+    # Give up when the batch showed no change for `stall` seconds, or after `timeout` in all.
+    patience = Patience(f"batch {batch_id}", stall=stall, cap=timeout)
     try:
         while True:
             view = client.get_batch(batch_id)
@@ -258,12 +264,15 @@ def run_batch(
                 line.show(view)
             if view["status"] != RUNNING:
                 break
-            if time.monotonic() > deadline:
+            patience.see((view["status"], view["done"], view["progress"], sorted(view["counts"].items())))
+            try:
+                patience.check()
+            except WaitTimeoutError as exc:
                 raise JobsFailedError(
-                    f"batch {batch_id} still running after {timeout:.0f} s ({view['done']}/{view['total']} "
-                    f"done); follow with `picflow batch status {batch_id}`"
-                )
-            time.sleep(interval)
+                    f"batch {batch_id} still running ({view['done']}/{view['total']} done): {exc.reason};"
+                    f" follow with `picflow batch status {batch_id}`"
+                ) from None
+            time.sleep(min(interval, max(patience.remaining(), 0.01)))
     finally:
         if line is not None:
             line.close()

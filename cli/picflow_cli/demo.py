@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 import shutil
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,8 +22,14 @@ from typing import Any
 from picflow.aws.jobs import from_dynamo
 
 from picflow_cli.local.stack import LocalStack, repo_root
+from picflow_cli.waiting import WaitTimeoutError
 
 __all__ = ["DEMO_JOBS", "DemoJob", "run_demo"]
+
+# A wait gives up when nothing in the stack changed for STALL seconds (no Lambda invocation, no
+# status change), or after CAP seconds in all: never at a fixed length (a loaded machine is slow).
+STALL = 60.0
+CAP = 900.0
 
 
 @dataclass
@@ -139,7 +146,7 @@ class Demo:
     # --- collecting ---------------------------------------------------------------
 
     def finish(self, job: DemoJob) -> None:
-        job.execution = self.stack.wait_for_execution(job.job_id, timeout=120)
+        job.execution = self.stack.wait_for_execution(job.job_id, timeout=STALL, cap=CAP)
         job.record = from_dynamo(self.table.get_item(Key={"job_id": job.job_id})["Item"])
         history = self.sfn.get_execution_history(executionArn=job.execution["executionArn"], maxResults=1000)
         job.transitions = sum(1 for e in history["events"] if e["type"].endswith("StateEntered"))
@@ -168,7 +175,7 @@ class Demo:
             name=name,
             input=json.dumps({"input": {"bucket": self.info.input_bucket, "key": key}, **job.params}),
         )
-        execution = self.stack.wait_for_arn(started["executionArn"], timeout=120)
+        execution = self.stack.wait_for_arn(started["executionArn"], timeout=STALL, cap=CAP)
         if execution["status"] == "SUCCEEDED":
             last = json.loads(execution["output"])["upscale"]["job_id"]
             job.job_id = str(last)
@@ -279,14 +286,23 @@ window.addEventListener("load", () => {{
 
 
 def run_demo(out_dir: str) -> int:
-    from mock_upstream.server import ThreadedServer
-
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     started = time.monotonic()
     print("picflow demo: starting the mock upstream and the local stack (template.yaml in moto)…")
+    try:
+        return _run(out, started)
+    except WaitTimeoutError as exc:
+        # A wait that saw nothing change: one line, no traceback (issue 15, finding 8).
+        print(f"picflow demo: FAILED after {time.monotonic() - started:.1f} s: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(out: Path, started: float) -> int:
+    from mock_upstream.server import ThreadedServer
+
     with ThreadedServer() as mock:
         stack = LocalStack(mock.base_url)
         info = stack.start()

@@ -5,6 +5,7 @@
     picflow jobs | status ID | cancel ID    the jobs API's reads and its cancel
     picflow batch run|status|stop|pause|resume  a prefix or manifest through one operation
     picflow operations                      the catalogue with each parameter's rule
+    picflow tenants add NAME                a tenant: an API key in the usage plan (local or deployed)
     picflow deploy [--dry-run]              sam build + sam deploy, then what to set
     picflow validate                        what AWS would reject, judged offline
     picflow demo                            the main job, offline, with out/report.html
@@ -107,6 +108,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             input_bucket=state.input_bucket if local and state is not None else None,
             interval=args.interval,
             timeout=args.timeout,
+            stall=args.stall,
         )
 
 
@@ -171,6 +173,7 @@ def _cmd_batch_run(args: argparse.Namespace) -> int:
             as_json=args.json,
             interval=args.interval,
             timeout=args.timeout,
+            stall=args.stall,
         )
 
 
@@ -216,6 +219,20 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from picflow_cli.validate import validate
 
     return validate(repo_root(), sys.stdout)
+
+
+def _cmd_tenants_add(args: argparse.Namespace) -> int:
+    from picflow_cli.tenants import add_tenant, print_tenant
+
+    tenant = add_tenant(
+        args.name,
+        stack_name=args.stack_name,
+        region=args.region,
+        endpoint_url=args.endpoint_url,
+        state_file=_state_file(args),
+    )
+    print_tenant(tenant, sys.stdout, as_json=args.json)
+    return 0
 
 
 def _cmd_local_up(args: argparse.Namespace) -> int:
@@ -344,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="retry-safe key (K-0, K-1, … for a folder); the same key and request return the same job",
     )
     run.add_argument("--interval", type=_positive, default=1.0, metavar="S", help="seconds between polls")
-    run.add_argument("--timeout", type=_positive, default=900.0, metavar="S", help="give up waiting after S")
+    run.add_argument(
+        "--stall", type=_positive, default=900.0, metavar="S", help="give up when no job changed for S"
+    )
+    run.add_argument("--timeout", type=_positive, default=3600.0, metavar="S", help="give up after S in all")
 
     jobs = _command(sub, "jobs", _cmd_jobs, parents=[api, as_json], help="list jobs, newest first")
     jobs.add_argument("--status", choices=JOB_STATUSES)
@@ -421,7 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--interval", type=_positive, default=2.0, metavar="S", help="seconds between polls"
     )
     batch_run.add_argument(
-        "--timeout", type=_positive, default=3600.0, metavar="S", help="give up waiting after S"
+        "--stall",
+        type=_positive,
+        default=900.0,
+        metavar="S",
+        help="give up when the batch did not change for S",
+    )
+    batch_run.add_argument(
+        "--timeout", type=_positive, default=86400.0, metavar="S", help="give up after S in all"
     )
     # The commands that act on one batch by its id.
     for name, handler, help_text in (
@@ -469,6 +496,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = _command(sub, "demo", _cmd_demo, help="run the main job offline (mock upstream)")
     demo.add_argument("--out", default="out", help="where results and the report go")
+
+    tenants = sub.add_parser("tenants", help="tenants: one API key each")
+    tenants_sub = tenants.add_subparsers(dest="tenants_command", required=True, metavar="add")
+    add = _command(
+        tenants_sub,
+        "add",
+        _cmd_tenants_add,
+        parents=[state, as_json],
+        help="add a tenant: a new API key in the jobs API's usage plan; prints its id and key",
+    )
+    add.add_argument("name", help="the tenant's name (the key's name)")
+    where = add.add_mutually_exclusive_group()
+    where.add_argument("--stack-name", metavar="NAME", help="a deployed stack (default: the local stack)")
+    where.add_argument(
+        "--endpoint-url", metavar="URL", help="the local stack's AWS endpoint (default: its state file's)"
+    )
+    add.add_argument("--region", metavar="REGION", help="the deployed stack's region (default: boto3's)")
 
     local = sub.add_parser("local", help="the whole system offline: moto, the template, the mock upstream")
     local_sub = local.add_subparsers(dest="local_command", required=True, metavar="up|down")

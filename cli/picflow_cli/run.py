@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from picflow_cli.client import JobView, PicflowClient
 from picflow_cli.errors import JobsFailedError, UsageError
+from picflow_cli.waiting import Patience, WaitTimeoutError
 
 __all__ = ["IMAGE_TYPES", "ProgressBoard", "Source", "Tracked", "expand_inputs", "parse_params", "run"]
 
@@ -32,6 +33,9 @@ IMAGE_TYPES = {
     ".tiff": "image/tiff",
 }
 FINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+# `picflow run` gives up when no job changed for this long: a callback job may show no change
+# for its callback window (600 s by default) plus the submit's grace.
+STALL = 900.0
 
 
 def parse_params(items: Sequence[str]) -> dict[str, Any]:
@@ -208,7 +212,8 @@ def run(
     idempotency_key: str | None = None,
     input_bucket: str | None = None,
     interval: float = 1.0,
-    timeout: float = 900.0,
+    timeout: float = 3600.0,
+    stall: float = STALL,
     stdout: TextIO | None = None,
     tty: bool | None = None,
 ) -> int:
@@ -225,7 +230,8 @@ def run(
         return 0
 
     board = ProgressBoard(out, tty)
-    deadline = time.monotonic() + timeout
+    # Give up when no job changed for `stall` seconds, or after `timeout` in all (issue 15, finding 8).
+    patience = Patience("jobs", stall=stall, cap=timeout)
     while True:
         for job in jobs:
             if not job.final:
@@ -234,13 +240,16 @@ def run(
         board.render(jobs)
         if all(job.final for job in jobs):
             break
-        if time.monotonic() > deadline:
+        patience.see([_progress_mark(job.view) for job in jobs])
+        try:
+            patience.check()
+        except WaitTimeoutError as exc:
             running = [j.job_id for j in jobs if not j.final]
             raise JobsFailedError(
-                f"{len(running)} job(s) still running after {timeout:.0f} s ({', '.join(running)}); "
+                f"{len(running)} job(s) still running ({', '.join(running)}): {exc.reason}; "
                 "follow with `picflow status <job id>`"
-            )
-        time.sleep(interval)
+            ) from None
+        time.sleep(min(interval, max(patience.remaining(), 0.01)))
 
     for job in jobs:
         if job.status == "SUCCEEDED":
@@ -251,6 +260,14 @@ def run(
         detail = "; ".join(f"{j.job_id} ({j.source.label}) {_failure(j)}" for j in failed)
         raise JobsFailedError(f"{len(failed)} of {len(jobs)} job(s) did not succeed: {detail}")
     return 0
+
+
+def _progress_mark(view: JobView | None) -> tuple[Any, ...]:
+    """What moves while a job advances: its status, progress, status reads and step times."""
+    if view is None:
+        return ()
+    timings = json.dumps(view.get("timings") or {}, sort_keys=True, default=str)
+    return (view["status"], view.get("progress"), view.get("polls"), timings)
 
 
 def _failure(job: Tracked) -> str:

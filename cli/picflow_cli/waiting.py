@@ -20,7 +20,14 @@ _UNSET = object()
 
 
 class WaitTimeoutError(TimeoutError):
-    """A wait gave up: nothing changed for its ``stall`` seconds, or its ``cap`` passed."""
+    """A wait gave up: nothing changed for its ``stall`` seconds, or its ``cap`` passed.
+
+    ``str()`` is one line, ``<what>: <reason>``; ``reason`` alone for a caller's own wording."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"{what}: {reason}")
+        self.what = what
+        self.reason = reason
 
 
 @dataclass
@@ -61,7 +68,7 @@ class Patience:
         waited = now - self.started
         if now - self.changed_at >= self.stall:
             raise WaitTimeoutError(
-                f"{self.what}: nothing changed for {self.stall:.0f} s (gave up after {waited:.0f} s)"
+                self.what, f"nothing changed for {self.stall:g} s (gave up after {waited:.0f} s)"
             )
         if waited >= self.cap:
-            raise WaitTimeoutError(f"{self.what}: still going after the {self.cap:.0f} s cap")
+            raise WaitTimeoutError(self.what, f"still going after the {self.cap:g} s cap")

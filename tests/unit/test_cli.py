@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class FakeApi:
 
     polls_to_finish: int = 2
     final_status: str = "SUCCEEDED"
+    frozen: bool = False  # a running job's view never changes (no progress)
     results: dict[str, bytes] = field(default_factory=lambda: {"image.png": b"\x89PNG result"})
     fail_first: dict[str, int] = field(default_factory=dict)  # "METHOD /path" -> 503s before answering
     requests: list[httpx.Request] = field(default_factory=list)
@@ -157,8 +159,8 @@ class FakeApi:
             "status": status,
             "operation": job["request"]["operation"],
             "params": job["request"]["params"],
-            "progress": None if done else 50 * job["gets"],
-            "polls": job["gets"],
+            "progress": None if done else 50 if self.frozen else 50 * job["gets"],
+            "polls": 1 if self.frozen else job["gets"],
             "timings": {},
             "cost": {},
             "error": {"type": "UpstreamTaskFailedError", "message": "no subject found"} if failed else None,
@@ -530,9 +532,11 @@ def test_run_api_validation_error_exits_2(api: FakeApi, capsys: pytest.CaptureFi
     )
 
 
-def test_run_gives_up_waiting_after_the_timeout(api: FakeApi, client: PicflowClient, tmp_path: Path):
+def test_run_gives_up_at_the_overall_cap_even_while_the_job_advances(
+    api: FakeApi, client: PicflowClient, tmp_path: Path
+):
     api.polls_to_finish = 10**6
-    with pytest.raises(JobsFailedError, match="still running after"):
+    with pytest.raises(JobsFailedError, match=r"still running .*: still going after the 0.05 s cap"):
         run(
             client,
             "segmentation",
@@ -542,6 +546,45 @@ def test_run_gives_up_waiting_after_the_timeout(api: FakeApi, client: PicflowCli
             timeout=0.05,
             stdout=io.StringIO(),
         )
+
+
+def test_run_waits_past_the_stall_time_while_the_job_advances(
+    api: FakeApi, client: PicflowClient, tmp_path: Path
+):
+    # GIVEN a job that needs 40 reads at 10 ms (>= 0.4 s), each showing new progress
+    api.polls_to_finish = 40
+    started = time.monotonic()
+    code = run(
+        client,
+        "segmentation",
+        str(SAMPLES / "product.jpg"),
+        params={},
+        out_dir=tmp_path,
+        interval=0.01,
+        stall=0.1,
+        stdout=io.StringIO(),
+    )
+    # THEN the wait outlived its 0.1 s no-progress limit, and the job was collected
+    assert code == 0
+    assert time.monotonic() - started > 0.1 * 3
+
+
+def test_run_without_progress_ends_with_one_line(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+):
+    # GIVEN a job that stays RUNNING and never changes
+    api.polls_to_finish = 10**6
+    api.frozen = True
+    code, _, err = cli(
+        capsys, api, "run", "segmentation", str(SAMPLES / "product.jpg"), "--out", str(tmp_path),
+        "--interval", "0.01", "--stall", "0.1", "--timeout", "60",
+    )  # fmt: skip
+    # THEN the CLI gives up after the stall, not the 60 s timeout, in one line without a traceback
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
+    assert err.startswith("picflow: 1 job(s) still running (api-0): nothing changed for 0.1 s")
+    assert "picflow status <job id>" in err
 
 
 def test_download_refuses_bytes_that_do_not_match_the_sha256(

@@ -306,7 +306,7 @@ def test_batch_run_timeout_says_how_to_follow(capsys: pytest.CaptureFixture[str]
         capsys, api, "batch", "run", "remove_fabric", "--prefix", "s3://in/cat/", "--timeout", "0.000001"
     )
     assert code == 1
-    assert "still running after" in err
+    assert "still running (0/1000 done): still going after the 1e-06 s cap" in err
     assert "picflow batch status batch-0" in err
 
 
