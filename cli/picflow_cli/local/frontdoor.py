@@ -5,7 +5,11 @@ events, requests become proxy events for the function behind the route, and the 
 ``{statusCode, headers, body}`` becomes the HTTP response. Routes that require an API key refuse
 requests without a known ``x-api-key`` (``LOCAL_API_KEY``, and the keys
 :meth:`FrontDoor.add_api_key` adds: one per tenant, as the usage plan holds them) with a 403, as
-API Gateway does, and put the key's id in ``requestContext.identity.apiKeyId``; the
+API Gateway does, and put the key's id in ``requestContext.identity.apiKeyId``; a key made with
+``picflow tenants add`` (in moto's API Gateway) is found on its first use. Each key gets the
+template's usage plan on its own (:func:`usage_limits`): past its throttle (a token bucket of
+``BurstLimit`` refilled at ``RateLimit`` a second) a request is refused 429 ``THROTTLED``, past its
+quota (requests a day) 429 ``QUOTA_EXCEEDED``, as API Gateway does. The
 provider-callback route is open, as in the template. The gateway's own refusals use the template's
 ``GatewayResponses`` (``DEFAULT_4XX``/``DEFAULT_5XX`` bodies) when it has them (the door serves
 both APIs under one stage, so the first API's templates apply to all).
@@ -19,7 +23,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -33,8 +37,10 @@ __all__ = [
     "STAGE",
     "FrontDoor",
     "Route",
+    "UsageLimits",
     "gateway_templates",
     "routes_from_template",
+    "usage_limits",
 ]
 
 LOCAL_API_KEY = "picflow-local-api-key"  # documented in the README; the local stack only
@@ -96,6 +102,60 @@ def gateway_templates(sam: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class UsageLimits:
+    """A usage plan's limits, which API Gateway applies to each of its keys on its own."""
+
+    rate: float  # requests a second, steadily
+    burst: int  # requests at once
+    quota: int | None = None  # requests a day
+
+
+def usage_limits(sam: Mapping[str, Any]) -> UsageLimits | None:
+    """The jobs API's usage plan (``Auth.UsagePlan`` of the template's API that has one)."""
+    for res in sam["Resources"].values():
+        if res["Type"] != "AWS::Serverless::Api":
+            continue
+        plan = res.get("Properties", {}).get("Auth", {}).get("UsagePlan") or {}
+        throttle, quota = plan.get("Throttle") or {}, plan.get("Quota") or {}
+        if not (throttle or quota):
+            continue
+        if quota and str(quota.get("Period", "DAY")) != "DAY":
+            raise ValueError(f"the front door emulates daily quotas only, not {quota.get('Period')}")
+        return UsageLimits(
+            rate=float(throttle.get("RateLimit", 10_000)),
+            burst=int(throttle.get("BurstLimit", 5_000)),
+            quota=int(quota["Limit"]) if quota.get("Limit") is not None else None,
+        )
+    return None
+
+
+class _Meter:
+    """One key's token bucket (the throttle) and its requests of the day (the quota)."""
+
+    def __init__(self, limits: UsageLimits) -> None:
+        self.limits = limits
+        self.tokens = float(limits.burst)
+        self.stamp = time.monotonic()
+        self.day = time.gmtime().tm_yday
+        self.used = 0
+
+    def refusal(self) -> str | None:
+        """None when the request may pass (and is counted), else the gateway's response type."""
+        now, day = time.monotonic(), time.gmtime().tm_yday
+        if day != self.day:
+            self.day, self.used = day, 0
+        self.tokens = min(float(self.limits.burst), self.tokens + (now - self.stamp) * self.limits.rate)
+        self.stamp = now
+        if self.limits.quota is not None and self.used >= self.limits.quota:
+            return "QUOTA_EXCEEDED"
+        if self.tokens < 1:
+            return "THROTTLED"
+        self.tokens -= 1
+        self.used += 1
+        return None
+
+
 def _json(status: int, payload: Any) -> tuple[int, dict[str, str], bytes]:
     return status, {"Content-Type": "application/json"}, json.dumps(payload).encode()
 
@@ -107,6 +167,8 @@ class FrontDoor:
         routes: list[Route],
         host: str = "127.0.0.1",
         templates: Mapping[str, str] | None = None,
+        limits: UsageLimits | None = None,
+        lookup: Callable[[str], str | None] | None = None,
     ) -> None:
         self.runtime = runtime
         self.routes = routes
@@ -114,17 +176,47 @@ class FrontDoor:
         self.templates = dict(templates or {})
         # Key value -> key id, as the usage plan's keys: one per tenant.
         self.api_keys: dict[str, str] = {LOCAL_API_KEY: LOCAL_API_KEY_ID}
+        # The plan's limits, per key id (a key added with limits of its own stands for another plan).
+        self.limits = limits
+        self._key_limits: dict[str, UsageLimits] = {}
+        self._meters: dict[str, _Meter] = {}
+        self._meter_lock = threading.Lock()
+        # Finds a key value made outside this process (`picflow tenants add`): its id, or None.
+        self.lookup = lookup
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
 
-    def add_api_key(self) -> tuple[str, str]:
-        """A new tenant's key: (value, id), as ``picflow tenants add`` makes one on AWS."""
+    def add_api_key(self, limits: UsageLimits | None = None) -> tuple[str, str]:
+        """A new tenant's key: (value, id), as ``picflow tenants add`` makes one on AWS;
+        ``limits``: its own usage plan's instead of the template's."""
         import secrets
 
         value, key_id = secrets.token_urlsafe(30), secrets.token_hex(5)
         self.api_keys[value] = key_id
+        if limits is not None:
+            self._key_limits[key_id] = limits
         return value, key_id
+
+    def key_id(self, value: str) -> str | None:
+        """The id of the key ``value``: one this door holds, else one ``lookup`` finds (kept)."""
+        found = self.api_keys.get(value)
+        if found is None and value and self.lookup is not None:
+            found = self.lookup(value)
+            if found is not None:
+                self.api_keys[value] = found
+        return found
+
+    def _over_limit(self, key_id: str) -> str | None:
+        """The usage plan's verdict for one more request of ``key_id`` (None: it passes)."""
+        limits = self._key_limits.get(key_id, self.limits)
+        if limits is None:
+            return None
+        with self._meter_lock:
+            meter = self._meters.get(key_id)
+            if meter is None or meter.limits != limits:
+                meter = self._meters[key_id] = _Meter(limits)
+            return meter.refusal()
 
     def refusal(self, status: int, kind: str, message: str) -> tuple[int, dict[str, str], bytes]:
         """One of the gateway's own answers, rendered as API Gateway renders its templates."""
@@ -157,9 +249,14 @@ class FrontDoor:
             )
         route, match = route_match
         lower = {k.lower(): v for k, v in headers.items()}
-        key_id = self.api_keys.get(lower.get("x-api-key") or "")
+        key_id = self.key_id(lower.get("x-api-key") or "")
         if route.api_key_required and key_id is None:
             return self.refusal(403, "INVALID_API_KEY", "Forbidden")
+        if route.api_key_required and key_id is not None:
+            over = self._over_limit(key_id)
+            if over is not None:
+                message = "Limit Exceeded" if over == "QUOTA_EXCEEDED" else "Too Many Requests"
+                return self.refusal(429, over, message)
         query = parse_qs(split.query, keep_blank_values=True)
         text_body: str | None
         try:
