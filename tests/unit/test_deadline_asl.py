@@ -281,3 +281,54 @@ def test_submit_after_the_deadline_still_follows_a_task_an_earlier_attempt_paid_
 def test_check_past_the_deadline_fails(svc: FakeServices) -> None:
     with pytest.raises(DeadlineExceededError):
         check("segmentation", _state(NOW - 1, poll={"state": "pending"}), svc)  # type: ignore[arg-type]
+
+
+# --- the batch state machine -----------------------------------------------------------------
+
+BATCH = json.loads((ROOT / "statemachine" / "batch.asl.json").read_text())
+PIPELINE = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+
+
+def _machines(states: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A machine's States and those of every Map's ItemProcessor and Parallel's branches in it."""
+    yield states
+    for state in states.values():
+        for inner in (state.get("ItemProcessor") or state.get("Iterator") or {},):
+            if inner:
+                yield from _machines(inner["States"])
+        for branch in state.get("Branches", []):
+            yield from _machines(branch["States"])
+
+
+def test_no_state_of_the_batch_workflow_loops_but_by_a_bounded_retry() -> None:
+    for states in _machines(BATCH["States"]):
+        graph = {name: set(_edges(name, state, retries=True)) for name, state in states.items()}
+        for cycle in _cycles(graph):
+            assert len(cycle) == 1, f"a batch loop: {' -> '.join(cycle)}"
+            assert all("MaxAttempts" in r for r in states[cycle[0]]["Retry"]), cycle
+
+
+def test_the_batch_timeout_is_a_backstop_past_its_longest_item_and_report() -> None:
+    template = load_template(ROOT / "template.yaml")
+    default = int(template["Globals"]["Function"]["Timeout"])
+    timeouts = {
+        logical: int(res["Properties"].get("Timeout", default))
+        for logical, res in template["Resources"].items()
+        if res["Type"] == "AWS::Serverless::Function"
+    }
+
+    def cost(state: dict[str, Any]) -> float:
+        resource = str(state.get("Resource", ""))
+        if resource.startswith("${"):
+            return timeouts[resource[2:-4]] * (1 + _attempts(state)) + _retry_worst_seconds(state)
+        if resource.startswith("arn:aws:states:::states:startExecution"):
+            # A child job or pipeline: ended by its own backstop at the latest.
+            return max(ASL["TimeoutSeconds"], PIPELINE["TimeoutSeconds"]) * (1 + _attempts(state))
+        return 0.0
+
+    item = max(sum(cost(s) for s in states.values()) for states in list(_machines(BATCH["States"]))[1:])
+    after = sum(cost(s) for s in BATCH["States"].values())
+    deadline = int(template["Parameters"]["JobDeadlineSeconds"]["MaxValue"])
+    assert "TimeoutSeconds" in BATCH
+    assert BATCH["TimeoutSeconds"] > deadline
+    assert BATCH["TimeoutSeconds"] >= item + after, (BATCH["TimeoutSeconds"], item + after)
