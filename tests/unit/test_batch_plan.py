@@ -168,6 +168,20 @@ def test_plan_items_url_items_go_to_their_fetch_key_and_a_host_is_resolved_once(
     assert dns == ["images.example.com"]
 
 
+def test_plan_items_of_a_tenant_fetch_urls_under_its_root_and_refuse_others_keys(dns: list[str]) -> None:
+    op = get_operation("vectorize")
+    rows = [{"url": "https://images.example.com/a.png", "line": 1}, {"key": "tenants/t1/b.png", "line": 2}]
+    # A tenant's URL items land under its root; its own keys pass
+    items = plan_items(op, {}, rows, "in", "batch-1", "t1")
+    assert [item["key"] for item in items] == ["tenants/t1/uploads/batch-1-0/source", "tenants/t1/b.png"]
+    # Another tenant's key (or the default tenant's) is refused naming its line; and the default
+    # tenant may not name a tenant's key
+    for tenant, key in (("t2", "tenants/t1/b.png"), ("t1", "b.png"), ("default", "tenants/t1/b.png")):
+        with pytest.raises(ParamValidationError, match="manifest line 1: key") as caught:
+            plan_items(op, {}, [{"key": key, "line": 1}], "in", "batch-1", tenant)
+        assert caught.value.field == "manifest"
+
+
 @pytest.mark.parametrize(
     ("url", "rule"),
     [
@@ -230,8 +244,8 @@ def test_plan_pipeline_items_refuses_a_hostile_url_naming_its_line(dns: list[str
 def test_fetch_item_of_a_pipeline_batch_that_fails_records_the_items_cutout_as_failed(
     dns: list[str], s3: Any, jobs_table: Any
 ) -> None:
-    # GIVEN a pipeline batch's URL item whose host now resolves to the metadata service
-    batch = {"batch_id": "batch-1", "operation": PIPELINE}
+    # GIVEN a pipeline batch of tenant t1, its URL item's host now resolving to the metadata service
+    batch = {"batch_id": "batch-1", "operation": PIPELINE, "tenant": "t1"}
     item = {
         "i": 4,
         "url": "https://metadata.example.com/x.png",
@@ -254,6 +268,7 @@ def test_fetch_item_of_a_pipeline_batch_that_fails_records_the_items_cutout_as_f
     )
     assert record["params"] == {"format": "png"}
     assert record["error"]["type"] == "UnsafeUrlError"
+    assert record["tenant"] == "t1"  # the batch's tenant sees the failed item, no one else
     grouped = group_pipeline(list(item_records(jobs_table, "batch-1")))
     assert grouped["batch-1-4"]["status"] == "FAILED"
     assert grouped["batch-1-4"]["steps"] == ["batch-1-4-cutout"]
