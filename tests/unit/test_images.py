@@ -246,3 +246,69 @@ def test_a_prefix_that_cuts_off_the_header_is_no_verdict() -> None:
     # The same cut on a file that really ends there is a truncated image.
     with pytest.raises(ParamValidationError):
         inspect_prefix(data[:SNIFF_BYTES], SNIFF_BYTES, OPERATIONS["redraw"].input)
+
+
+# --- bounded memory (issue 17: bench/collect_memory.py) ----------------------------------------
+
+
+class ReadSizes(io.BytesIO):
+    """A file that remembers the largest read asked of it."""
+
+    largest = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        self.largest = max(self.largest, len(data))
+        return data
+
+
+def one_chunk_png(width: int, height: int) -> bytes:
+    """An RGB PNG of noise with all its pixels in one IDAT chunk (as some encoders write it)."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    rows = b"".join(b"\x00" + bytes((x * 7 + y) % 256 for x in range(width * 3)) for y in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(rows, 0))
+        + chunk(b"IEND", b"")
+    )
+
+
+def test_inspect_image_png_in_one_big_idat_chunk_is_checked_in_bounded_reads() -> None:
+    # GIVEN a 3 MB PNG whose pixels are one IDAT chunk (Pillow's verify() read it whole)
+    data = one_chunk_png(1024, 1024)
+    fp = ReadSizes(data)
+    # WHEN it is checked  THEN it is accepted, and no read asked for more than 1 MiB
+    assert inspect_image(fp).format == "PNG"
+    assert fp.largest <= 1024 * 1024 < len(data)
+
+
+@pytest.mark.parametrize("keep", [0.25, 0.5, 0.9, 0.999])
+def test_inspect_image_truncated_one_chunk_png_is_refused(keep: float) -> None:
+    data = one_chunk_png(256, 256)
+    assert refused(data[: int(len(data) * keep)]).rule == "a complete image"
+
+
+def test_inspect_image_png_with_a_corrupt_byte_fails_its_crc() -> None:
+    data = bytearray(one_chunk_png(256, 256))
+    data[len(data) // 2] ^= 0xFF
+    assert refused(bytes(data)).rule == "a complete image"
+
+
+def test_inspect_image_progressive_jpeg_is_walked_not_decoded_in_bounded_reads() -> None:
+    # GIVEN a progressive JPEG (decoding one holds every DCT coefficient, even at 1/8 scale)
+    data = image_bytes("JPEG", (1600, 1200), progressive=True, quality=95)
+    fp = ReadSizes(data)
+    # WHEN it is checked  THEN it is accepted from its markers, read in pieces of at most 1 MiB
+    assert inspect_image(fp).format == "JPEG"
+    assert fp.largest <= 1024 * 1024
+
+
+@pytest.mark.parametrize("keep", [0.25, 0.5, 0.9, 0.999])
+def test_inspect_image_truncated_progressive_jpeg_at_any_point_is_refused(keep: float) -> None:
+    data = image_bytes("JPEG", (320, 240), progressive=True)
+    assert refused(data[: int(len(data) * keep)]).rule == "a complete image"
