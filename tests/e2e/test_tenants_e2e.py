@@ -286,3 +286,59 @@ def test_two_tenants_by_every_way_in_and_every_route_share_nothing(system, capsy
     finally:
         for client in clients.values():
             client.close()
+
+
+def test_picflow_batch_run_as_a_tenant_reads_only_its_own_objects(system, capsys, tmp_path, monkeypatch):
+    from picflow_cli import settings
+
+    for name in (settings.API_URL_ENV, settings.API_KEY_ENV, settings.STATE_FILE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    tag = uuid.uuid4().hex[:8]
+    mine, other = (_add_tenant(system, capsys, f"cli-{n}-{tag}") for n in ("mine", "other"))
+    flags = ["--api-url", system.info.api_url, "--api-key", mine["api_key"], "--interval", "0.2"]
+    bucket = system.info.input_bucket
+    # GIVEN an image under the tenant's root, and one under the other tenant's
+    own_key, their_key = f"{mine['s3_prefix']}batches/{tag}/a.png", f"{other['s3_prefix']}batches/{tag}/a.png"
+    for key, shade in ((own_key, 60), (their_key, 70)):
+        system.s3.put_object(Bucket=bucket, Key=key, Body=_png(shade))
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main(["batch", "run", *argv, "--tolerated-failure-percent", "0", *flags])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    # WHEN the tenant runs a local manifest of its own key through the CLI
+    manifest = tmp_path / "items.jsonl"
+    manifest.write_text(json.dumps({"key": own_key}) + "\n")
+    code, out, err = run(OPERATION, "--manifest", str(manifest))
+    # THEN the CLI put the manifest under the tenant's root, where the API let the tenant read it
+    assert (code, err) == (0, ""), out
+    batch_id = out.splitlines()[-2].split(":")[0]
+    with _client(system, mine["api_key"]) as me, _client(system, other["api_key"]) as them:
+        view = me.get(f"/batches/{batch_id}").json()
+        assert view["source"]["manifest"].startswith(f"{mine['s3_prefix']}uploads/")
+        assert me.get(f"/jobs/{batch_id}-0").json()["tenant"] == mine["tenant"]
+        assert them.get(f"/batches/{batch_id}").status_code == 404
+
+        # AND a pipeline over its own prefix: the pipeline's three jobs are the tenant's too
+        code, out, err = run(
+            "pipeline", "--prefix", f"s3://{bucket}/{mine['s3_prefix']}batches/{tag}/", "-p", "prompt=sea"
+        )
+        assert (code, err) == (0, ""), out
+        pipeline_id = out.splitlines()[-2].split(":")[0]
+        for step in ("cutout", "background", "upscale"):
+            job_id = f"{pipeline_id}-0-{step}"
+            assert me.get(f"/jobs/{job_id}").json()["tenant"] == mine["tenant"], step
+            assert them.get(f"/jobs/{job_id}").status_code == 404, step
+
+    # AND a manifest naming the other tenant's key, or the other tenant's prefix, is one line, and
+    # nothing runs
+    manifest.write_text(json.dumps({"key": their_key}) + "\n")
+    paid = system.mock.count(paid=True)
+    code, out, err = run(OPERATION, "--manifest", str(manifest))
+    assert code != 0
+    assert "manifest line 1" in err
+    code, out, err = run(OPERATION, "--prefix", f"s3://{bucket}/{other['s3_prefix']}batches/{tag}/")
+    assert code != 0
+    assert "prefix" in err
+    assert system.mock.count(paid=True) == paid
