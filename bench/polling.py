@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from picflow.aws.durations import KEEP, MemoryDurationHistory
+from picflow.aws.durations import KEEP, MemoryDurationHistory, recent_for, record_for
 from picflow.aws.services import Services
-from picflow.core.catalogue import Provider, TaskState, get_operation
+from picflow.core.catalogue import Provider, TaskState, get_operation, validate_params
 from picflow.core.polling import callback_window, delay_bound, first_wait, next_wait, scaled, task_duration
 from picflow.core.tasks import TaskStatus
 from picflow.job.check import check
@@ -238,7 +238,9 @@ def run_picflow(svc: Services, clock: Clock, upstream: Upstream, operation: str,
         "job": {"deadline_at": EPOCH + 1e9, "max_polls": 10**6},
         "poll": {},
     }
-    clock.now = float(scaled(first_wait(op.provider, svc.durations.recent(op.name))))
+    # As Validate: the history of the operation and its params (the operation's while too few).
+    params_key = validate_params(op, {}).duration_key()
+    clock.now = float(scaled(first_wait(op.provider, recent_for(svc.durations, op.name, params_key))))
     checks = 0
     while True:
         checks += 1
@@ -247,7 +249,7 @@ def run_picflow(svc: Services, clock: Clock, upstream: Upstream, operation: str,
         if out["state"] == "done":
             learned = task_duration(out, clock.now)
             if learned is not None:
-                svc.durations.record(op.name, learned)
+                record_for(svc.durations, op.name, params_key, learned)
             return Run(checks, clock.now - duration)
         clock.now += out["wait_seconds"]
 
@@ -381,7 +383,9 @@ def main() -> int:
                     for k, duration in enumerate(durations):
                         if history == "none":
                             svc._durations = MemoryDurationHistory()
-                        recent = svc.durations.recent(operation)
+                        recent = recent_for(
+                            svc.durations, operation, validate_params(operation, {}).duration_key()
+                        )
                         run = run_picflow(svc, clock, upstream, operation, duration)
                         if k < WARMUP:
                             continue

@@ -13,11 +13,14 @@ is marked ``# guess:`` with the reason.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from picflow.core.errors import ParamValidationError
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
 
 __all__ = [
     "BACKGROUND_TEMPLATE_PROMPT",
@@ -70,6 +73,22 @@ class Params(BaseModel):
                     ) from None
         return self
 
+    def duration_key(self) -> str | None:
+        """A hash of the params that can change how long the provider takes, canonical (defaults
+        included, key order ignored): the duration history of a job's operation and params
+        (picflow.aws.durations). Counted: numbers, flags and choices (Literal or pattern-bound
+        text); left out: free text (prompts, names, URLs, base64 images) and nested objects, which
+        would give nearly every job a history of its own. None when no param counts."""
+        import hashlib
+        import json
+
+        fields = type(self).model_fields
+        counted = {name: getattr(self, name) for name, info in fields.items() if _counts_for_duration(info)}
+        if not counted:
+            return None
+        text = json.dumps(counted, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     def url_params(self) -> list[tuple[str, str]]:
         """Every URL-valued param that is set, as (field path, URL), nested models included:
         the URLs picflow hands on to a provider (fields marked with :data:`URL_FIELD`)."""
@@ -81,6 +100,21 @@ class Params(BaseModel):
             elif isinstance(value, str) and info.json_schema_extra == URL_FIELD:
                 found.append((name, value))
         return found
+
+
+def _counts_for_duration(info: FieldInfo) -> bool:
+    """Whether a field can change a task's duration, by its type (see :meth:`Params.duration_key`)."""
+    import types
+    from typing import Union
+
+    kinds = [info.annotation]
+    if get_origin(info.annotation) in (Union, types.UnionType):
+        kinds = [a for a in get_args(info.annotation) if a is not type(None)]
+    if any(isinstance(kind, type) and issubclass(kind, Params) for kind in kinds):
+        return False
+    if str not in kinds:
+        return True  # numbers, flags, choices (Literal)
+    return info.json_schema_extra != URL_FIELD and any(getattr(m, "pattern", None) for m in info.metadata)
 
 
 # A param that is a URL picflow hands on: checked like every user-given URL (picflow.net.urls).

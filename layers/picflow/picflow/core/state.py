@@ -77,6 +77,9 @@ class JobMeta(TypedDict):
     cost_units: int
     cost_unit: str
     cache_key: str
+    # The params' duration history key (Params.duration_key): Collect records the task's duration
+    # under it too. Absent in states from before it, and when no param changes the duration.
+    params_key: NotRequired[str | None]
 
 
 class CacheEntry(TypedDict):

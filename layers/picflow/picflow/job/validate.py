@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from picflow.aws.cache import cache_key
+from picflow.aws.durations import recent_for
 from picflow.aws.jobs import JobStatus, now_iso
 from picflow.aws.pause import PAUSED_ERROR, paused_at
 from picflow.aws.services import Services, services
@@ -147,7 +148,9 @@ def validate(state: JobRequest, svc: Services | None = None) -> dict[str, Any]:
     deadline = config.env_int(config.JOB_DEADLINE, 1800)
     callback_timeout = config.env_int(config.CALLBACK_TIMEOUT, 600)
     clean_params = params.model_dump(mode="json", exclude_none=True)
-    recent = svc.durations.recent(op.name)
+    params_key = params.duration_key()
+    # Durations of this operation with these params (the operation's while they are too few).
+    recent = recent_for(svc.durations, op.name, params_key)
     # Per tenant: two tenants never share a paid result, a twin or its outputs.
     key = cache_key(op.name, info["sha256"], clean_params, tenant)
     meta: JobMeta = {
@@ -166,6 +169,7 @@ def validate(state: JobRequest, svc: Services | None = None) -> dict[str, Any]:
         "cost_units": op.cost.units(params),
         "cost_unit": op.cost.unit,
         "cache_key": key,
+        "params_key": params_key,
     }
     # Each job's results under a prefix of its own: two uploads of x/same.png (or x/same.png and
     # x/same.jpg) never overwrite each other's results, and a FAILED job's leftovers can be removed.
