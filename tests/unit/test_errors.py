@@ -22,8 +22,8 @@ from picflow.job.check import TaskDone
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE_MACHINES = sorted((ROOT / "statemachine").glob("*.asl.json"))
-# Error names Step Functions itself raises: not ours to define.
-SERVICE_PREFIXES = ("States.", "Lambda.", "StepFunctions.")
+# Error names Step Functions and Lambda raise (Runtime.ExitError: a crashed process): not ours to define.
+SERVICE_PREFIXES = ("States.", "Lambda.", "StepFunctions.", "Runtime.")
 # Not errors: Check's "the task is done" signal, caught straight to Collect (picflow.job.check).
 SIGNALS = {TaskDone.__name__}
 

@@ -177,6 +177,9 @@ def serve(conn: Any, spec: WorkerSpec) -> None:
         return
     if os.environ.get(DEBUG_LOGS_VARIABLE):
         _debug_logs()
+    from picflow_cli.local import faults  # chaos runs only: S3 errors, crashes (off by default)
+
+    faults.install_s3_faults()
     conn.send(("ready", None))
     while True:
         try:
@@ -195,11 +198,15 @@ def serve(conn: Any, spec: WorkerSpec) -> None:
             log_stream_name=os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", ""),
         )
         errored = False
+        crash = faults.crash_timer()
         try:
             result = handler(json.loads(event_json), context)
             payload = json.dumps(result, default=str)
         except Exception as exc:
             errored = True
             payload = error_payload(type(exc).__name__, str(exc), traceback.format_exception(exc)[-5:])
+        finally:
+            if crash is not None:
+                crash.cancel()
         max_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         conn.send((payload, errored, logs.take(), max_rss_mb))
