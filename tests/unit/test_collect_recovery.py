@@ -100,3 +100,37 @@ def test_a_task_no_longer_done_gives_nothing_to_retry(svc: Svc, monkeypatch: pyt
     with pytest.raises(ResultUnavailableError):
         collect_module.collect(_state(), svc)  # type: ignore[arg-type]
     assert calls == [[OLD]]
+
+
+def test_a_failed_fresh_read_or_download_is_tried_again(svc: Svc, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the first fresh read fails and the first fresh download is cut
+    client = svc.providers.taskpic
+    original = client.status
+    failures = [TransientError("503 from the status endpoint")]
+
+    def flaky(task_id: str, operation: str | None = None) -> TaskStatus:
+        if failures:
+            client.reads.append(task_id)
+            raise failures.pop()
+        return original(task_id, operation)
+
+    monkeypatch.setattr(client, "status", flaky)
+    cut = [TransientError("cut")]
+    calls: list[list[str]] = []
+
+    def store_results(op: Any, state: Any, refs: Any, svc: Any) -> dict[str, Any]:
+        urls = [r.url for r in refs]
+        calls.append(urls)
+        if OLD in urls:
+            raise ResultUnavailableError("expired", http_status=403)
+        if cut:
+            raise cut.pop()
+        return {"manifest_key": "m", "primary_key": "p", "outputs": 1, "reused": False}
+
+    monkeypatch.setattr(collect_module, "store_results", store_results)
+    out = collect_module.collect(_state(), svc)  # type: ignore[arg-type]
+    # THEN it reads again and downloads again, within RECOVERY_READS, and stores the results
+    assert out["manifest_key"] == "m"
+    assert calls == [[OLD], [FRESH], [FRESH]]
+    assert client.reads == ["t-1", "t-1", "t-1"]
+    assert len(client.reads) <= collect_module.RECOVERY_READS
