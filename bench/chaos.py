@@ -1,14 +1,17 @@
-"""Chaos at full size: 500 jobs across all 14 operations under seeded upstream faults (20 %).
+"""Chaos at full size: 1,000 jobs across all 14 operations under seeded faults (30 %).
 
 Deploys template.yaml into moto (``LocalStack``, waits scaled to 0, the template's provider caps)
 against a mock upstream of its own, then runs picflow_cli.chaos (the engine tests/chaos/ runs
-at reduced size): every upstream route fails 20 % of its requests (5xx, 429 with Retry-After,
-connection resets, read timeouts, malformed JSON, wrong content type, truncated and expired
-downloads, Tencent JobNumExceed), callbacks are duplicated, dropped or late, and a fifth of the
-S3 events arrive twice. Prints the table and one summary line last.
+at reduced size): every upstream route fails 30 % of its requests (5xx, 429 with Retry-After,
+connection resets, read timeouts, slow but answering, malformed JSON, wrong content type,
+truncated and expired downloads, Tencent JobNumExceed), one operation's submits are throttled
+forever, callbacks are duplicated, dropped or late, S3 answers the functions 503 SlowDown, Lambda
+processes crash in the middle of a step, and 30 % of the S3 events arrive twice. The jobs'
+deadline is 45 s, so a job that cannot finish ends within about a minute.
 
-Goal: no duplicate paid submit, no stuck job, no corrupt output, no other violation (every job
-SUCCEEDED or FAILED with a classified error in time, inputs intact). Exits non-zero otherwise.
+Prints the table (faults, outcomes, paid-but-FAILED by cause as read from the mock's journal, the
+checks) and one summary line last. Goals: terminal 100 %, stuck 0, double-paid 0, corrupt 0,
+orphan objects 0, recoverable paid-but-failed 0, no other violation. Exits non-zero on a miss.
 
     .venv/bin/python bench/chaos.py [jobs] [seed]
 """
@@ -25,7 +28,7 @@ from picflow_cli.local.stack import LocalStack
 from mock_upstream.server import ThreadedServer
 from mock_upstream.testing import MockUpstream
 
-JOBS = 500
+JOBS = 1000
 SEED = 7
 
 

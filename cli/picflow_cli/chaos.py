@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
 
 from picflow.core import errors
+from picflow.core.catalogue import get_operation
 from picflow.core.names import s3_job_id
 
 if TYPE_CHECKING:
@@ -88,25 +89,51 @@ _DAMAGING: Final = ("malformed_json", "wrong_content_type", "truncated_body", "c
 _Rules = list[tuple[str, str, dict[str, Any]]]  # (label, fault kind, rule fields)
 
 
+# Every submit of this operation is throttled (429 + Retry-After) for the whole run: its jobs
+# must end FAILED DeadlineExceededError at their deadline, unpaid, their provider slot released.
+THROTTLED_FOREVER: Final = "remove_watermark"
+
+
 @dataclass(frozen=True)
 class ChaosSettings:
     jobs: int
     seed: int = 7
-    fault_rate: float = 0.2
+    fault_rate: float = 0.3
     in_flight: int = 12  # jobs running at once (a new one starts as one ends)
-    job_deadline: float = 120.0  # seconds from upload to the job's end
+    job_deadline: int = 45  # the jobs' own deadline (PICFLOW_JOB_DEADLINE), seconds from Validate
     read_timeout: float = 4.0  # the clients' read timeout during the run; the latency fault exceeds it
     callback_timeout: int = 2  # seconds a callback may take before the job polls instead
     concurrency: str | None = None  # PICFLOW_CONCURRENCY for the run (the stack's caps otherwise)
+    # AWS's own faults, as shares of requests / invocations (picflow_cli.local.faults).
+    s3_fault_rate: float | None = None  # default: a third of fault_rate (botocore retries them)
+    crash_rate: float | None = None  # default: a twentieth of fault_rate per invocation
+    stall: float = 120.0  # a job's wait gives up when nothing ran in the stack for this long
+
+    @property
+    def s3_faults(self) -> float:
+        return self.fault_rate / 3 if self.s3_fault_rate is None else self.s3_fault_rate
+
+    @property
+    def crashes(self) -> float:
+        return self.fault_rate / 20 if self.crash_rate is None else self.crash_rate
+
+    @property
+    def stuck_after(self) -> float:
+        """A job not ended this long after its upload is stuck: its deadline, then the failure
+        path (release, record, notify) with room for a loaded machine."""
+        return self.job_deadline + 120.0
 
     def fault_plan(self) -> _Rules:
         """(label, kind, rule fields) for every route; each route's rules share `fault_rate`."""
         slow: dict[str, Any] = {"seconds": self.read_timeout + 1.0}
+        # Slow but answering: within the read timeout, so the answer arrives.
+        sluggish: dict[str, Any] = {"min_seconds": 0.2, "max_seconds": self.read_timeout / 2}
         answers: _Rules = [
             ("5xx", "http_status", {"status": 503}),
             ("429 Retry-After", "rate_limit", {"retry_after": 1}),
             ("connection reset", "reset", {}),
             ("read timeout", "latency", slow),
+            ("slow but answering", "latency", sluggish),
             ("malformed JSON", "malformed_json", {}),
             ("wrong content type", "wrong_content_type", {}),
         ]
@@ -114,6 +141,7 @@ class ChaosSettings:
             ("5xx", "http_status", {"status": 503}),
             ("connection reset", "reset", {}),
             ("read timeout", "latency", slow),
+            ("slow but answering", "latency", sluggish),
             ("truncated download", "truncated", {}),
             ("expired download", "http_status", {"status": 403}),
         ]
@@ -163,20 +191,35 @@ class ChaosReport:
     stuck: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    # Paid (a paid submit in the mock's journal) but FAILED: cause -> jobs, and which could have
+    # been recovered (the provider still offered the result: a delivered callback, a known task).
+    paid_failures: Counter[str] = field(default_factory=Counter)
+    recoverable: list[str] = field(default_factory=list)
+
+    @property
+    def terminal(self) -> float:
+        """The share of jobs that ended SUCCEEDED or FAILED."""
+        ended = sum(1 for r in self.runs if r.status in ("SUCCEEDED", "FAILED"))
+        return ended / len(self.runs) if self.runs else 0.0
 
     @property
     def ok(self) -> bool:
-        return not (self.duplicate_paid or self.stuck or self.corrupt or self.violations)
+        misses = self.duplicate_paid or self.stuck or self.corrupt or self.violations
+        return not (misses or self.orphans or self.recoverable) and self.terminal == 1.0
 
     def summary(self) -> str:
         ended = Counter(r.status for r in self.runs)
         verdict = "OK" if self.ok else "VIOLATED"
         return (
-            f"summary: {len(self.runs)} chaos jobs in {self.elapsed:.1f} s,"
+            f"summary: {len(self.runs)} chaos jobs in {self.elapsed:.1f} s (wall),"
             f" {sum(self.faults.values())} faults injected,"
             f" {ended['SUCCEEDED']} succeeded / {ended['FAILED']} failed classified;"
-            f" duplicate paid submits {len(self.duplicate_paid)}, stuck {len(self.stuck)},"
-            f" corrupt outputs {len(self.corrupt)}, other violations {len(self.violations)}: {verdict}"
+            f" terminal {self.terminal:.1%}, stuck {len(self.stuck)},"
+            f" double-paid {len(self.duplicate_paid)}, corrupt {len(self.corrupt)},"
+            f" orphan objects {len(self.orphans)}, recoverable paid-but-failed {len(self.recoverable)},"
+            f" paid-but-failed {sum(self.paid_failures.values())},"
+            f" other violations {len(self.violations)}: {verdict}"
         )
 
     def table(self) -> str:
@@ -186,6 +229,8 @@ class ChaosReport:
             f"chaos run: {len(self.runs)} jobs over {len({r.operation for r in self.runs})} operations,"
             f" seed {s.seed}, fault rate {s.fault_rate:.0%} per upstream request, {s.in_flight} in flight,"
             f" {self.elapsed:.1f} s (slowest job {slowest:.1f} s, deadline {s.job_deadline:.0f} s)",
+            f"AWS faults: S3 503 SlowDown on {s.s3_faults:.0%} of the functions' S3 requests (botocore"
+            f" retries them), a Lambda crash mid-step in {s.crashes:.1%} of invocations",
             "",
             f"{'faults injected':<44} {'count':>7}",
         ]
@@ -194,17 +239,27 @@ class ChaosReport:
         lines += [f"  {label:<42} {n:>7}" for label, n in sorted(self.outcomes.items())]
         lines += ["", f"{'retries':<44} {'count':>7}"]
         lines += [f"  {label:<42} {n:>7}" for label, n in sorted(self.retries.items())]
+        lines += ["", f"{'paid but FAILED, by cause (mock journal)':<92} {'jobs':>5}"]
+        lines += [f"  {label:<90} {n:>5}" for label, n in sorted(self.paid_failures.items())]
+        if not self.paid_failures:
+            lines.append("  (none)")
         lines += [
             "",
-            f"{'duplicate paid submits (must be 0)':<44} {len(self.duplicate_paid):>7}",
+            f"{'terminal (must be 100%)':<44} {self.terminal:>7.1%}",
             f"{'stuck jobs (must be 0)':<44} {len(self.stuck):>7}",
+            f"{'double-paid jobs (must be 0)':<44} {len(self.duplicate_paid):>7}",
             f"{'corrupt outputs (must be 0)':<44} {len(self.corrupt):>7}",
+            f"{'orphan objects (must be 0)':<44} {len(self.orphans):>7}",
+            f"{'recoverable paid-but-failed (must be 0)':<44} {len(self.recoverable):>7}",
             f"{'other violations (must be 0)':<44} {len(self.violations):>7}",
+            f"{'wall time':<44} {self.elapsed:>6.1f}s",
         ]
         for title, items in (
             ("duplicate paid", self.duplicate_paid),
             ("stuck", self.stuck),
             ("corrupt", self.corrupt),
+            ("orphan", self.orphans),
+            ("recoverable", self.recoverable),
             ("violation", self.violations),
         ):
             lines += [f"  {title}: {item}" for item in items[:20]]
@@ -249,6 +304,7 @@ class _Engine:
         self.run_id = uuid.uuid4().hex[:6]
         self.samples = {p.name: p.read_bytes() for p in SAMPLES.iterdir() if p.suffix in (".png", ".jpg")}
         self.fault_labels: dict[str, str] = {}
+        self.crashed: set[str] = set()  # jobs a Lambda crash hit
         self.lock = threading.Lock()
 
     # --- setup ------------------------------------------------------------------------------
@@ -262,6 +318,10 @@ class _Engine:
         # Status reads see the task's real state (the 3 s HD cache would freeze on the mock's clock).
         self.mock.configure(hd_status_cache_seconds=0)
         self.mock.configure_callbacks(duplicate=1, drop_probability=s.fault_rate)
+        # First, so it wins over the probabilistic rules of the same route.
+        route = get_operation(THROTTLED_FOREVER).endpoint
+        forever = self.mock.inject_fault("rate_limit", route=route, retry_after=1, times=None)
+        self.fault_labels[str(forever["id"])] = f"429 forever ({THROTTLED_FOREVER} submits)"
         for label, kind, fields in s.fault_plan():
             rule = self.mock.inject_fault(kind, times=None, **fields)
             self.fault_labels[str(rule["id"])] = label
@@ -303,8 +363,10 @@ class _Engine:
         if run.duplicate_event:
             self._replay_event(run)
         try:
-            remaining = self.settings.job_deadline - (time.monotonic() - started)
-            run.execution = self.stack.wait_for_execution(run.job_id, timeout=max(remaining, 0.1))
+            # Gives up when nothing ran in the stack for `stall` s, or at the job's deadline plus
+            # its failure path (`stuck_after`): a job not ended by then is stuck.
+            cap = max(self.settings.stuck_after - (time.monotonic() - started), 0.1)
+            run.execution = self.stack.wait_for_execution(run.job_id, timeout=self.settings.stall, cap=cap)
             run.status = str(run.execution["status"])
         except TimeoutError:
             run.status = "STUCK"
@@ -350,7 +412,11 @@ class _Engine:
             if entry.get("marker"):
                 by_job[str(entry["marker"])].append(entry)
         files = [e for e in journal if e.get("provider") == "files"]
+        callbacks: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for delivery in self.mock.callbacks()["log"]:
+            callbacks[str(delivery["task_id"])].append(delivery)
         self._count_callbacks(runs)
+        self._count_crashes(runs, since)
         self._count_retries(runs, since)
         table = self.ddb.Table(self.info.resources["JobsTable"])
         for run in runs:
@@ -379,10 +445,91 @@ class _Engine:
                     self._violation(f"{run.job_id} ({run.operation}): unclassified error {error}")
                 if run.execution.get("error") != kind or not error.get("message"):
                     self._violation(f"{run.job_id}: execution error {run.execution.get('error')} vs {error}")
+                # Throttled forever: the deadline ends it, unpaid (a crash mid-Submit leaves the
+                # claim in doubt: OutcomeUnknownError SubmitInDoubt, never a second submit).
+                allowed = {"DeadlineExceededError"} | (
+                    {"OutcomeUnknownError"} if run.job_id in self.crashed else set()
+                )
+                if run.operation == THROTTLED_FOREVER and (kind not in allowed or paid):
+                    self._violation(f"{run.job_id}: throttled forever, ended {kind} with {len(paid)} paid")
+                if paid:
+                    cause, recoverable = self._paid_failure(run, record, paid[0], callbacks)
+                    report.paid_failures[f"{cause}{' [RECOVERABLE]' if recoverable else ''}"] += 1
+                    if recoverable:
+                        report.recoverable.append(f"{run.job_id} ({run.operation}, {run.mode}): {cause}")
             else:
                 report.outcomes[run.status] += 1
                 self._violation(f"{run.job_id}: ended {run.status}")
         self._check_slots(runs)
+        self._check_orphans(runs)
+
+    def _paid_failure(
+        self,
+        run: JobRun,
+        record: Mapping[str, Any],
+        paid: Mapping[str, Any],
+        callbacks: Mapping[str, list[dict[str, Any]]],
+    ) -> tuple[str, bool]:
+        """Why a paid job failed, read against the journal, and whether the provider still offered
+        its result (a recoverable loss): its callback delivered, or its task known to the job."""
+        error = record.get("error") or {}
+        cause = f"{error.get('type')} ({error.get('code')})"
+        provider = get_operation(run.operation).provider.value
+        task_id = str(paid.get("task_id") or "")
+        delivered = any(d["outcome"] == "delivered" for d in callbacks.get(task_id, []))
+        if not record.get("provider_task_id"):
+            # The job never learned the task: the paid answer was damaged or lost on our side.
+            how = "paid answer damaged" if paid.get("faults") else "paid answer lost in a crashed step"
+            if provider == "tencent":
+                return f"{cause}: {how}; Tencent is synchronous (no task to read again)", False
+            if provider == "hdredraw":
+                return f"{cause}: {how}; HD redraw's answer is the task's only handle", False
+            if run.mode != "callback":
+                return f"{cause}: {how}; task/pic polled (no callback URL to name the task)", False
+            if delivered:
+                return f"{cause}: {how}; its callback named the task", True
+            return f"{cause}: {how}; its callback was lost too", False
+        if provider == "tencent":
+            # A sync answer read, then its results lost with the invocation (a crash mid-Submit).
+            return f"{cause}: Tencent answer read, results lost with the invocation (sync)", False
+        # The task was known and ended done at the mock (every chaos task succeeds).
+        how = "its callback came" if delivered else "task known to the job"
+        return f"{cause}: {how}, result not collected", True
+
+    def _check_orphans(self, runs: list[JobRun]) -> None:
+        """Every object in the output bucket of this run's jobs is listed by a SUCCEEDED job's
+        manifest (or is that manifest); a FAILED job leaves none."""
+        table = self.ddb.Table(self.info.resources["JobsTable"])
+        expected: set[str] = set()
+        for run in runs:
+            if run.status != "SUCCEEDED":
+                continue
+            record = table.get_item(Key={"job_id": run.job_id}).get("Item") or {}
+            manifest = record.get("manifest") or {}
+            expected |= {str(o["key"]) for o in manifest.get("outputs") or []}
+            if manifest.get("key"):
+                expected.add(str(manifest["key"]))
+        ours = {r.job_id for r in runs}
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.info.output_bucket):
+            for obj in page.get("Contents", []):
+                key = str(obj["Key"])
+                if key in expected:
+                    continue
+                if any(part in ours for part in key.split("/")):
+                    self.report.orphans.append(key)
+
+    def _count_crashes(self, runs: list[JobRun], since: float) -> None:
+        ours = {r.job_id for r in runs}
+        for call in list(self.runtime.invocations):
+            if call.started < since or call.error_type != "Runtime.ExitError":
+                continue
+            event = call.event if isinstance(call.event, dict) else {}
+            state = event.get("state") if isinstance(event.get("state"), dict) else event.get("request")
+            job_id = str((state or {}).get("job_id") or event.get("execution_name") or "")
+            if job_id in ours or not job_id:
+                self.report.faults["Lambda crash mid-step"] += 1
+                self.crashed.add(job_id)
 
     def _check_input(self, run: JobRun) -> None:
         """The upload is still there, untouched: one version, no delete marker, same bytes."""
@@ -493,9 +640,19 @@ class _Engine:
 def run_chaos(stack: LocalStack, mock: MockUpstream, settings: ChaosSettings) -> ChaosReport:
     """Run `settings.jobs` jobs under faults through `stack` against `mock`; check and report."""
     engine = _Engine(stack, mock, settings)
+    from picflow_cli.local import faults
+
+    assert stack.info is not None
+    resources = stack.info.resources
     env: dict[str, str] = {
         "PICFLOW_HTTP_READ_TIMEOUT": str(settings.read_timeout),
         "PICFLOW_CALLBACK_TIMEOUT": str(settings.callback_timeout),
+        "PICFLOW_JOB_DEADLINE": str(settings.job_deadline),
+        faults.S3_FAULT_RATE: str(settings.s3_faults),
+        faults.CRASH_RATE: str(settings.crashes),
+        faults.FAULT_SEED: str(settings.seed),
+        # moto delivers S3 events inline and once (S3 retries a failed asynchronous invoke).
+        faults.FAULTS_EXCEPT: ",".join((resources["S3TriggerFunction"], resources["ApiFunction"])),
     }
     if settings.concurrency:
         env["PICFLOW_CONCURRENCY"] = settings.concurrency
