@@ -283,6 +283,7 @@ class LocalStack:
         self.frontdoor: Any = None
         self.secret_arns: dict[str, str] = {}
         self.iam = iam.Registry()  # who may call what (filled once deployed)
+        self.timings: dict[str, float] = {}  # start()'s phases, wall seconds (demo's breakdown)
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -292,8 +293,11 @@ class LocalStack:
             os.environ[key] = str(value)
 
     def start(self) -> StackInfo:
+        import time
+
         from picflow_cli.local.server import MotoServer
 
+        began = time.perf_counter()
         if not os.environ.get("PICFLOW_LOCAL_VERBOSE"):
             # moto logs every failed state and task at ERROR: that is the jobs' business, not ours.
             logging.getLogger("moto").setLevel(logging.CRITICAL)
@@ -328,11 +332,13 @@ class LocalStack:
         self.info = StackInfo(moto_url=moto_url, upstream_url=self.upstream_url)
         # The Lambda fork server imports the layer while the template deploys.
         start_forkserver()
+        self.timings["server"] = time.perf_counter() - began
         try:
             self._deploy()
         except BaseException:
             self.stop()
             raise
+        self.timings["start"] = time.perf_counter() - began
         return self.info
 
     def stop(self) -> None:
@@ -446,9 +452,12 @@ class LocalStack:
     # --- deploy -------------------------------------------------------------------
 
     def _deploy(self) -> None:
+        import time
+
         from samtranslator.translator.transform import transform
 
         assert self.info is not None
+        began = time.perf_counter()
         sam = load_template(self.template_path)
         specs = _placeholder_code(sam, self.root)
         s3 = self.client("s3")
@@ -466,6 +475,7 @@ class LocalStack:
         }
         _drop_api_gateway_plumbing(resources)
         cfn_template.pop("Outputs", None)
+        self.timings["template"] = time.perf_counter() - began  # decode + SAM transform
         cfn = self.client("cloudformation")
         cfn.create_stack(
             StackName=self.stack_name,
@@ -482,6 +492,7 @@ class LocalStack:
             if r.get("PhysicalResourceId")
         }
         self.info.resources = physical
+        self.timings["create_stack"] = time.perf_counter() - began - self.timings["template"]
         self._recreate_state_machines(resources, physical)
         self._apply_notifications(notifications, physical)
         self._apply_versioning(resources, physical)
