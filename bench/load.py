@@ -9,9 +9,10 @@ The system's own overhead per job is the time from the POST being sent to the ex
 minus the time spent waiting on the upstream:
 
     overhead = (execution stopDate - POST sent) - upstream - waits
-    upstream = union of the job's HTTP exchanges with the mock (submit, status, result
-               downloads: request sent -> last body byte read), measured at httpx.Client.send
-               inside the job's own Lambda invocations
+    upstream = union of the mock's time answering the job's requests (submit, status, result
+               downloads), timed around the mock's exchange handler in this process
+               (UpstreamClock: the handlers run in Lambda worker processes, out of reach; the
+               mock runs here)
     waits    = the job's Wait states (execution history), time deliberately given to the provider
 
 So overhead is API + Step Functions + Lambda handlers + DynamoDB/S3 (moto) + queueing for a
@@ -23,7 +24,6 @@ FAILED with a recorded error type) and every job paid exactly one submit.
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import statistics
@@ -33,7 +33,6 @@ import time
 import uuid
 import warnings
 from collections import defaultdict
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +43,7 @@ from picflow_cli.local.frontdoor import LOCAL_API_KEY
 from picflow_cli.local.stack import LocalStack
 from PIL import Image
 
+from mock_upstream.app import MockApp
 from mock_upstream.server import ThreadedServer
 from mock_upstream.testing import MockUpstream
 
@@ -70,68 +70,63 @@ def png(index: int) -> bytes:
 
 
 class UpstreamClock:
-    """Per job, the intervals its Lambda invocations spent in HTTP exchanges with the upstream."""
+    """Per provider task, the intervals the mock spent answering its requests (submit, status,
+    result downloads), timed around ``Mock.exchange`` in this process.
 
-    def __init__(self, upstream_netloc: str) -> None:
-        self.netloc = upstream_netloc
-        self.local = threading.local()
-        self.intervals: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    The handlers run in Lambda worker processes (``picflow_cli.local.runtime``), where this
+    process cannot time their HTTP exchanges; the mock runs here (``ThreadedServer``), so each
+    exchange is timed from the server's side: from the request's arrival in the mock's handler to
+    its answer (loopback transfer not included). A job's upstream time is the union of its task's
+    intervals (the job record's ``provider_task_id``); result files are tied to their task by the
+    token in their URL. Tencent's sync answers name no task: a Tencent job's upstream time is 0
+    here, so its overhead is an upper bound (its wall time less its waits).
+    """
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[dict[str, Any], float, float]] = []
         self.lock = threading.Lock()
+        self.app: Any = None
 
-    def add(self, job: str, start: float, end: float) -> None:
-        with self.lock:
-            self.intervals[job].append((start, end))
-
-    def install(self, stack: LocalStack) -> None:
-        runtime = stack.runtime
-        assert runtime is not None
-        invoke = runtime.invoke
+    def install(self, app: MockApp) -> None:
+        self.app = app
+        mock = app.mock
+        exchange = mock.exchange
         clock = self
 
-        def invoke_for_job(name: str, event: Any) -> tuple[str, bool, str]:
-            found = JOB_ID.search(json.dumps(event, default=str))
-            clock.local.job = found.group(0) if found else None
-            try:
-                return invoke(name, event)
-            finally:
-                clock.local.job = None
-
-        runtime.invoke = invoke_for_job  # type: ignore[method-assign]
-        send = httpx.Client.send
-
-        class TimedStream(httpx.SyncByteStream):
-            def __init__(self, inner: Any, job: str, started: float) -> None:
-                self.inner, self.job, self.started = inner, job, started
-
-            def __iter__(self) -> Iterator[bytes]:
-                yield from self.inner
-                clock.add(self.job, self.started, time.time())
-
-            def close(self) -> None:
-                self.inner.close()
-
-        def timed_send(client: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
-            job = getattr(clock.local, "job", None)
-            if job is None or urlsplit(str(request.url)).netloc != clock.netloc:
-                return send(client, request, **kwargs)
+        async def timed(ctx: Any, entry: dict[str, Any], work: Any) -> Any:
             started = time.time()
-            response = send(client, request, **kwargs)
-            if kwargs.get("stream"):
-                response.stream = TimedStream(response.stream, job, started)
-            else:
-                clock.add(job, started, time.time())
-            return response
+            try:
+                return await exchange(ctx, entry, work)
+            finally:
+                with clock.lock:
+                    clock.spans.append((entry, started, time.time()))
 
-        httpx.Client.send = timed_send  # type: ignore[method-assign]
+        mock.exchange = timed  # type: ignore[method-assign]
 
-    def busy(self, job: str) -> float:
-        total, end = 0.0, float("-inf")
-        for start, stop in sorted(self.intervals.get(job, [])):
-            if stop <= end:
-                continue
-            total += stop - max(start, end)
-            end = stop
-        return total
+    def by_task(self) -> dict[str, list[tuple[float, float]]]:
+        token_task = {
+            urlsplit(url).path.split("/files/", 1)[-1].split("/", 1)[0]: task_id
+            for task_id, task in self.app.mock.state.tasks.items()
+            for url in task.urls.values()
+        }
+        spans: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for entry, start, end in self.spans:
+            task = entry.get("task_id")
+            if not task and str(entry.get("path", "")).startswith("/files/"):
+                task = token_task.get(str(entry["path"]).split("/")[2])
+            if task:
+                spans[str(task)].append((start, end))
+        return spans
+
+
+def busy(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for start, stop in sorted(intervals):
+        if stop <= end:
+            continue
+        total += stop - max(start, end)
+        end = stop
+    return total
 
 
 def waits(history: list[dict[str, Any]]) -> float:
@@ -155,7 +150,10 @@ def main() -> int:
     warnings.filterwarnings("ignore", message="Dimension .* has already been added")
     warnings.filterwarnings("ignore", message="Tried to parse AWS")  # moto's CloudFormation gaps
     jobs = int(sys.argv[1]) if len(sys.argv) > 1 else JOBS
-    with ThreadedServer() as server:
+    clock = UpstreamClock()
+    app = MockApp()
+    clock.install(app)
+    with ThreadedServer(app) as server:
         mock = MockUpstream(server.base_url)
         mock.configure(hd_status_cache_seconds=0, tencent_processing_seconds=0)
         mock.set_scenario(seconds=0)  # every task is done when first asked
@@ -163,8 +161,6 @@ def main() -> int:
         stack = LocalStack(server.base_url, parameters={"ProviderConcurrency": caps})
         info = stack.start()
         try:
-            clock = UpstreamClock(urlsplit(server.base_url).netloc)
-            clock.install(stack)
             run = uuid.uuid4().hex[:8]
             s3 = stack.client("s3")
             keys = [f"uploads/load-{run}/{i}.png" for i in range(jobs)]  # uploads/ starts nothing itself
@@ -199,17 +195,21 @@ def main() -> int:
             finished = max(e["stopDate"].timestamp() for e in executions.values())
             elapsed = finished - began
 
+            table = boto3.resource("dynamodb", endpoint_url=info.moto_url).Table(info.resources["JobsTable"])
+            records: dict[str, dict[str, Any]] = {
+                j: dict(table.get_item(Key={"job_id": j})["Item"]) for j in executions
+            }
+            task_spans = clock.by_task()
             rows: dict[str, list[tuple[float, float, float, float]]] = defaultdict(list)
             for job_id, execution in executions.items():
                 history = sfn.get_execution_history(executionArn=execution["executionArn"], maxResults=1000)
                 wall = execution["stopDate"].timestamp() - sent[job_id]
-                upstream = clock.busy(job_id)
+                upstream_s = busy(task_spans.get(str(records[job_id].get("provider_task_id", "")), []))
                 waited = waits(history["events"])
-                rows[operation_of[job_id]].append((wall, upstream, waited, wall - upstream - waited))
+                rows[operation_of[job_id]].append((wall, upstream_s, waited, wall - upstream_s - waited))
             statuses = [e["status"] for e in executions.values()]
-            table = boto3.resource("dynamodb", endpoint_url=info.moto_url).Table(info.resources["JobsTable"])
             failures = [
-                (operation_of[j], table.get_item(Key={"job_id": j})["Item"].get("error"))
+                (operation_of[j], records[j].get("error"))
                 for j, e in executions.items()
                 if e["status"] != "SUCCEEDED"
             ]
