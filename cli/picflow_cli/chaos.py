@@ -490,8 +490,9 @@ class _Engine:
                 return f"{cause}: {how}; its callback named the task", True
             return f"{cause}: {how}; its callback was lost too", False
         if provider == "tencent":
-            # A sync answer read, then its results lost with the invocation (a crash mid-Submit).
-            return f"{cause}: Tencent answer read, results lost with the invocation (sync)", False
+            # Read, then its result URLs refused or its invocation crashed before storing them:
+            # Tencent is synchronous, its answer was the only copy.
+            return f"{cause}: Tencent answer read, results not stored (sync: the only copy)", False
         # The task was known and ended done at the mock (every chaos task succeeds).
         how = "its callback came" if delivered else "task known to the job"
         return f"{cause}: {how}, result not collected", True

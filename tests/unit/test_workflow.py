@@ -388,3 +388,65 @@ def test_a_refused_heartbeat_never_fails_a_submit_that_paid(
 
     assert out["task_id"] == "t-42"  # the paid task is kept; the job follows it either way
     assert [name for name, _ in svc.sfn.calls] == ["send_task_heartbeat"]
+
+
+# --- a submit that never sent anything gives its claim back ----------------------------------
+
+
+@dataclass
+class FakeHdRedraw:
+    sent: list[str] = field(default_factory=list)
+
+    def submit(self, operation: str, params: Any, image: Any, **kwargs: Any) -> Submission:
+        self.sent.append(operation)
+        return Submission(provider=Provider.HDREDRAW, task_id="hd-1")
+
+
+@dataclass
+class FlakyInputS3:
+    """Answers the first GetObject 503 SlowDown (botocore's retries used up), then the image."""
+
+    failures: int = 1
+
+    def get_object(self, **kwargs: Any) -> dict[str, Any]:
+        if self.failures:
+            self.failures -= 1
+            raise ClientError(
+                {"Error": {"Code": "SlowDown", "Message": "x"}, "ResponseMetadata": {"HTTPStatusCode": 503}},
+                "GetObject",
+            )
+        return {"Body": FakeBody(b"\x89PNG image")}
+
+
+@dataclass
+class FakeBody:
+    data: bytes
+
+    def iter_chunks(self, size: int) -> Any:
+        yield self.data
+
+
+def test_an_input_read_failing_before_the_paid_call_frees_the_claim_and_the_retry_pays_once(
+    svc: FakeServices,
+) -> None:
+    # GIVEN an HD redraw job (the image is uploaded) whose first read of the input fails
+    hd = FakeHdRedraw()
+    svc.providers = type("Registry", (), {"client": lambda self, provider: hd})()  # type: ignore[attr-defined]
+    svc.s3 = FlakyInputS3()  # type: ignore[attr-defined]
+    state = {
+        "job_id": "job-1",
+        "params": {},
+        "input": {"bucket": "in", "key": "i.png"},
+        "job": {"style": "poll", "first_wait": 2, "deadline_at": 1_700_000_600.0},
+    }
+
+    # WHEN the submit fails on it, and Step Functions retries the step (TransientError)
+    with pytest.raises(TransientError):
+        submit("remove_fabric", state, svc=svc)  # type: ignore[arg-type]
+    job = svc.store.get("job-1") or {}
+    assert "submit_marker" not in job  # nothing was sent: the claim is given back
+    out = submit("remove_fabric", state, svc=svc)  # type: ignore[arg-type]
+
+    # THEN the retry submits (it used to refuse as in doubt, OutcomeUnknownError), once
+    assert (out["state"], out["task_id"]) == ("pending", "hd-1")
+    assert hd.sent == ["remove_fabric"]

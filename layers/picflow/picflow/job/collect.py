@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from picflow.core.state import JobResult, JobState
     from picflow.core.tasks import ResultRef
 
-__all__ = ["COST_METRIC", "collect", "count_cost", "job_result", "reuse", "store_results"]
+__all__ = ["COST_METRIC", "collect", "count_cost", "job_result", "reuse", "store_recovering", "store_results"]
 
 # What each tenant spent: one data point per succeeded job, its cost units (0 when reused), with
 # the dimensions tenant and unit (each provider bills in its own unit).
@@ -166,6 +166,12 @@ def collect(state: JobState, svc: Services | None = None) -> JobResult:
     refs = [ResultRef.from_state(r) for r in poll.get("results") or []]
     if not refs:
         raise UpstreamTaskFailedError("the provider reported success with no results", code="NoResults")
+    return store_recovering(op, state, refs, svc)
+
+
+def store_recovering(op: Operation, state: JobState, refs: Iterable[ResultRef], svc: Services) -> JobResult:
+    """:func:`store_results`, and after a refused or cut download the results of fresh status
+    reads of the job's task (Collect's, and a sync answer's whose provider keeps the task)."""
     try:
         return store_results(op, state, refs, svc)
     except (ResultUnavailableError, TransientError) as refused:
