@@ -194,6 +194,19 @@ def _run_tenant(system, client: httpx.Client, root: str, tag: str) -> dict[str, 
     }
 
 
+def _all_batches(client: httpx.Client) -> dict[str, dict[str, Any]]:
+    """Every batch GET /batches lists for this caller, all pages, by id."""
+    found: dict[str, dict[str, Any]] = {}
+    params: dict[str, str | int] = {"limit": 100}
+    while True:
+        answer = client.get("/batches", params=params)
+        assert answer.status_code == 200, answer.text
+        found |= {b["batch_id"]: b for b in answer.json()["batches"]}
+        if not answer.json()["cursor"]:
+            return found
+        params["cursor"] = answer.json()["cursor"]
+
+
 def _batch_executions(system) -> int:
     return len(system.sfn.list_executions(stateMachineArn=system.info.batch_state_machine_arn)["executions"])
 
@@ -243,7 +256,10 @@ def test_two_tenants_by_every_way_in_and_every_route_share_nothing(system, capsy
             assert set(listed) == set(done[n]["jobs"])
             assert {j["tenant"] for j in listed.values()} == {made[n]["tenant"]}
             assert sum(j["cost"]["units"] for j in listed.values()) == 4
-            # AND no read, stop, pause or resume of the other's batch
+            # AND no list, read, stop, pause or resume of the other's batch
+            batches = _all_batches(me)
+            assert set(batches) == {done[n]["batch"]}
+            assert batches[done[n]["batch"]]["tenant"] == made[n]["tenant"]
             for method, path in (
                 ("GET", ""),
                 ("DELETE", ""),

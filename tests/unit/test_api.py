@@ -1087,6 +1087,7 @@ def test_openapi_document_is_valid_3_0_with_api_key_on_every_route() -> None:
         ("DELETE", "/jobs/{job_id}"),
         ("GET", "/operations"),
         ("POST", "/batches"),
+        ("GET", "/batches"),
         ("GET", "/batches/{batch_id}"),
         ("DELETE", "/batches/{batch_id}"),
         ("POST", "/batches/{batch_id}/pause"),
@@ -1309,3 +1310,36 @@ def test_a_batch_names_only_its_tenants_objects(client: Api, batch_machine: str)
     arn = batch_machine.replace(":stateMachine:", ":execution:") + f":{created_b['batch_id']}"
     assert json.loads(sfn.describe_execution(executionArn=arn)["input"])["tenant"] == "key-b"
     assert post({"manifest": manifest("tenants/key-b/uploads", own_b)}, "key-b")[0] == 202
+
+
+def test_get_batches_lists_only_the_callers_batches(client: Api, batch_machine: str) -> None:
+    # GIVEN two batches of the default tenant and one of tenant B
+    mine = {_started_batch(client, items=1) for _ in range(2)}
+    prefix = f"tenants/key-b/batches/{uuid.uuid4().hex[:8]}/"
+    put_input(f"{prefix}0.png")
+    body = {"operation": "vectorize", "params": {}, "prefix": prefix}
+    status, theirs = client(as_tenant(event("POST", "/batches", body), "key-b"))
+    assert status == 202, theirs
+
+    def listed(tenant: str | None, **query: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        while True:
+            request = event("GET", "/batches", query=query or None)
+            status, page = client(request if tenant is None else as_tenant(request, tenant))
+            assert status == 200, page
+            found += page["batches"]
+            if not page["cursor"]:
+                return found
+            query = {**query, "cursor": page["cursor"]}
+
+    # WHEN each lists its batches, a page at a time THEN it sees only its own
+    assert {b["batch_id"] for b in listed(None, limit="1")} == mine
+    [only] = listed("key-b")
+    assert (only["batch_id"], only["tenant"], only["operation"], only["total"]) == (
+        theirs["batch_id"],
+        "key-b",
+        "vectorize",
+        1,
+    )
+    status, body = client(event("GET", "/batches", query={"cursor": "not-a-token"}))
+    assert_error(status, body, 422, "cursor")

@@ -92,7 +92,7 @@ def test_jobs_api_requires_an_api_key_on_every_route(template_resources: dict[st
     routes = [
         (fn, props) for fn, props in _api_events(template_resources) if _ref(props["RestApiId"]) == "JobsApi"
     ]
-    assert len(routes) == 11
+    assert len(routes) == 12
     for fn, props in routes:
         assert fn == "ApiFunction"
         assert props.get("Auth", {}).get("ApiKeyRequired", True) is True, props["Path"]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from picflow.api.common import (
     CANCEL_NOTE,
@@ -28,7 +28,16 @@ from picflow.api.common import (
 from picflow.api.errors import ApiError
 from picflow.api.inputs import not_found
 from picflow.api.jobs import cancel
-from picflow.api.models import BatchCreated, BatchPaused, BatchRequest, BatchStopped, BatchView, CostView
+from picflow.api.models import (
+    BatchCreated,
+    BatchList,
+    BatchPaused,
+    BatchRequest,
+    BatchStopped,
+    BatchSummary,
+    BatchView,
+    CostView,
+)
 from picflow.aws import pause
 from picflow.aws.jobs import FINAL, JobStatus, now_iso
 from picflow.aws.services import Services, services
@@ -52,7 +61,7 @@ from picflow.net import urls
 if TYPE_CHECKING:
     pass
 
-__all__ = ["create_batch", "get_batch", "pause_batch", "resume_batch", "stop_batch"]
+__all__ = ["create_batch", "get_batch", "list_batches", "pause_batch", "resume_batch", "stop_batch"]
 
 router = Router()  # type: ignore[no-untyped-call]  # powertools leaves it unannotated
 
@@ -178,6 +187,56 @@ def _batch_or_404(svc: Services, batch_id: str) -> dict[str, Any]:
     if execution is None or owner(json.loads(execution.get("input") or "{}")) != tenant:
         raise ApiError(404, "NotFound", f"no batch {batch_id}", field="batch_id", rule="an existing batch")
     return execution
+
+
+@router.get(
+    "/batches",
+    summary="List batches, newest first",
+    description="The caller's batches only. A page may hold fewer than limit batches (another tenant's "
+    "are skipped) while cursor goes on.",
+    responses=responses(200, "A page of batches"),
+    tags=["batches"],
+)
+def list_batches(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> BatchList:
+    svc = services()
+    tenant = tenant_of(router.current_event)
+    machine = config.env(config.BATCH_STATE_MACHINE_ARN)
+    kwargs: dict[str, Any] = {"stateMachineArn": machine, "maxResults": limit}
+    if cursor:
+        kwargs["nextToken"] = cursor
+    try:
+        page = svc.sfn.list_executions(**kwargs)
+    except (svc.sfn.exceptions.InvalidToken, svc.sfn.exceptions.InvalidArn):
+        raise ApiError(
+            422,
+            "RequestValidationError",
+            "cursor is not one this API returned",
+            field="cursor",
+            rule="a cursor from a previous page",
+        ) from None
+    batches = []
+    for listed in page.get("executions", []):
+        # The tenant is in the execution's input (one DescribeExecution a batch listed).
+        execution = _batch_execution(svc, listed["name"])
+        request = json.loads((execution or {}).get("input") or "{}")
+        if execution is None or owner(request) != tenant:
+            continue
+        batches.append(
+            BatchSummary(
+                batch_id=listed["name"],
+                tenant=tenant,
+                status=str(execution["status"]),
+                operation=str(request.get("operation", "")),
+                total=int(request.get("total") or 0),
+                created_at=request.get("created_at"),
+                resumed_from=request.get("resumed_from"),
+                links={"self": f"/batches/{listed['name']}"},
+            )
+        )
+    return BatchList(batches=batches, cursor=page.get("nextToken"))
 
 
 @router.get(

@@ -18,9 +18,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchCreated",
+    "BatchList",
     "BatchPaused",
     "BatchRequest",
     "BatchStopped",
+    "BatchSummary",
     "BatchView",
     "CancelResult",
     "CostView",
@@ -239,6 +241,22 @@ class BatchCreated(_Model):
     max_concurrency: int
     resumed_from: str | None = Field(None, description="The batch this one resumes (POST .../resume).")
     links: dict[str, str]
+
+
+class BatchSummary(_Model):
+    batch_id: str
+    tenant: str = "default"
+    status: str
+    operation: str
+    total: int
+    created_at: str | None = None
+    resumed_from: str | None = None
+    links: dict[str, str]
+
+
+class BatchList(_Model):
+    batches: list[BatchSummary]
+    cursor: str | None = Field(None, description="Pass back as ?cursor= for the next page.")
 
 
 class BatchView(_Model):
