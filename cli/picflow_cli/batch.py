@@ -3,7 +3,9 @@
 
 Items come from ``--prefix s3://<input bucket>/<prefix>`` (every image under it) or ``--manifest``:
 a local CSV (header ``key`` or ``url``, optional ``params``) or JSON Lines file, uploaded first
-through ``POST /uploads``, or ``s3://<input bucket>/<key>`` of one already there. ``run`` follows
+through ``POST /uploads`` (so it lands under the caller's own root, where its batch may read it),
+or ``s3://<input bucket>/<key>`` of one already there. A tenant's prefix, manifest and keys lie
+under its root ``tenants/<tenant id>/`` (the default tenant's: anywhere else). ``run`` follows
 the batch on one progress line until it ends, then prints counts, cost, reuse and where the
 results manifest is. It exits 0 when the batch succeeded (items that failed within
 ``--tolerated-failure-percent`` are reported, not fatal), 1 when it failed, was stopped or is
