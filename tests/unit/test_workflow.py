@@ -450,3 +450,59 @@ def test_an_input_read_failing_before_the_paid_call_frees_the_claim_and_the_retr
     # THEN the retry submits (it used to refuse as in doubt, OutcomeUnknownError), once
     assert (out["state"], out["task_id"]) == ("pending", "hd-1")
     assert hd.sent == ["remove_fabric"]
+
+
+# --- callbacks that still bring a paid result (issue 15, finding 4) --------------------------
+
+
+def test_a_callback_after_the_wait_timed_out_is_kept_and_the_next_check_collects_it(
+    svc: FakeServices,
+) -> None:
+    # GIVEN the job's callback wait has timed out (Step Functions refuses its token): it polls
+    svc.store.update("job-1", {"provider_task_id": "t-1"})
+    svc.sfn.error = "TaskTimedOut"
+
+    # WHEN the provider's callback comes
+    assert callback(svc).verdict == "accepted"
+
+    # THEN the next Check hands its results to Collect without a status read (FakeServices has
+    # no provider clients: a read would raise)
+    out = check("segmentation", _waiting_state(deadline_at=1_700_000_600.0), svc)  # type: ignore[arg-type]
+    assert (out["state"], out["task_id"]) == ("done", "t-1")
+    assert [r["url"] for r in out["results"]] == [
+        "https://oss.example/out.png",
+        "https://oss.example/mask.png",
+    ]
+
+
+def test_a_callback_names_the_task_of_a_submit_whose_answer_was_lost(svc: FakeServices) -> None:
+    # GIVEN the submit was sent (its claim held) but its answer lost: no task id on the job
+    svc.store.update("job-1", {"submit_marker": "m-1", "status": "QUEUED"})
+
+    # WHEN the provider calls back naming the task
+    assert callback(svc).verdict == "accepted"
+
+    # THEN the job follows that task, and the waiting execution gets the result
+    job = svc.store.get("job-1") or {}
+    assert (job["provider_task_id"], job["status"]) == ("t-1", "RUNNING")
+    (name, sent), *_ = svc.sfn.calls
+    assert name == "send_task_success"
+    assert json.loads(sent["output"])["task_id"] == "t-1"
+
+
+def test_check_waits_for_the_callback_of_a_lost_answer_until_the_deadline_then_fails_with_it(
+    svc: FakeServices,
+) -> None:
+    lost = OutcomeUnknownError("the answer was cut", code="NoAnswer")
+    svc.store.update(
+        "job-1", {"submit_marker": "m-1", "awaiting_callback": True, "last_error": lost.to_dict()}
+    )
+    # Before the deadline: wait (no read, no failure), long past the submit's grace
+    out = check("segmentation", _waiting_state(deadline_at=1_700_000_000.0 + SUBMIT_GRACE * 3), svc)  # type: ignore[arg-type]
+    assert (out["state"], out["task_id"]) == ("pending", None)
+    assert out["wait_seconds"] >= 0
+    # At the deadline: the submit's own error
+    with pytest.raises(OutcomeUnknownError) as caught:
+        check("segmentation", _waiting_state(deadline_at=1_700_000_000.0), svc)  # type: ignore[arg-type]
+    assert caught.value.code == "NoAnswer"
+    assert "no callback named the task by the deadline" in caught.value.message
