@@ -224,11 +224,22 @@ def run_jobs(stack: LocalStack, key: str, jobs: int, in_flight: int) -> dict[str
     elapsed = time.perf_counter() - started
     stop.set()
     watch.join()
+    failures: list[str] = []
     for arn in arns:
-        statuses.append(sfn.describe_execution(executionArn=arn)["status"])
+        described = sfn.describe_execution(executionArn=arn)
+        statuses.append(described["status"])
+        if described["status"] != "SUCCEEDED":
+            failures.append(f"{arn.rsplit(':', 1)[-1]} {described['status']} {described.get('error')}")
     calls = stack.runtime.invocations[invocations_before:]
     aws_calls = Counter(call.action for call in list(stack.iam.calls)[calls_before:])
-    return {"elapsed": elapsed, "arns": arns, "statuses": statuses, "calls": calls, "aws_calls": aws_calls}
+    return {
+        "elapsed": elapsed,
+        "arns": arns,
+        "statuses": statuses,
+        "failures": failures,
+        "calls": calls,
+        "aws_calls": aws_calls,
+    }
 
 
 DYNAMODB_READS = {"GetItem", "Query", "Scan", "BatchGetItem"}
@@ -304,6 +315,8 @@ def main() -> int:
     )
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f} (1 min)")
     print(f"{ok}/{jobs} SUCCEEDED in {result['elapsed']:.1f} s = {rate:.2f} jobs/s")
+    for failure in result["failures"]:
+        print(f"  not SUCCEEDED: {failure}")
     print(
         f"per job: {len(calls) / jobs:.1f} Lambda invocations, {transitions_total / jobs:.1f} state"
         f" transitions, {gb_s / jobs:.3f} GB-s (local durations)"

@@ -107,3 +107,24 @@ def test_undo_restores_the_serialiser() -> None:
     assert BaseJSONSerializer._serialize_type_structure is not original
     undo()
     assert BaseJSONSerializer._serialize_type_structure is original
+
+
+def test_reserved_words_are_still_refused_and_looked_up_in_a_set() -> None:
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.exceptions import MockValidationException
+    from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
+
+    listed = ReservedKeywords.get_reserved_keywords()
+    undo = ddb_wire.install()
+    try:
+        words = ReservedKeywords.get_reserved_keywords()
+        assert isinstance(words, ddb_wire.ReservedWords)
+        assert list(words) == list(listed)
+        assert "STATUS" in words
+        assert "JOB_ID" not in words
+        with pytest.raises(MockValidationException):
+            ConditionExpressionParser("status = :s", {}, {":s": {"S": "x"}}).parse()
+        ConditionExpressionParser("#s = :s", {"#s": "status"}, {":s": {"S": "x"}}).parse()
+    finally:
+        undo()
+    assert not isinstance(ReservedKeywords.get_reserved_keywords(), ddb_wire.ReservedWords)
