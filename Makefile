@@ -20,7 +20,7 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: setup browser test lint typecheck unit demo build clean
+.PHONY: setup browser test lint typecheck unit unit-fast unit-e2e demo build clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON312)" || { echo "python3.12 not found (PATH or pyenv): install it, e.g. 'pyenv install 3.12'" >&2; exit 1; }
@@ -61,12 +61,29 @@ setup:
 # `picflow validate` judges what AWS would reject: cfn-lint on the template and on its
 # SAM-transformed form (a cycle through AWS::Serverless::* types shows only there),
 # asl-validator on the state machines, redocly on the API document.
+# Each check is a target of its own: they are independent, so `make -j` runs them side by side
+# (--output-sync keeps each one's output together).
+LINTS := lint-ruff lint-imports lint-validate lint-sam lint-checkov
+SIDE_BY_SIDE := $(MAKE) --no-print-directory -j3 --output-sync=target
+
+.PHONY: $(LINTS)
 lint: setup
+	@$(SIDE_BY_SIDE) $(LINTS)
+
+lint-ruff:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+lint-imports:
 	$(BIN)/lint-imports
+
+lint-validate:
 	$(BIN)/picflow validate
+
+lint-sam:
 	$(SAM) validate --lint
+
+lint-checkov:
 	$(CHECKOV) -f template.yaml --framework cloudformation --quiet --compact --skip-download
 
 typecheck: setup
@@ -76,10 +93,20 @@ typecheck: setup
 # environment at its moto server; the other tiers must not see that.
 # Each tier on every core (pytest-xdist): each worker deploys its own local stack.
 unit: setup
+	@$(MAKE) --no-print-directory unit-fast
+	@$(MAKE) --no-print-directory unit-e2e
+
+unit-fast:
 	$(BIN)/pytest -q -n auto --maxprocesses=4 -m "not e2e"
+
+unit-e2e:
 	$(BIN)/pytest -q -n auto --maxprocesses=4 -m e2e
 
-test: lint typecheck unit
+# The lints, mypy and the fast tiers side by side (none of them waits for another), then the
+# e2e tier alone: its jobs share the cores with nothing else.
+test: setup
+	@$(SIDE_BY_SIDE) $(LINTS) typecheck unit-fast
+	@$(MAKE) --no-print-directory unit-e2e
 
 # sam build needs python3.12 on PATH (pyenv's shim is not enough): put its directory first.
 build: setup
