@@ -68,3 +68,20 @@ def test_a_key_the_plan_refuses_is_deleted_again(
 def test_a_name_off_the_rule_is_one_usage_error(name: str, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="tenant name"):
         tenants.add_tenant(name, state_file=tmp_path / "none", apigateway=object())
+
+
+def test_the_usage_plan_is_the_stacks_tenant_usage_plan_output(aws: Any) -> None:
+    import json
+
+    from picflow_cli.errors import ConfigError
+
+    # GIVEN a deployed stack with the output (and one from before tenants, without it)
+    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    topic = {"Type": "AWS::SNS::Topic", "Properties": {}}
+    for name, outputs in (("prod", {"TenantUsagePlanId": {"Value": "plan-123"}}), ("old", {})):
+        body = {"Resources": {"T": topic}, **({"Outputs": outputs} if outputs else {})}
+        cfn.create_stack(StackName=name, TemplateBody=json.dumps(body))
+    # THEN the first names its plan, and the second is one clear line
+    assert tenants._usage_plan("prod", "us-east-1") == "plan-123"
+    with pytest.raises(ConfigError, match="no TenantUsagePlanId output"):
+        tenants._usage_plan("old", "us-east-1")
