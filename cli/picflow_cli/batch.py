@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from picflow_cli.client import BatchCreated, BatchPaused, BatchStopped, BatchView, PicflowClient
+from picflow_cli.client import BatchCreated, BatchList, BatchPaused, BatchStopped, BatchView, PicflowClient
 from picflow_cli.errors import JobsFailedError, UsageError
 from picflow_cli.waiting import Patience, WaitTimeoutError
 
@@ -35,6 +35,7 @@ __all__ = [
     "print_batch_paused",
     "print_batch_resumed",
     "print_batch_stopped",
+    "print_batches",
     "run_batch",
 ]
 
@@ -158,6 +159,24 @@ def print_batch(view: BatchView, out: TextIO) -> None:
     for label, value in rows:
         if value not in (None, ""):
             print(f"{label:<13}{value}", file=out)
+
+
+def print_batches(page: BatchList, out: TextIO) -> None:
+    """The caller's batches (GET /batches), one line each, newest first."""
+    batches = page["batches"]
+    if not batches:
+        print("no batches", file=out)
+    else:
+        width = max(len(b["batch_id"]) for b in batches)
+        print(f"{'BATCH':<{width}}  {'STATUS':<9}  {'OPERATION':<20}  {'ITEMS':>6}  CREATED", file=out)
+        for b in batches:
+            print(
+                f"{b['batch_id']:<{width}}  {b['status']:<9}  {b['operation']:<20}  {b['total']:>6}  "
+                f"{b.get('created_at') or '-'}",
+                file=out,
+            )
+    if page.get("cursor"):
+        print(f"more: --cursor {page['cursor']}", file=out)
 
 
 def print_batch_paused(result: BatchPaused, out: TextIO) -> None:

@@ -123,6 +123,21 @@ class BatchCreated(TypedDict):
     links: dict[str, str]
 
 
+class BatchSummary(TypedDict):
+    batch_id: str
+    tenant: NotRequired[str]
+    status: str
+    operation: str
+    total: int
+    created_at: NotRequired[str | None]
+    resumed_from: NotRequired[str | None]
+
+
+class BatchList(TypedDict):
+    batches: list[BatchSummary]
+    cursor: NotRequired[str | None]
+
+
 class BatchView(TypedDict):
     batch_id: str
     status: str
@@ -376,6 +391,11 @@ class PicflowClient:
         # Keyed like a job: a retried POST returns the same batch instead of running it twice.
         headers = {"Idempotency-Key": idempotency_key or f"cli-{uuid.uuid4().hex}"}
         return cast(BatchCreated, self._api("POST", "/batches", json=dict(body), headers=headers))
+
+    def list_batches(self, *, limit: int | None = None, cursor: str | None = None) -> BatchList:
+        query = {"limit": limit, "cursor": cursor}
+        params = {k: str(v) for k, v in query.items() if v is not None}
+        return cast(BatchList, self._api("GET", "/batches", params=params))
 
     def get_batch(self, batch_id: str) -> BatchView:
         return cast(BatchView, self._api("GET", f"/batches/{_path_id(batch_id)}"))

@@ -177,6 +177,15 @@ def _cmd_batch_run(args: argparse.Namespace) -> int:
         )
 
 
+def _cmd_batch_list(args: argparse.Namespace) -> int:
+    from picflow_cli.batch import print_batches
+
+    def fetch(client: PicflowClient) -> Any:
+        return client.list_batches(limit=args.limit, cursor=args.cursor)
+
+    return _answer(args, fetch, print_batches)
+
+
 def _cmd_batch_status(args: argparse.Namespace) -> int:
     from picflow_cli.batch import print_batch
 
@@ -382,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
         "batch", help="a whole prefix or manifest of images through an operation or the pipeline"
     )
     batch_sub = batch.add_subparsers(
-        dest="batch_command", required=True, metavar="run|status|stop|pause|resume"
+        dest="batch_command", required=True, metavar="run|list|status|stop|pause|resume"
     )
     batch_run = _command(
         batch_sub,
@@ -450,6 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     batch_run.add_argument(
         "--timeout", type=_positive, default=86400.0, metavar="S", help="give up after S in all"
     )
+    batch_list = _command(
+        batch_sub, "list", _cmd_batch_list, parents=[api, as_json], help="your batches, newest first"
+    )
+    batch_list.add_argument("--limit", type=_limit, metavar="N", help="at most N a page (1-100; default 20)")
+    batch_list.add_argument("--cursor", metavar="C", help="the next page, as the last one said")
     # The commands that act on one batch by its id.
     for name, handler, help_text in (
         ("status", _cmd_batch_status, "a batch's progress and results"),

@@ -347,6 +347,14 @@ def test_picflow_batch_run_as_a_tenant_reads_only_its_own_objects(system, capsys
             assert me.get(f"/jobs/{job_id}").json()["tenant"] == mine["tenant"], step
             assert them.get(f"/jobs/{job_id}").status_code == 404, step
 
+    # AND `picflow batch list` shows each tenant its own batches only
+    for tenant, expected in ((mine, {batch_id, pipeline_id}), (other, set())):
+        argv = ["batch", "list", "--json", "--api-url", system.info.api_url, "--api-key", tenant["api_key"]]
+        assert main(argv) == 0
+        assert {b["batch_id"] for b in json.loads(capsys.readouterr().out)["batches"]} == expected
+    assert main(["batch", "list", "--api-url", system.info.api_url, "--api-key", other["api_key"]]) == 0
+    assert capsys.readouterr().out == "no batches\n"
+
     # AND a manifest naming the other tenant's key, or the other tenant's prefix, is one line, and
     # nothing runs
     manifest.write_text(json.dumps({"key": their_key}) + "\n")
