@@ -33,7 +33,9 @@ moto leaves (shared/offline-aws.md) are filled after ``create_stack``, each in o
     both kept;
 16. moto's server (werkzeug's development server) closes the connection after every answer,
     so each AWS call paid a TCP connect and a server thread → :mod:`picflow_cli.local.server`
-    serves moto's own app with keep-alive connections.
+    serves moto's own app with keep-alive connections;
+17. moto asks its attribute picker for every member of every structure it answers (a history
+    event has ~60) → :mod:`picflow_cli.local.json_wire` writes plain dicts directly (same bytes).
 
 What the stack enforces and what it does not: ``docs/local-stack.md``.
 
@@ -59,7 +61,7 @@ from urllib.parse import urlsplit
 
 from picflow.core.catalogue import SPECS
 
-from picflow_cli.local import ddb_wire, iam, routing, sfn_cache, sfn_rules
+from picflow_cli.local import ddb_wire, iam, json_wire, routing, sfn_cache, sfn_rules
 from picflow_cli.local.runtime import (
     FunctionSpec,
     LambdaRuntime,
@@ -307,7 +309,8 @@ class LocalStack:
             warnings.filterwarnings("ignore", "Dimension '.*' has already been added", UserWarning)
             logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
         self._undo.append(routing.install())
-        self._undo.append(ddb_wire.install())
+        self._undo.append(json_wire.install())
+        self._undo.append(ddb_wire.install())  # under json_wire: DynamoDB's values first
         self._server = MotoServer(self.host, self.moto_port)  # moto's app, keep-alive connections
         self._server.start()
         port = self._server.port  # the real port when 0 was asked for
