@@ -308,6 +308,8 @@ class LocalStack:
             warnings.filterwarnings("ignore", "Tried to parse AWS", UserWarning)
             warnings.filterwarnings("ignore", "Dimension '.*' has already been added", UserWarning)
             logging.getLogger("werkzeug").setLevel(logging.CRITICAL)
+            # The server answers an app failure 500 (a retryable error to the SDKs) as werkzeug did.
+            logging.getLogger("picflow_cli.local.server").setLevel(logging.CRITICAL)
         self._undo.append(routing.install())
         self._undo.append(json_wire.install())
         self._undo.append(ddb_wire.install())  # under json_wire: DynamoDB's values first
