@@ -14,7 +14,7 @@ and runs moto (S3 and the three DynamoDB tables) on loopback. A fresh child per 
 streamed download, sha256, magic sniff, image check, the managed multipart upload, the manifest,
 the record's update, the duration and result-cache entries. Tencent's answers come from its sync
 Submit, not Collect: the child runs what that Submit runs, ``TencentClient.replace_background``
-against the answer server, then ``store_results`` (the call Collect makes too).
+against the answer server, then ``store_recovering`` (the call Collect makes too).
 
 Each child measures itself: the kernel's peak-RSS mark (VmHWM, reset through
 /proc/self/clear_refs just before the call) minus the RSS just before it, after a warm-up call
@@ -195,19 +195,19 @@ if mode == "url":
 else:
     OPERATION, PROVIDER, STYLE = "replace_background", "tencent", "sync"
     from picflow.core.catalogue import get_operation
-    from picflow.job.collect import store_results
+    from picflow.job.collect import store_recovering
     from picflow.net.http import build_client
     from picflow.providers.base import Secret
     from picflow.providers.tencent import TencentClient
     workdir = tempfile.mkdtemp(prefix="tencent-bench-")
     def run(u):
-        # What Submit runs for a sync Tencent job: the paid call's streamed answer, then store_results.
+        # What Submit runs for a sync Tencent job: the paid call's streamed answer, then store_recovering.
         client = TencentClient(build_client(u), Secret("id"), Secret("key"), host=None)
         submission = client.replace_background(
             {"prompt": "a beach"}, "https://example.com/p.png", workdir=workdir
         )
         state = state_for("bench-" + uuid.uuid4().hex)
-        out = store_results(get_operation(OPERATION), state, submission.status.results, svc)
+        out = store_recovering(get_operation(OPERATION), state, submission.status.results, svc)
         assert not os.listdir(workdir), os.listdir(workdir)
         return out, svc.store.get(state["job_id"])
 
