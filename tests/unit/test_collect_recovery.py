@@ -19,6 +19,11 @@ OLD = "https://results.example/old.png"
 FRESH = "https://results.example/fresh.png"
 
 
+@pytest.fixture(autouse=True)
+def no_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collect_module, "RECOVERY_PAUSE", 0.0)
+
+
 @dataclass
 class Client:
     state: TaskState = TaskState.DONE

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError, EndpointConnectionError
 from picflow.aws.jobs import JobStore
 from picflow.core.errors import InternalError, TransientError
@@ -28,6 +29,8 @@ def _client_error(code: str, status: int) -> ClientError:
         (_client_error("ProvisionedThroughputExceededException", 400), TransientError, None),
         (_client_error("Weird", 500), TransientError, "Weird"),
         (EndpointConnectionError(endpoint_url="http://x"), TransientError, "EndpointConnectionError"),
+        # boto3's transfer manager (Collect's upload) wraps S3's SlowDown past botocore's retries.
+        (S3UploadFailedError("Failed to upload: SlowDown"), TransientError, "S3UploadFailedError"),
         (ValueError("secret-bearing text"), InternalError, "ValueError"),
         (KeyError("PICFLOW_X"), InternalError, "KeyError"),
     ],

@@ -9,6 +9,7 @@ result-cache entry for the next identical job. Reuse copies a cache hit's output
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -148,8 +149,11 @@ def reuse(state: JobState, svc: Services | None = None) -> JobResult:
     return job_result(manifest["manifest_key"], manifest["outputs"], reused=True)
 
 
-# Fresh status reads Collect tries after a refused or cut download (each followed by a download).
-RECOVERY_READS = 3
+# Fresh status reads Collect tries after a refused or cut download (each followed by a download),
+# RECOVERY_PAUSE seconds more apart each time (at most 2 s): the chaos bench's 30 % faults on
+# result hosts still lost 2 of 1,000 paid results to three tries.
+RECOVERY_READS = 8
+RECOVERY_PAUSE = 0.25
 
 
 @records_errors
@@ -178,9 +182,11 @@ def store_recovering(op: Operation, state: JobState, refs: Iterable[ResultRef], 
         # A result URL refused (expired, 403/404) or a download cut: the task is paid and done,
         # so a fresh status read may name fresh URLs (issue 15: 37 of 500 chaos jobs were lost
         # so), up to RECOVERY_READS times (a failed read or download is tried again: the chaos
-        # bench's 30 % faults lost one in a hundred paid results to a single try). No task to
+        # bench's 30 % faults lost about one in a hundred paid results to a single try). No task to
         # read again (a sync answer, a task no longer done), or every try failed: the original.
-        for _ in range(RECOVERY_READS):
+        for attempt in range(RECOVERY_READS):
+            if attempt:
+                time.sleep(min(2.0, RECOVERY_PAUSE * attempt))
             fresh = _fresh_results(op, state, svc)
             if fresh is None:
                 raise

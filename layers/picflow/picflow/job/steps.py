@@ -54,6 +54,13 @@ def typed_error(exc: Exception) -> PicflowError:
         if code in _AWS_TRANSIENT or (isinstance(status, int) and status >= 500):
             return TransientError(message, code=code, http_status=status)
         return InternalError(message, code=code, http_status=status)
+    from boto3.exceptions import RetriesExceededError, S3TransferFailedError, S3UploadFailedError
+
+    if isinstance(exc, S3UploadFailedError | S3TransferFailedError | RetriesExceededError):
+        # boto3's transfer manager wraps S3's errors (SlowDown, 5xx past botocore's retries) in
+        # its own classes: a try again, as the ClientError would be (a chaos run's Collect lost
+        # a paid result to one typed InternalError).
+        return TransientError(f"{type(exc).__name__}: {exc}"[:500], code=type(exc).__name__)
     if isinstance(exc, BotoCoreError):  # connection and read failures before any answer
         return TransientError(f"{type(exc).__name__}: {exc}", code=type(exc).__name__)
     # A bug: its class name only (a message may carry data the job must not record).
