@@ -2,26 +2,19 @@
 
 import gc
 
-# No cyclic GC while the modules load (it would re-scan the growing heap of boto3's and pydantic's
-# objects again and again); the heap is frozen and the collector back on at the end of init.
-gc.disable()
+gc.disable()  # until init_done(): picflow.core.warm says why
 from typing import Any
 
 import picflow.net.webhooks  # noqa: F401 - every invocation needs it (httpx): load it during init
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from picflow.core.warm import init_done
 from picflow.job.finish import notify
 
 logger = Logger()
 # The AWS SDK and httpx (the notice POST); patch_all() would also import every other library X-Ray knows.
 tracer = Tracer(patch_modules=("botocore", "httpx"))
-# Everything loaded so far lives as long as the container: freeze it, so the cyclic GC stops
-# re-scanning it in every full collection (bench/coldstart.py: ~50 ms less CPU in a first call).
-gc.freeze()
-# Young collections every 50,000 allocations, not Python's 700: a first call allocates ~75,000
-# objects (clients, models) and ~60 young collections of them were ~25 ms of its CPU.
-gc.set_threshold(50_000, 20, 100)
-gc.enable()
+init_done()
 
 
 @logger.inject_lambda_context(correlation_id_path="state.job_id")
