@@ -90,8 +90,10 @@ def responses(ok: int, description: str, *errors: int, also: dict[int, Any] | No
         409: "Conflict",
         415: "Body is not application/json",
         422: "A field breaks a rule",
+        429: "Over the key's throttle or daily quota (API Gateway's answer, in the same shape)",
     }
-    for code in (*errors, 403, 422):
+    # 403, 422 and 429 can answer any route: no key, a bad field, a tenant over its usage plan.
+    for code in (*errors, 403, 422, 429):
         out[code] = {
             "description": reasons[code],
             "content": {content_types.APPLICATION_JSON: {"model": ErrorResponse}},
