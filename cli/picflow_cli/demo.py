@@ -167,36 +167,40 @@ class Demo:
             (folder / name).write_bytes(body)
             job.outputs.append({**out, "file": f"{job.job_id}/{name}"})
 
-    def run_pipeline(self) -> DemoJob:
+    def start_pipeline(self) -> DemoJob:
         job = DemoJob("pipeline", "product.jpg", {"prompt": "studio lighting", "upscale": 2}, "sfn")
         job.title = "pipeline: segmentation → background → redraw (nested executions)"
         data = (_samples() / job.sample).read_bytes()
-        key = f"uploads/demo/{uuid.uuid4().hex[:6]}/{job.sample}"
-        self.s3.put_object(Bucket=self.info.input_bucket, Key=key, Body=data)
+        job.key = f"uploads/demo/{uuid.uuid4().hex[:6]}/{job.sample}"
+        self.s3.put_object(Bucket=self.info.input_bucket, Key=job.key, Body=data)
         name = f"demo-pipeline-{uuid.uuid4().hex[:8]}"
         started = self.sfn.start_execution(
             stateMachineArn=self.info.pipeline_state_machine_arn,
             name=name,
-            input=json.dumps({"input": {"bucket": self.info.input_bucket, "key": key}, **job.params}),
+            input=json.dumps({"input": {"bucket": self.info.input_bucket, "key": job.key}, **job.params}),
         )
-        execution = self.stack.wait_for_arn(started["executionArn"], timeout=STALL, cap=CAP)
-        if execution["status"] == "SUCCEEDED":
-            last = json.loads(execution["output"])["upscale"]["job_id"]
-            job.job_id = str(last)
-            self.finish(job)
-        job.execution = execution
-        job.key = key
+        job.execution = {"executionArn": started["executionArn"]}
         return job
 
-    def run_failure(self) -> DemoJob:
-        """A documented upstream error on purpose: Tencent's content moderation says no."""
+    def finish_pipeline(self, job: DemoJob) -> None:
+        execution = self.stack.wait_for_arn(job.execution["executionArn"], timeout=STALL, cap=CAP)
+        if execution["status"] == "SUCCEEDED":
+            job.job_id = str(json.loads(execution["output"])["upscale"]["job_id"])
+            self.finish(job)
+        job.execution = execution
+
+    def start_failure(self) -> DemoJob:
+        """A documented upstream error on purpose: Tencent's content moderation says no.
+
+        The fault hits the next ReplaceBackground call, so the demo's own Tencent job must have
+        ended before this starts (the caller's order sees to it).
+        """
         job = DemoJob("replace_background", "product.jpg", {"prompt": "a crowded street"}, "s3")
         job.title = "fails on purpose: OperationDenied.ImageIllegalDetected"
         self.mock.inject_fault(
             "provider_error", action="ReplaceBackground", code="OperationDenied.ImageIllegalDetected"
         )
         self.start(job)
-        self.finish(job)
         return job
 
 
@@ -325,20 +329,27 @@ def _run(out: Path, started: float) -> int:
             print(f"  API {info.api_url}  S3 {info.moto_url}  upstream {mock.base_url}")
             demo = Demo(stack, mock.base_url, out)
             jobs = [DemoJob(op, sample, params, via) for op, sample, params, via in DEMO_JOBS]
+            # Everything runs at once, as on AWS: the pipeline beside the jobs, and the failure as
+            # soon as the one other Tencent job (the fault's only other taker) has ended.
+            pipeline = demo.start_pipeline()
             for job in jobs:
                 demo.start(job)
-            for job in jobs:
+            tencent = [job for job in jobs if job.operation == "replace_background"]
+            for job in tencent:
                 demo.finish(job)
+            failure = demo.start_failure()
+            for job in jobs:
+                if job not in tencent:
+                    demo.finish(job)
+            for job in jobs:
                 status = job.record.get("status")
                 print(f"  {job.operation:<20} via {job.via:<3} {status:<10} {len(job.outputs)} output(s)")
-            phase("jobs")
-            pipeline = demo.run_pipeline()
+            demo.finish_pipeline(pipeline)
             print(f"  {'pipeline':<20} via sfn {pipeline.execution.get('status')}")
-            phase("pipeline")
-            failure = demo.run_failure()
+            demo.finish(failure)
             error = failure.record.get("error", {})
             print(f"  {'failure on purpose':<20} {failure.record.get('status')} {error.get('code')}")
-            phase("failure")
+            phase("jobs")
         finally:
             stack.stop()
     phase("stop")
