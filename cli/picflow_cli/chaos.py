@@ -484,8 +484,6 @@ class _Engine:
                 return f"{cause}: {how}; Tencent is synchronous (no task to read again)", False
             if provider == "hdredraw":
                 return f"{cause}: {how}; HD redraw's answer is the task's only handle", False
-            if run.mode != "callback":
-                return f"{cause}: {how}; task/pic polled (no callback URL to name the task)", False
             if delivered:
                 return f"{cause}: {how}; its callback named the task", True
             return f"{cause}: {how}; its callback was lost too", False

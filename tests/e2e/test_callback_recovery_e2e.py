@@ -119,3 +119,19 @@ def test_a_lost_submit_answer_and_no_callback_fails_outcome_unknown_at_the_deadl
     semaphore = system.ddb.Table(system.info.resources["SemaphoreTable"])
     holders = (semaphore.get_item(Key={"name": "taskpic"}).get("Item") or {}).get("holders", {})
     assert job["job_id"] not in holders
+
+
+def test_a_polled_job_whose_submit_answer_was_lost_is_recovered_from_its_callback(system, sample):
+    # GIVEN a task/pic job in poll mode (callbacks are configured, so its callback URL goes out
+    # too), whose paid submit answer arrives unreadable
+    _fresh_history(system)
+    system.mock.inject_fault("malformed_json", route=SEGMENTATION, method="POST", times=1)
+    key = system.upload("segmentation/in/lost-poll.jpg", sample["product.jpg"], {"crop": 1}, mode="poll")
+    execution, job = system.run(key)
+
+    # THEN the callback names the task, the poll loop collects it: SUCCEEDED, paid once
+    assert execution["status"] == "SUCCEEDED", job.get("error")
+    assert job["style"] == "poll"
+    assert [c["verdict"] for c in job["callbacks"]] == ["accepted"]
+    assert system.mock.count(route=SEGMENTATION) == 1
+    _stored_is_what_the_mock_served(system, job)

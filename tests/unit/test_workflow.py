@@ -506,3 +506,64 @@ def test_check_waits_for_the_callback_of_a_lost_answer_until_the_deadline_then_f
         check("segmentation", _waiting_state(deadline_at=1_700_000_000.0), svc)  # type: ignore[arg-type]
     assert caught.value.code == "NoAnswer"
     assert "no callback named the task by the deadline" in caught.value.message
+
+
+# --- a polled task/pic job sends its callback URL too (issue 15, finding 4) ------------------
+
+
+@dataclass
+class LosingTaskPic:
+    """Takes the task, then the answer is lost on the way back (a paid OutcomeUnknownError)."""
+
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    def submit(self, operation: str, params: Any, image: Any, **kwargs: Any) -> Submission:
+        self.sent.append({"operation": operation, **kwargs})
+        raise OutcomeUnknownError("the answer was cut", code="NoAnswer")
+
+
+def _poll_state() -> dict[str, Any]:
+    return {
+        "job_id": "job-1",
+        "params": {},
+        "input": {"bucket": "in", "key": "p.jpg"},
+        "job": {"style": "poll", "first_wait": 2, "deadline_at": 1_700_000_600.0},
+    }
+
+
+def test_a_polled_job_whose_answer_was_lost_waits_for_the_callback_and_collects_it(
+    svc: FakeServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN callbacks are configured and a polled task/pic submit whose paid answer is lost
+    monkeypatch.setenv("PICFLOW_CALLBACK_BASE_URL", "https://api.example/cb")
+    taskpic = LosingTaskPic()
+    svc.providers = type("Registry", (), {"client": lambda self, provider: taskpic})()  # type: ignore[attr-defined]
+    svc.s3 = FakeS3()  # type: ignore[attr-defined]
+
+    # WHEN it is submitted: the callback URL went out with it, and the job polls on (no failure)
+    out = submit("segmentation", _poll_state(), svc=svc)  # type: ignore[arg-type]
+    assert str(taskpic.sent[0]["callback_url"]).startswith("https://api.example/cb/callbacks/job-1/")
+    assert (out["state"], out["task_id"]) == ("pending", None)
+    assert svc.sfn.calls == []  # a polled job has no token to heartbeat
+
+    # THEN Check waits for the callback (no status read: FakeServices' registry would raise)
+    waiting = check("segmentation", _waiting_state(deadline_at=1_700_000_600.0), svc)  # type: ignore[arg-type]
+    assert (waiting["state"], waiting["task_id"]) == ("pending", None)
+    # and once the provider calls back naming the task, the next Check has its results
+    secret = str(taskpic.sent[0]["callback_url"]).rsplit("/", 1)[-1]
+    assert callback(svc, secret=secret).verdict == "accepted"
+    done = check("segmentation", _waiting_state(deadline_at=1_700_000_600.0), svc)  # type: ignore[arg-type]
+    assert (done["state"], done["task_id"]) == ("done", "t-1")
+
+
+def test_a_polled_job_without_callbacks_configured_still_fails_a_lost_answer(
+    svc: FakeServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PICFLOW_CALLBACK_BASE_URL", raising=False)
+    taskpic = LosingTaskPic()
+    svc.providers = type("Registry", (), {"client": lambda self, provider: taskpic})()  # type: ignore[attr-defined]
+    svc.s3 = FakeS3()  # type: ignore[attr-defined]
+
+    with pytest.raises(OutcomeUnknownError):
+        submit("segmentation", _poll_state(), svc=svc)  # type: ignore[arg-type]
+    assert taskpic.sent[0]["callback_url"] is None  # nothing could name the task

@@ -62,9 +62,9 @@ def submit(
     except OutcomeUnknownError as doubt:
         # An earlier attempt (a crashed or retried invocation) may have paid: with its callback
         # URL sent, the callback can still name the task.
-        if task_token is None or not (store.get(job_id) or {}).get("callback_secret_sha256"):
+        if not (store.get(job_id) or {}).get("callback_secret_sha256"):
             raise
-        return _await_callback(svc, job_id, task_token, doubt)
+        return _await_callback(svc, state, task_token, doubt)
     if claim.task_id is not None:
         if op.styles == {Style.SYNC}:
             # A sync-only provider has no task to read again: the paid answer of the earlier
@@ -102,9 +102,9 @@ def submit(
             return throttled
         raise
     except OutcomeUnknownError as lost:
-        if task_token is None:
-            raise
-        return _await_callback(svc, job_id, task_token, lost)
+        if not _calls_back(op, style):
+            raise  # no callback URL went out: nothing can name the task
+        return _await_callback(svc, state, task_token, lost)
     task_id = submission.task_id or submission.request_id or f"sync-{job_id}"
     fields: dict[str, Any] = {"submitted_at": now_iso(submitted_at), "submitted_epoch": submitted_at}
     if submission.balance is not None:
@@ -141,12 +141,17 @@ def submit(
     return out
 
 
-def _await_callback(svc: Services, job_id: str, task_token: str, lost: OutcomeUnknownError) -> SubmitOut:
+def _await_callback(
+    svc: Services, state: JobState, task_token: str | None, lost: OutcomeUnknownError
+) -> SubmitOut:
     """The paid call's answer was lost, but the provider has this job's callback URL: if it took
-    the task it calls back naming it (picflow.entry.callbacks adopts the task id). The execution
-    keeps waiting on the token; after the window Check waits on for a late callback until the
-    deadline (picflow.job.check), then the job fails with this error."""
-    svc.store.update(job_id, {"last_error": lost.to_dict(), "awaiting_callback": True})
+    the task it calls back naming it (picflow.entry.callbacks adopts the task id). A callback job
+    keeps waiting on its token, a polled one goes on to its poll loop; either way Check waits for
+    the callback until the deadline (picflow.job.check), then the job fails with this error."""
+    svc.store.update(str(state["job_id"]), {"last_error": lost.to_dict(), "awaiting_callback": True})
+    if task_token is None:
+        first = wait_within(state["job"], svc.clock(), state["job"].get("first_wait", scaled(SLOT_WAIT)))
+        return {"state": "pending", "task_id": None, "wait_seconds": first}
     _callback_window_starts(svc, task_token)
     return {"state": "awaiting_callback", "task_id": None, "reason": type(lost).__name__}
 
@@ -210,13 +215,25 @@ def _input_body(svc: Services, kwargs: dict[str, Any]) -> Any:
         ) from exc
 
 
+def _calls_back(op: Operation, style: Style) -> bool:
+    """Callback jobs, and polled jobs whose provider can call back when callbacks are configured:
+    if the submit's answer is lost, the callback still names the paid task (issue 15); when it
+    comes first, Check collects it without a status read."""
+    from picflow.core.catalogue import Style
+
+    if style is Style.CALLBACK:
+        return True
+    configured = bool(config.optional(config.CALLBACK_BASE_URL))
+    return style is Style.POLL and Style.CALLBACK in op.styles and configured
+
+
 def _call_provider(op: Operation, params: Params, style: Style, state: JobState, svc: Services) -> Submission:
     from picflow.core.catalogue import Style
 
     job_id = str(state["job_id"])
     with contextlib.ExitStack() as held:
         try:
-            callback_url = _callback_url(svc, job_id) if style is Style.CALLBACK else None
+            callback_url = _callback_url(svc, job_id) if _calls_back(op, style) else None
             client = svc.providers.client(op.provider)
             image = held.enter_context(_image(op, state["input"], svc))
         except Exception:
