@@ -16,6 +16,7 @@ from picflow.api.common import (
     CANCEL_NOTE,
     JOB_ID,
     RESULT_URL_TTL_DEFAULT,
+    bad_cursor,
     conflict,
     idempotency_header,
     owner,
@@ -210,13 +211,7 @@ def list_batches(
     try:
         page = svc.sfn.list_executions(**kwargs)
     except (svc.sfn.exceptions.InvalidToken, svc.sfn.exceptions.InvalidArn):
-        raise ApiError(
-            422,
-            "RequestValidationError",
-            "cursor is not one this API returned",
-            field="cursor",
-            rule="a cursor from a previous page",
-        ) from None
+        raise bad_cursor() from None
     batches = []
     for listed in page.get("executions", []):
         # The tenant is in the execution's input (one DescribeExecution a batch listed).

@@ -28,6 +28,7 @@ __all__ = [
     "JOB_ID",
     "RESULT_URL_TTL_DEFAULT",
     "UPLOAD_URL_TTL",
+    "bad_cursor",
     "conflict",
     "fetch_client",
     "idempotency_header",
@@ -122,6 +123,17 @@ def start_responses(what: str, model: type[BaseModel]) -> dict[int, Any]:
 def request_fingerprint(body: BaseModel) -> str:
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def bad_cursor() -> ApiError:
+    """A list's ``cursor`` this API did not hand out (forged, truncated, another list's)."""
+    return ApiError(
+        422,
+        "RequestValidationError",
+        "cursor is not one this API returned",
+        field="cursor",
+        rule="a cursor from a previous page",
+    )
 
 
 def conflict() -> ApiError:

@@ -25,6 +25,7 @@ from picflow.api.common import (
     CANCEL_NOTE,
     JOB_ID,
     RESULT_URL_TTL_DEFAULT,
+    bad_cursor,
     conflict,
     idempotency_header,
     owner,
@@ -242,13 +243,7 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
         raw = None
     ok = isinstance(raw, dict) and raw and set(raw) <= _CURSOR_KEYS
     if not ok or not all(isinstance(v, str) for v in raw.values()):
-        raise ApiError(
-            422,
-            "RequestValidationError",
-            "cursor is not one this API returned",
-            field="cursor",
-            rule="a cursor from a previous page",
-        )
+        raise bad_cursor()
     return dict(raw)
 
 
