@@ -86,6 +86,9 @@ CLASSIFIED_ERRORS: Final = frozenset(errors.__all__) - {"PicflowError"} | {
 _DAMAGING: Final = ("malformed_json", "wrong_content_type", "truncated_body", "corrupt_body", "truncated")
 
 
+# Faults (by label) after which the client has no answer it can read: a submit under one is in doubt.
+_ANSWER_LOST: Final = frozenset({"connection reset", "read timeout", "malformed JSON", "wrong content type"})
+
 _Rules = list[tuple[str, str, dict[str, Any]]]  # (label, fault kind, rule fields)
 
 
@@ -447,9 +450,10 @@ class _Engine:
                     self._violation(f"{run.job_id}: execution error {run.execution.get('error')} vs {error}")
                 # Throttled forever: the deadline ends it, unpaid (a crash mid-Submit leaves the
                 # claim in doubt: OutcomeUnknownError SubmitInDoubt, never a second submit).
-                allowed = {"DeadlineExceededError"} | (
-                    {"OutcomeUnknownError"} if run.job_id in self.crashed else set()
-                )
+                # So does a fault that took the answer to a submit (reset, read timeout, an
+                # unreadable body): the client cannot know whether that request was taken.
+                in_doubt = run.job_id in self.crashed or self._answer_lost(by_job.get(run.job_id, []))
+                allowed = {"DeadlineExceededError"} | ({"OutcomeUnknownError"} if in_doubt else set())
                 if run.operation == THROTTLED_FOREVER and (kind not in allowed or paid):
                     self._violation(f"{run.job_id}: throttled forever, ended {kind} with {len(paid)} paid")
                 if paid:
@@ -517,6 +521,14 @@ class _Engine:
                     continue
                 if any(part in ours for part in key.split("/")):
                     self.report.orphans.append(key)
+
+    def _answer_lost(self, entries: list[dict[str, Any]]) -> bool:
+        """Whether a fault kept one of these requests' answers from the client."""
+        return any(
+            self.fault_labels.get(str(fired).split(":", 1)[0]) in _ANSWER_LOST
+            for entry in entries
+            for fired in entry.get("faults") or []
+        )
 
     def _count_crashes(self, runs: list[JobRun], since: float) -> None:
         ours = {r.job_id for r in runs}
