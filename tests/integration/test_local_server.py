@@ -124,3 +124,53 @@ def test_an_app_failure_answers_500_and_closes(moto: MotoServer, monkeypatch: py
     response, kept = raw(moto, b"GET /anything HTTP/1.1\r\nHost: localhost\r\n\r\n")
     assert response.status == 500
     assert not kept
+
+
+def test_dynamodb_conditional_writes_are_atomic_under_concurrent_requests(moto: MotoServer) -> None:
+    """DynamoDB checks a condition and writes as one step: the semaphore's versioned put relies on
+    it. 6 threads x 20 versioned increments of one item must all land, none lost."""
+    import threading
+    import uuid
+
+    from botocore.exceptions import ClientError
+
+    table = f"t-{uuid.uuid4().hex[:8]}"  # moto's backends outlive each test's server
+    ddb = client(moto, "dynamodb")
+    ddb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.put_item(TableName=table, Item={"name": {"S": "n"}, "version": {"N": "0"}})
+
+    failures: list[Exception] = []
+
+    def increments(times: int) -> None:
+        mine = client(moto, "dynamodb")
+        done = 0
+        while done < times:
+            item = mine.get_item(TableName=table, Key={"name": {"S": "n"}}, ConsistentRead=True)["Item"]
+            version = int(item["version"]["N"])
+            try:
+                mine.put_item(
+                    TableName=table,
+                    Item={"name": {"S": "n"}, "version": {"N": str(version + 1)}},
+                    ConditionExpression="version = :v",
+                    ExpressionAttributeValues={":v": {"N": str(version)}},
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    failures.append(exc)
+                    return
+                continue
+            done += 1
+
+    threads = [threading.Thread(target=increments, args=(20,)) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    final = ddb.get_item(TableName=table, Key={"name": {"S": "n"}}, ConsistentRead=True)["Item"]
+    assert failures == []
+    assert int(final["version"]["N"]) == 6 * 20

@@ -41,6 +41,12 @@ __all__ = ["KeepAliveHandler", "MotoServer"]
 
 log = logging.getLogger(__name__)
 
+# DynamoDB makes a request's condition check and its write one atomic step per item; moto checks
+# and writes in Python with no lock, so two requests on one item could both pass their conditions
+# (a lost update: a released semaphore slot came back, the chaos test saw it). One DynamoDB request
+# at a time restores the guarantee (the interleaving of other services is unchanged).
+_DYNAMODB = threading.Lock()
+
 NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -69,6 +75,12 @@ class KeepAliveHandler(MotoRequestHandler):
         self._send(status, headers, body)
 
     def _call_app(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        if str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
+            with _DYNAMODB:
+                return self._run_app(environ)
+        return self._run_app(environ)
+
+    def _run_app(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         answer: list[Any] = []
         chunks: list[bytes] = []
 
