@@ -3,62 +3,25 @@ job's secret, and even then a result URL off the provider's result hosts is neve
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aws_xray_sdk.core  # noqa: F401 - opens its UDP socket on import: here, before sockets are blocked
 import pytest
-from picflow.aws.jobs import JobStore
+from callback_fakes import FakeServices, verdicts, waiting_job
 from picflow.entry.callbacks import CallbackOutcome, handle_callback
 
 SECRET = "per-job-secret-0123456789abcdef"
-TOKEN = "task-token-xyz"
-
-
-@dataclass
-class RecordingSfn:
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def send_task_success(self, **kwargs: Any) -> dict[str, Any]:
-        self.calls.append(("send_task_success", kwargs))
-        return {}
-
-    def send_task_failure(self, **kwargs: Any) -> dict[str, Any]:
-        self.calls.append(("send_task_failure", kwargs))
-        return {}
-
-
-@dataclass
-class FakeServices:
-    store: JobStore
-    sfn: RecordingSfn = field(default_factory=RecordingSfn)
-    clock: Any = field(default=lambda: 1_700_000_000.0)
 
 
 @pytest.fixture
 def svc(jobs_table: Any) -> FakeServices:
-    store = JobStore(jobs_table)
-    store.create(
-        {
-            "job_id": "job-1",
-            "operation": "segmentation",
-            "status": "RUNNING",
-            "callback_secret_sha256": hashlib.sha256(SECRET.encode()).hexdigest(),
-            "task_token": TOKEN,
-            "provider_task_id": "t-1",
-        }
-    )
-    return FakeServices(store)
+    return waiting_job(jobs_table, SECRET, provider_task_id="t-1")
 
 
 def done(image: str) -> bytes:
     return json.dumps({"status": 200, "data": {"task_id": "t-1", "state": 1, "image": image}}).encode()
-
-
-def verdicts(svc: FakeServices) -> list[str]:
-    return [entry["verdict"] for entry in (svc.store.get("job-1") or {}).get("callbacks", [])]
 
 
 @pytest.mark.parametrize(

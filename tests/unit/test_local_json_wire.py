@@ -15,6 +15,7 @@ import boto3
 from moto import mock_aws
 from moto.core.serialize import BaseJSONSerializer
 from picflow_cli.local import ddb_wire, json_wire
+from picflow_cli.waiting import Patience
 
 REGION = "us-east-1"
 DEFINITION = {
@@ -63,10 +64,13 @@ def reads(bodies: list[bytes]) -> list[Callable[[], Any]]:
     role = session.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     machine = sfn.create_state_machine(name="m", definition=json.dumps(DEFINITION), roleArn=role)
     execution = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="e", input='{"n": 2}')
-    deadline = time.monotonic() + 30
-    while sfn.describe_execution(executionArn=execution["executionArn"])["status"] == "RUNNING":
-        assert time.monotonic() < deadline, "the execution did not end"
-        time.sleep(0.05)  # polling a condition with a deadline, not a sleep as sync
+    arn = execution["executionArn"]
+    # Gives up only when the execution's history stops growing (a loaded machine is slow, not stuck).
+    patience = Patience("execution e still RUNNING", stall=30, cap=600)
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        patience.see(len(sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]))
+        patience.check()
+        time.sleep(0.05)  # the interval between looks at a condition, not a sleep as sync
     dynamodb = client("dynamodb")
     dynamodb.create_table(
         TableName="t",
@@ -93,7 +97,6 @@ def reads(bodies: list[bytes]) -> list[Callable[[], Any]]:
     events.put_rule(Name="rule", EventPattern=json.dumps({"source": ["picflow"]}))
     secrets = client("secretsmanager")
     secrets.create_secret(Name="s", SecretString="{}")
-    arn = execution["executionArn"]
     return [
         lambda: sfn.get_execution_history(executionArn=arn, maxResults=1000),
         lambda: sfn.get_execution_history(executionArn=arn, includeExecutionData=False),

@@ -1,20 +1,20 @@
 """The job steps' pure parts (Validate's payload) and picflow.entry.callbacks; the poll schedule's
 tests are tests/unit/test_polling.py.
 
-Callbacks run against a fake Services: the real JobStore on moto (table from template.yaml) and a
+Callbacks run against a fake Services (tests/unit/callback_fakes.py, shared with
+test_callback_trust.py): the real JobStore on moto (table from template.yaml) and a
 fake Step Functions client that records SendTaskSuccess/SendTaskFailure.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from picflow.aws.jobs import JobStore
+from callback_fakes import TOKEN, FakeServices, verdicts, waiting_job
 from picflow.core.catalogue import Provider
 from picflow.core.errors import (
     DeadlineExceededError,
@@ -58,53 +58,11 @@ def test_state_from_event_without_request_is_just_the_names() -> None:
 # --- callbacks -----------------------------------------------------------------------------
 
 SECRET = "s3cr3t-per-job-token-urlsafe"
-TOKEN = "task-token-abc"
-
-
-@dataclass
-class FakeSfn:
-    """Records the task-token calls; ``error`` makes them fail the way Step Functions does."""
-
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    error: str | None = None
-
-    def _call(self, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append((name, kwargs))
-        if self.error:
-            raise ClientError({"Error": {"Code": self.error, "Message": "x"}}, name)
-        return {}
-
-    def send_task_success(self, **kwargs: Any) -> dict[str, Any]:
-        return self._call("send_task_success", kwargs)
-
-    def send_task_failure(self, **kwargs: Any) -> dict[str, Any]:
-        return self._call("send_task_failure", kwargs)
-
-    def send_task_heartbeat(self, **kwargs: Any) -> dict[str, Any]:
-        return self._call("send_task_heartbeat", kwargs)
-
-
-@dataclass
-class FakeServices:
-    store: JobStore
-    sfn: FakeSfn = field(default_factory=FakeSfn)
-    clock: Any = field(default=lambda: 1_700_000_000.0)
 
 
 @pytest.fixture
 def svc(jobs_table: Any) -> FakeServices:
-    store = JobStore(jobs_table)
-    store.create(
-        {
-            "job_id": "job-1",
-            "operation": "segmentation",
-            "status": "RUNNING",
-            "callback_secret_sha256": hashlib.sha256(SECRET.encode()).hexdigest(),
-            "task_token": TOKEN,
-            "polls": 2,
-        }
-    )
-    return FakeServices(store)
+    return waiting_job(jobs_table, SECRET, polls=2)
 
 
 def body(state: int, **data: Any) -> bytes:
@@ -118,11 +76,6 @@ def callback(
     svc: FakeServices, raw: bytes = DONE, *, secret: str = SECRET, job_id: str = "job-1"
 ) -> CallbackOutcome:
     return handle_callback(job_id, secret, raw, svc)
-
-
-def verdicts(svc: FakeServices) -> list[str]:
-    job = svc.store.get("job-1") or {}
-    return [entry["verdict"] for entry in job.get("callbacks", [])]
 
 
 def test_handle_callback_done_sends_task_success_once_with_the_parsed_status(svc: FakeServices) -> None:
