@@ -128,19 +128,23 @@ _HEAD = (
 _HANDLER_HEAD = "S3 = svc.s3\n" + _HEAD
 _BARE_HEAD = "S3 = s3\n" + _HEAD
 # By functions/<name>: what its first invocation does once (see the module docstring), then its first
-# AWS call. Operations: a submit (a status check needs less: no params model, no S3).
+# AWS call. Operations: a submit (a status check needs less: no S3).
 FIRST_CALL: dict[str, str] = {
     "validate": _SVC
     + "svc.store; svc.s3; svc.cache; svc.durations; svc.semaphore\n"
     + "from picflow.core.catalogue import validate_params\nvalidate_params('segmentation', {})\n"
     + _IMAGE
     + _GET_JOB,
+    # A submit sends the params Validate checked and handed on (CheckedParams: no params model).
     "operations": _SVC
     + "svc.store; svc.s3; svc.semaphore; svc.cache\n"
-    + "from picflow.core.catalogue import validate_params\nvalidate_params('segmentation', {})\n"
+    + "from picflow.core.catalogue import CheckedParams, get_operation\n"
+    + "from picflow.providers import taskpic\n"
+    + "taskpic.TaskPicClient._param_values(get_operation('segmentation'),"
+    + " CheckedParams('segmentation', {'output_type': 2, 'crop': 0, 'format': 'png'}))\n"
     # The secrets client load_credentials() reads the provider keys with (no GetSecretValue here).
     + "from picflow.providers import registry\nregistry._secrets()\n"
-    + "from picflow.providers import taskpic\nsvc.providers.downloads()\n"
+    + "svc.providers.downloads()\n"
     + _GET_JOB,
     "collect": _SVC
     + "svc.store; svc.s3; svc.cache; svc.durations; svc.semaphore; svc.providers.downloads()\n"
@@ -348,8 +352,23 @@ def measure(
     return float(init), float(total), modules
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated functions/<name> directories to measure (e.g. operations,api); all by default",
+    )
+    args = parser.parse_args(argv)
     entries = entry_points()
+    if args.only:
+        wanted = {name.strip() for name in args.only.split(",") if name.strip()}
+        unknown = wanted - {path.parent.name for _, path, _ in entries}
+        if unknown:
+            parser.error(f"no such function: {', '.join(sorted(unknown))}")
+        entries = [entry for entry in entries if entry[1].parent.name in wanted]
     bare_of = {label: BARE_CALL.get(path.parent.name, _BARE_GET_JOB) for label, path, _ in entries}
     variants = sorted(set(bare_of.values()))
     server, endpoint = start_moto()

@@ -16,7 +16,7 @@ import pytest
 import respx
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from picflow.core.catalogue import MB, OPERATIONS, Provider, ResultKind, TaskState
+from picflow.core.catalogue import MB, OPERATIONS, CheckedParams, Provider, ResultKind, TaskState
 from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
@@ -242,6 +242,41 @@ def test_submit_params_model_instance_is_accepted(client, router):
     client.submit("vectorize", params, png())
 
     assert fields(route.calls.last.request)["color_count"] == "16"
+
+
+@pytest.mark.parametrize(
+    ("operation", "raw"),
+    [
+        ("redraw", {}),
+        ("redraw", {"steps": 25, "upscale": 2, "s_noise": 1.05, "high_fidelity": "true", "prompt": " sky "}),
+        ("vectorize", {"color_count": "9"}),
+        ("seamless", {"fit": 0.3, "direction": "2", "expand_top": 0.1}),
+        ("expand_image", {"expand_left": 0.2}),
+        ("remove_fabric", {}),
+    ],
+)
+def test_submit_checked_params_sent_as_the_model_they_came_from_would_be(client, router, operation, raw):
+    # A submit sends Validate's dump (CheckedParams, through JSON as Step Functions passes it)
+    # without building the model again: the same form fields, defaults included.
+    route = router.post(OPERATIONS[operation].endpoint).mock(return_value=answer(SUBMITTED))
+    model = OPERATIONS[operation].params.model_validate(raw)
+    dumped = json.loads(json.dumps(model.model_dump(mode="json", exclude_none=True)))
+
+    client.submit(operation, model, png())
+    client.submit(operation, CheckedParams(operation, dumped), png())
+
+    first, second = (fields(call.request) for call in route.calls)
+    assert first == second
+
+
+def test_submit_checked_params_of_another_operation_refused(client, router):
+    route = router.route().mock(return_value=answer(SUBMITTED))
+
+    with pytest.raises(ParamValidationError) as caught:
+        client.submit("vectorize", CheckedParams("redraw", {"color_count": 5}), png())
+
+    assert caught.value.field == "params"
+    assert route.call_count == 0
 
 
 def test_submit_values_form_encoded_like_httpx_but_integral_floats_without_point(client, router):

@@ -18,7 +18,15 @@ import pytest
 import respx
 from hypothesis import given
 from hypothesis import strategies as st
-from picflow.core.catalogue import SPECS, Provider, ResultKind, TaskState, get_operation
+from picflow.core.catalogue import (
+    SPECS,
+    CheckedParams,
+    Provider,
+    ResultKind,
+    TaskState,
+    get_operation,
+    validate_params,
+)
 from picflow.core.errors import (
     AuthError,
     InvalidRequestError,
@@ -269,6 +277,48 @@ def test_submit_params_model_instance_is_sent_as_given(
     client.submit("segmentation", SegmentationParams(output_type=3), url_image())
 
     assert text_fields(parts(route.calls.last.request))["output_type"] == "3"
+
+
+@pytest.mark.parametrize(
+    ("operation", "raw"),
+    [
+        ("segmentation", {}),
+        (
+            "segmentation",
+            {"type": "person", "output_type": "1", "crop": 1, "format": "jpg", "bg_color": "00ff00"},
+        ),
+        ("background", {"prompt": " a beach ", "batch_size": 3}),
+        ("idphoto", {"size": "300x400", "format": "jpg", "bg_color": "FFFFFF"}),
+    ],
+)
+def test_submit_checked_params_sent_as_the_model_they_came_from_would_be(
+    client: TaskPicClient, router: respx.MockRouter, operation: str, raw: dict[str, Any]
+) -> None:
+    # A submit sends Validate's dump (CheckedParams) without building the model again.
+    route = router.post(get_operation(operation).endpoint).mock(return_value=ok(task(0)))
+    model = validate_params(operation, raw)
+    dumped = json.loads(
+        json.dumps(model.model_dump(mode="json", exclude_none=True))
+    )  # as Step Functions passes it
+    checked = CheckedParams(operation, dumped)
+
+    client.submit(operation, model, url_image())
+    client.submit(operation, checked, url_image())
+
+    first, second = (text_fields(parts(call.request)) for call in route.calls)
+    assert first == second
+
+
+def test_submit_checked_params_of_another_operation_refused(
+    client: TaskPicClient, router: respx.MockRouter
+) -> None:
+    route = router.route().mock(return_value=ok(task(0)))
+
+    with pytest.raises(ParamValidationError) as caught:
+        client.submit("background", CheckedParams("segmentation", {"output_type": 2}), url_image())
+
+    assert caught.value.field == "params"
+    assert route.call_count == 0
 
 
 # --- validation before any network call ----------------------------------------------------

@@ -24,7 +24,7 @@ import pytest
 import respx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from picflow.core.catalogue import Provider, ResultKind, TaskState, validate_params
+from picflow.core.catalogue import CheckedParams, Provider, ResultKind, TaskState, validate_params
 from picflow.core.errors import (
     AuthError,
     ConcurrencyLimitedError,
@@ -364,6 +364,47 @@ def test_replace_background_params_model_instance_accepted(router: respx.MockRou
     params = validate_params("replace_background", {"prompt": "p", "resolution": "1920:1080"})
     make_client().replace_background(params, PRODUCT)
     assert sent_json(route)["Resolution"] == "1920:1080"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"prompt": "彩色"},
+        {
+            "prompt": "BackgroundTemplate",
+            "background_template": "t1",
+            "negative_prompt": "no",
+            "product": "cup",
+            "mask_url": "https://example.com/m.png",
+            "resolution": "1920:1080",
+            "logo_add": "0",
+            "logo_param": {
+                "logo_url": "https://example.com/l.png",
+                "logo_rect": {"x": 1, "y": 2, "width": 3, "height": 4},
+            },
+            "rsp_img_type": "url",
+        },
+    ],
+)
+def test_replace_background_checked_params_sent_as_the_model_they_came_from_would_be(
+    router: respx.MockRouter, raw: dict[str, Any]
+) -> None:
+    # A submit sends Validate's dump (CheckedParams) without building the model again.
+    route = router.post("/").mock(return_value=success())
+    model = validate_params("replace_background", raw)
+    dumped = json.loads(json.dumps(model.model_dump(mode="json", exclude_none=True)))
+    make_client().replace_background(model, PRODUCT)
+    from_model = sent_json(route)
+    make_client().replace_background(CheckedParams("replace_background", dumped), PRODUCT)
+    assert sent_json(route) == from_model
+
+
+def test_replace_background_checked_params_of_another_operation_refused(router: respx.MockRouter) -> None:
+    route = router.post("/").mock(return_value=success())
+    with pytest.raises(ParamValidationError) as caught:
+        make_client().replace_background(CheckedParams("background", {"prompt": "p"}), PRODUCT)
+    assert caught.value.field == "params"
+    assert not route.called
 
 
 # --- validation before any network call --------------------------------------------------

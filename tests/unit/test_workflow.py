@@ -509,6 +509,32 @@ def test_a_polled_job_whose_answer_was_lost_waits_for_the_callback_and_collects_
     assert (done["state"], done["task_id"]) == ("done", "t-1")
 
 
+def test_submit_hands_the_provider_the_params_validate_checked_as_they_are(
+    svc: FakeServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Validate checked the params against the model and handed on its dump: Submit does not build
+    # the model again (pydantic is ~65 ms of a cold submit), the client sends the values as given.
+    from picflow.core.catalogue import CheckedParams
+
+    monkeypatch.delenv("PICFLOW_CALLBACK_BASE_URL", raising=False)
+    taskpic = LosingTaskPic()
+    received: list[Any] = []
+
+    def record(operation: str, params: Any, image: Any, **kwargs: Any) -> Submission:
+        received.append(params)
+        return taskpic.submit(operation, params, image, **kwargs)
+
+    client = type("Client", (), {"submit": staticmethod(record)})()
+    svc.providers = type("Registry", (), {"client": lambda self, provider: client})()  # type: ignore[attr-defined]
+    svc.s3 = FakeS3()  # type: ignore[attr-defined]
+    state = _poll_state() | {"params": {"output_type": 3, "crop": 0, "format": "png"}}
+
+    with pytest.raises(OutcomeUnknownError):
+        submit("segmentation", state, svc=svc)  # type: ignore[arg-type]
+
+    assert received == [CheckedParams("segmentation", {"output_type": 3, "crop": 0, "format": "png"})]
+
+
 def test_a_polled_job_without_callbacks_configured_still_fails_a_lost_answer(
     svc: FakeServices, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from picflow.aws.jobs import JobStore
 from picflow.aws.semaphore import Semaphore
 from picflow.core import config
+from picflow.core.warm import long_lived
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -83,35 +84,28 @@ class Services:
     @property
     def s3(self) -> S3Client:
         if self._s3 is None:
-            import boto3
-
-            self._s3 = boto3.client("s3")
+            self._s3 = _client("s3")
         return self._s3
 
     @property
     def presigner(self) -> S3Client:
         """An S3 client for presigned URLs: SigV4 always (boto3 may still pick SigV2 for S3)."""
         if self._presigner is None:
-            import boto3
             from botocore.config import Config
 
-            self._presigner = boto3.client("s3", config=Config(signature_version="s3v4"))
+            self._presigner = _client("s3", config=Config(signature_version="s3v4"))
         return self._presigner
 
     @property
     def sfn(self) -> SFNClient:
         if self._sfn is None:
-            import boto3
-
-            self._sfn = boto3.client("stepfunctions")
+            self._sfn = _client("stepfunctions")
         return self._sfn
 
     @property
     def events(self) -> EventBridgeClient:
         if self._events is None:
-            import boto3
-
-            self._events = boto3.client("events")
+            self._events = _client("events")
         return self._events
 
     @property
@@ -125,9 +119,7 @@ class Services:
     def _table(self, name_variable: str) -> Any:
         # One DynamoDB client for the jobs, cache and coordination tables.
         if self._dynamodb is None:
-            import boto3
-
-            self._dynamodb = boto3.client("dynamodb")
+            self._dynamodb = _client("dynamodb")
             _with_python_values(self._dynamodb)
         return DynamoTable(self._dynamodb, config.env(name_variable))
 
@@ -178,6 +170,14 @@ class DynamoTable:
 
     def scan(self, **kwargs: Any) -> Any:
         return self._client.scan(TableName=self.name, **kwargs)
+
+
+def _client(service: str, **kwargs: Any) -> Any:
+    """A boto3 client of the default session, built as the container's (picflow.core.warm.long_lived)."""
+    import boto3
+
+    with long_lived():
+        return boto3.client(service, **kwargs)  # type: ignore[call-overload]
 
 
 def _with_python_values(client: Any) -> None:

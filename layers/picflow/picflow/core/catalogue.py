@@ -16,7 +16,8 @@ table on every invocation but never validates params, and pydantic with the mode
 a cold start (bench/coldstart.py). An entry's ``params`` model is imported on first use.
 
 Validation happens here, before any network call: :func:`validate_params` returns the typed
-params model or raises :class:`ParamValidationError` naming the field and the rule;
+params model or raises :class:`ParamValidationError` naming the field and the rule (what Validate
+hands on is the model's dump, which a submit takes as :class:`CheckedParams`, without pydantic);
 :func:`choose_style` is the mode rule and :meth:`InputLimits.check_size` the size rule, for
 every way in. ``sync``/``callback_url`` (task/pic) and the image inputs (``image_file``/
 ``image_url``, ``ProductUrl``, ``input_image``) are not user params: picflow chooses the
@@ -40,6 +41,7 @@ __all__ = [
     "MB",
     "OPERATIONS",
     "SPECS",
+    "CheckedParams",
     "Cost",
     "InputLimits",
     "Operation",
@@ -454,6 +456,32 @@ def validate_params(operation: str | Operation, raw: Mapping[str, Any] | None) -
         raise ParamValidationError(
             f"{op.name}: {field}: {first['msg']}", field=field, rule=rule, operation=op.name
         ) from None
+
+
+@dataclass(frozen=True)
+class CheckedParams:
+    """``operation``'s params as Validate checked them against its model and handed them on in the
+    job's state: ``model_dump(mode="json", exclude_none=True)``, defaults filled in.
+
+    A submit passes these to the provider client as they are, which sends ``values`` without
+    building the model again: the rules live in :mod:`picflow.core.params` alone, applied once per
+    job by Validate, and the submit's cold start does not load pydantic and the models (~65 ms,
+    bench/coldstart.py). A client refuses another operation's.
+    """
+
+    operation: str
+    values: Mapping[str, Any]
+
+    def for_operation(self, operation: str) -> Mapping[str, Any]:
+        """The values, if these are ``operation``'s params (else a :class:`ParamValidationError`)."""
+        if self.operation != operation:
+            raise ParamValidationError(
+                f"{operation} takes its own params, not {self.operation}'s",
+                field="params",
+                rule=f"the params of {operation}",
+                operation=operation,
+            )
+        return self.values
 
 
 def choose_style(op: Operation, mode: str, *, callbacks: bool) -> Style:

@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, Self
 if TYPE_CHECKING:
     import httpx
 
+    from picflow.core.catalogue import CheckedParams
     from picflow.core.params import Params
     from picflow.core.tasks import Submission, TaskStatus
 
@@ -88,7 +89,7 @@ class ProviderClient(Protocol):
     def submit(
         self,
         operation: str,
-        params: Params | Mapping[str, Any],
+        params: Params | CheckedParams | Mapping[str, Any],
         image: ImageInput,
         *,
         sync: bool = False,

@@ -24,6 +24,7 @@ import httpx
 
 from picflow.core.catalogue import (
     SPECS,
+    CheckedParams,
     Operation,
     Provider,
     ResultKind,
@@ -109,7 +110,7 @@ class HdRedrawClient:
     def submit(
         self,
         operation: str,
-        params: Params | Mapping[str, Any],
+        params: Params | CheckedParams | Mapping[str, Any],
         image: ImageInput,
         *,
         sync: bool = False,
@@ -131,16 +132,11 @@ class HdRedrawClient:
                 rule=f"provider {PROVIDER}",
                 operation=op.name,
             )
-        # Only a submit needs the models (pydantic): status reads do not load them.
-        from picflow.core.params import Params
-
-        # Re-validate a Params instance too: it may be another operation's model.
-        raw = params.model_dump() if isinstance(params, Params) else params
-        valid = validate_params(op, raw)
+        values = self._param_values(op, params)
         upload = _upload_file(op, image)
         # Every param is sent, defaults included: the document marks most as required.
         fields = {"user_key": self._user_key.reveal()}
-        fields.update((name, _form_value(value)) for name, value in valid.model_dump().items())
+        fields.update((name, _form_value(value)) for name, value in values.items())
         request = self._http.build_request(
             "POST",
             op.endpoint,
@@ -153,6 +149,21 @@ class HdRedrawClient:
             # err_code 0 means the vendor accepted (and billed) a task we cannot follow.
             raise OutcomeUnknownError("accepted without a task_id", provider=PROVIDER, code="NoTaskId")
         return Submission(provider=PROVIDER, task_id=str(task_id), balance=_balance(body))
+
+    @staticmethod
+    def _param_values(op: Operation, params: Params | CheckedParams | Mapping[str, Any]) -> Mapping[str, Any]:
+        """Every param with its default: Validate's checked values as they are, else validated.
+
+        (These models have no field that may be None: the checked values, dumped without None,
+        hold every field too.)"""
+        if isinstance(params, CheckedParams):
+            return params.for_operation(op.name)
+        # Only a submit of unchecked params needs the models (pydantic): status reads do not load them.
+        from picflow.core.params import Params
+
+        # Re-validate a Params instance too: it may be another operation's model.
+        raw = params.model_dump() if isinstance(params, Params) else params
+        return validate_params(op, raw).model_dump()
 
     def status(self, task_id: str, *, operation: str | None = None) -> TaskStatus:
         """The task's state and, once done, its results and the balance left (any operation's)."""

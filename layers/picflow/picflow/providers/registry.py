@@ -20,6 +20,7 @@ import httpx
 from picflow.core import config
 from picflow.core.catalogue import SPECS, Provider, Style
 from picflow.core.errors import InvalidRequestError
+from picflow.core.warm import long_lived
 from picflow.net.http import DEFAULT_TIMEOUT, build_client
 from picflow.providers.base import ProviderClient, Secret
 
@@ -68,7 +69,8 @@ def _secrets() -> SecretsProvider:
 
     # Left to itself powertools builds its client from a new boto3.Session, which loads botocore's
     # endpoint and model data a second time (~70 ms of a cold start): use the default session's.
-    return SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+    with long_lived():
+        return SecretsProvider(boto3_client=boto3.client("secretsmanager"))
 
 
 def load_credentials() -> Credentials:
@@ -122,12 +124,13 @@ class Registry:
 @functools.cache
 def _pooled_client(base_url: str, read_timeout: float) -> httpx.Client:
     timeout = DEFAULT_TIMEOUT
-    return build_client(
-        base_url,
-        timeout=httpx.Timeout(
-            connect=timeout.connect, read=read_timeout, write=timeout.write, pool=timeout.pool
-        ),
-    )
+    with long_lived():  # kept for the container, with its TLS context (and httpcore, imported by the first)
+        return build_client(
+            base_url,
+            timeout=httpx.Timeout(
+                connect=timeout.connect, read=read_timeout, write=timeout.write, pool=timeout.pool
+            ),
+        )
 
 
 @functools.cache

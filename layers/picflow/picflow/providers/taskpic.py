@@ -27,6 +27,7 @@ import httpx
 
 from picflow.core.catalogue import (
     SPECS,
+    CheckedParams,
     Operation,
     Provider,
     ResultKind,
@@ -120,7 +121,7 @@ class TaskPicClient:
     def submit(
         self,
         operation: str,
-        params: Params | Mapping[str, Any],
+        params: Params | CheckedParams | Mapping[str, Any],
         image: ImageInput,
         *,
         sync: bool = False,
@@ -142,8 +143,7 @@ class TaskPicClient:
                 rule="a task/pic operation",
                 operation=op.name,
             )
-        checked = self._check_params(op, params)
-        fields = {name: str(value) for name, value in checked.model_dump(exclude_none=True).items()}
+        fields = {name: str(value) for name, value in self._param_values(op, params).items()}
         fields["sync"] = "1" if sync else "0"
         if callback_url is not None:
             fields["callback_url"] = _checked_url(callback_url, "callback_url", op.name)
@@ -211,8 +211,15 @@ class TaskPicClient:
         return {"Authorization": f"Bearer {self._token.reveal()}"}
 
     @staticmethod
+    def _param_values(op: Operation, params: Params | CheckedParams | Mapping[str, Any]) -> Mapping[str, Any]:
+        """The params to send, None left out: Validate's checked values as they are, else validated."""
+        if isinstance(params, CheckedParams):
+            return params.for_operation(op.name)
+        return TaskPicClient._check_params(op, params).model_dump(exclude_none=True)
+
+    @staticmethod
     def _check_params(op: Operation, params: Params | Mapping[str, Any]) -> Params:
-        # Only a submit needs the models (pydantic): status reads do not load them.
+        # Only a submit of unchecked params needs the models (pydantic): status reads do not load them.
         from picflow.core.params import Params
 
         if isinstance(params, Params):

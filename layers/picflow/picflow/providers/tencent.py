@@ -23,7 +23,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from picflow.core.catalogue import OPERATIONS, Provider, ResultKind, TaskState, choose_style, validate_params
+from picflow.core.catalogue import (
+    OPERATIONS,
+    CheckedParams,
+    Provider,
+    ResultKind,
+    TaskState,
+    choose_style,
+    validate_params,
+)
 from picflow.core.errors import (
     AuthError,
     ConcurrencyLimitedError,
@@ -203,7 +211,7 @@ class TencentClient:
     def submit(
         self,
         operation: str,
-        params: Params | Mapping[str, Any],
+        params: Params | CheckedParams | Mapping[str, Any],
         image: ImageInput,
         *,
         sync: bool = True,
@@ -235,7 +243,11 @@ class TencentClient:
         )
 
     def replace_background(
-        self, params: Params | Mapping[str, Any], product_url: str, *, workdir: str | None = None
+        self,
+        params: Params | CheckedParams | Mapping[str, Any],
+        product_url: str,
+        *,
+        workdir: str | None = None,
     ) -> Submission:
         """Replace the background of the product at ``product_url``; one paid, synchronous call.
 
@@ -244,11 +256,12 @@ class TencentClient:
         returns one, the mask. Raises :class:`ParamValidationError` before any network call,
         else the error :func:`error_class` names for Tencent's code.
         """
-        checked = self._validate(params)
+        values = self._param_values(params)
+        logo = values.get("logo_param") or {}
         _require_http_url(product_url, "product_url")
-        _require_http_url(checked.mask_url, "mask_url")
-        _require_http_url(checked.logo_param.logo_url if checked.logo_param else None, "logo_param.logo_url")
-        body = {"ProductUrl": product_url, **_pascal(checked.model_dump(exclude_none=True))}
+        _require_http_url(values.get("mask_url"), "mask_url")
+        _require_http_url(logo.get("logo_url"), "logo_param.logo_url")
+        body = {"ProductUrl": product_url, **_pascal(dict(values))}
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         request = self._signed_request(payload)
         response = send(
@@ -258,6 +271,13 @@ class TencentClient:
             return self._answer(response, workdir)
         finally:
             response.close()
+
+    @staticmethod
+    def _param_values(params: Params | CheckedParams | Mapping[str, Any]) -> Mapping[str, Any]:
+        """The params to send, None left out: Validate's checked values as they are, else validated."""
+        if isinstance(params, CheckedParams):
+            return params.for_operation(OPERATION)
+        return TencentClient._validate(params).model_dump(exclude_none=True)
 
     @staticmethod
     def _validate(params: Params | Mapping[str, Any]) -> ReplaceBackgroundParams:
