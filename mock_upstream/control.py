@@ -333,6 +333,7 @@ async def task(mock: Mock, request: Request) -> Response:
             "account": found.account,
             "created_at": found.created_at,
             "finished_at": found.finished_at,
+            "ended_at": found.ended_at,
             "rendered": found.rendered,
             "polls": found.polls,
             "scenario": asdict(found.scenario),

@@ -216,6 +216,7 @@ class Mock:
         """End a task now: publish its result files (on success) and mark its callback due."""
         if task.finished_at is not None:
             return
+        task.ended_at = self.state.clock.now()
         # The scheduled end, not when a sweep happened to notice it, so times are deterministic.
         if task.scenario.seconds is not None:
             task.finished_at = min(self.state.clock.now(), task.created_at + task.scenario.seconds)

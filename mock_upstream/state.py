@@ -176,6 +176,9 @@ class Task:
     forced_failure: tuple[int | str | None, str | None] | None = None
     polls: int = 0
     finished_at: float | None = None
+    # When the mock really offered the result (finish() ran), on its clock: `finished_at` is the
+    # scheduled end, which for an instant scenario is the submit time even if the render ran late.
+    ended_at: float | None = None
     urls: dict[str, str] = field(default_factory=dict)
     callback_url: str | None = None
     callback_due: bool = False

@@ -40,6 +40,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote
@@ -496,8 +497,27 @@ class _Engine:
             # Tencent is synchronous, its answer was the only copy.
             return f"{cause}: Tencent answer read, results not stored (sync: the only copy)", False
         # The task was known and ended done at the mock (every chaos task succeeds).
+        if (
+            not delivered
+            and error.get("type") == "DeadlineExceededError"
+            and not self._offered_in_time(task_id, record)
+        ):
+            # The provider had nothing to give before the job's deadline (its render ended later,
+            # e.g. starved on a loaded machine): the deadline, not a lost result, ended the job.
+            return f"{cause}: task still running at the job's deadline", False
         how = "its callback came" if delivered else "task known to the job"
         return f"{cause}: {how}, result not collected", True
+
+    def _offered_in_time(self, task_id: str, record: Mapping[str, Any]) -> bool:
+        """Whether the mock offered the task's result (its `ended_at`, on the mock's running
+        clock, anchored to wall time at reset) before the job's deadline (validated_at + the
+        deadline the run configured)."""
+        ended = self.mock.task(task_id).get("ended_at") if task_id else None
+        validated = record.get("validated_at")
+        if ended is None or not validated:
+            return ended is not None
+        deadline = datetime.fromisoformat(str(validated)).timestamp() + self.settings.job_deadline
+        return float(ended) < deadline
 
     def _check_orphans(self, runs: list[JobRun]) -> None:
         """Every object in the output bucket of this run's jobs is listed by a SUCCEEDED job's

@@ -76,6 +76,7 @@ def test_status_answers_arrive_while_a_heavy_render_is_running(client, mock_upst
     pool = mock_upstream.renders()
     assert (pool["running"], pool["started"]) == (1, 1)
     assert mock_upstream.task(heavy["task_id"])["rendered"] is False
+    assert mock_upstream.task(heavy["task_id"])["ended_at"] is None  # nothing offered yet
 
     # AND once released, the render ends the task with its result
     mock_upstream.release_renders()
@@ -85,6 +86,10 @@ def test_status_answers_arrive_while_a_heavy_render_is_running(client, mock_upst
     states = [poll(client, heavy["task_id"])["state"] for _ in range(3)]
     assert states[-1] == 1
     assert 1 not in states[:-1]
+    # the control API says when the result was first offered (the chaos bench's deadline test)
+    task = mock_upstream.task(heavy["task_id"])
+    assert task["ended_at"] is not None
+    assert task["ended_at"] >= task["created_at"]
 
 
 def test_sync_submit_waits_for_a_held_render_and_answers_with_its_result(client, mock_upstream, png):
