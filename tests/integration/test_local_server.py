@@ -7,6 +7,7 @@ Over loopback to a MotoServer in this process: boto3 calls (S3 with a body big e
 from __future__ import annotations
 
 import http.client
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -174,3 +175,13 @@ def test_dynamodb_conditional_writes_are_atomic_under_concurrent_requests(moto: 
     final = ddb.get_item(TableName=table, Key={"name": {"S": "n"}}, ConsistentRead=True)["Item"]
     assert failures == []
     assert int(final["version"]["N"]) == 6 * 20
+
+
+def test_answers_go_out_with_nagle_off(moto: MotoServer, connections: list[object]) -> None:
+    # With Nagle's algorithm on, an answer's body (its second write) waited for the client's delayed
+    # ACK of its head: >= 40 ms a call on Linux, however little moto did.
+    client(moto, "s3").list_buckets()
+    assert connections
+    for handler in connections:
+        assert isinstance(handler, local_server.KeepAliveHandler)
+        assert handler.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

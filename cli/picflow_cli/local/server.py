@@ -48,12 +48,18 @@ log = logging.getLogger(__name__)
 _DYNAMODB = threading.Lock()
 
 NO_BODY_STATUSES = frozenset({204, 304})
+POLL = 0.05  # seconds between the server loop's looks at a stop request
 
 
 class KeepAliveHandler(MotoRequestHandler):
     """moto's request handler, answering on a connection that stays open (HTTP/1.1)."""
 
     protocol_version = "HTTP/1.1"
+    # An answer goes out as two writes (head, then body). With Nagle's algorithm on, the body waits
+    # for the client's ACK of the head, which the client delays (40 ms on Linux): every AWS call
+    # with a body took >= 40 ms however little moto did (`make demo`'s 48 Lambda configuration
+    # calls, ~2 s). The SDKs' own sockets set TCP_NODELAY already.
+    disable_nagle_algorithm = True
 
     def run_wsgi(self) -> None:
         # http.server's parse_request has answered ``Expect: 100-continue`` already.
@@ -150,7 +156,11 @@ class MotoServer:
         self._server = make_server(
             self.host, self._port, app, threaded=True, request_handler=KeepAliveHandler
         )
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+        # The loop sees stop()'s request at its next poll: socketserver's 0.5 s was up to half a
+        # second of every stack's stop (`make demo`, each e2e test's stack).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": POLL}, name="moto-server", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
