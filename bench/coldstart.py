@@ -35,6 +35,9 @@ GetItem answering 404). The baseline's "+ call" column is the same process as th
 that same AWS call made by bare boto3 (BARE_CALL: a DynamoDB client and its GetItem, or the S3
 client's HeadObject). Provider calls are not made. So nothing moved out of init into the first
 invocation can hide: that column is the cold start a first request sees, as far as our code goes.
+
+``--only operations,api`` (names of ``functions/`` directories) measures those functions alone, with
+their baseline runs; the exit status then speaks for them only.
 """
 
 from __future__ import annotations
