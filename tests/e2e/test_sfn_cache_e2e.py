@@ -1,5 +1,6 @@
-"""The local stack parses a state machine definition once (picflow_cli.local.sfn_cache): a second
-execution reuses the parsed program, a changed definition is parsed again and runs as changed."""
+"""The local stack parses a state machine definition once (picflow_cli.local.sfn_cache): the parse
+that validates it at CreateStateMachine is the program its executions run, a changed definition is
+parsed again (by UpdateStateMachine's validation) and runs as changed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 pytestmark = pytest.mark.e2e
 
@@ -29,12 +31,13 @@ def test_a_definition_is_parsed_once_and_again_when_it_changes(system):
     programs = system.stack.programs
     assert programs is not None
     name = f"cache-{uuid.uuid4().hex[:10]}"
+    before = programs.parses
+
+    # GIVEN a new definition, created and run once: parsed once
     arn = system.sfn.create_state_machine(name=name, definition=json.dumps(passes(name)), roleArn=role)[
         "stateMachineArn"
     ]
-
-    # GIVEN one execution of a new definition: parsed once
-    before = programs.parses
+    assert programs.parses == before + 1  # the validation's parse, kept
     assert run(system, arn) == {"said": name}
     assert programs.parses == before + 1
 
@@ -46,3 +49,13 @@ def test_a_definition_is_parsed_once_and_again_when_it_changes(system):
     system.sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(passes("changed")))
     assert run(system, arn) == {"said": "changed"}
     assert programs.parses == before + 2
+
+
+def test_a_definition_that_does_not_parse_is_refused_as_before(system):
+    role = system.sfn.describe_state_machine(stateMachineArn=system.info.job_state_machine_arn)["roleArn"]
+    broken = {"StartAt": "Nowhere", "States": {"Say": {"Type": "Task"}}}
+    # moto's own InvalidDefinition answer (its server sends it without an error code)
+    with pytest.raises(ClientError, match="No Resource declaration in State Task"):
+        system.sfn.create_state_machine(
+            name=f"broken-{uuid.uuid4().hex[:10]}", definition=json.dumps(broken), roleArn=role
+        )

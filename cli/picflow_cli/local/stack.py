@@ -35,7 +35,11 @@ moto leaves (shared/offline-aws.md) are filled after ``create_stack``, each in o
     so each AWS call paid a TCP connect and a server thread → :mod:`picflow_cli.local.server`
     serves moto's own app with keep-alive connections;
 17. moto asks its attribute picker for every member of every structure it answers (a history
-    event has ~60) → :mod:`picflow_cli.local.json_wire` writes plain dicts directly (same bytes).
+    event has ~60) → :mod:`picflow_cli.local.json_wire` writes plain dicts directly (same bytes);
+18. decoding the template and the SAM transform were ~1.2 s of each start (mostly importing
+    cfn-lint and aws-sam-translator) → :mod:`picflow_cli.local.template_cache` keeps both answers
+    on disk by the content they were made from; moto validates each definition by parsing it →
+    the parse goes into ``sfn_cache``, so it is the one the executions run.
 
 What the stack enforces and what it does not: ``docs/local-stack.md``.
 
@@ -61,7 +65,7 @@ from urllib.parse import urlsplit
 
 from picflow.core.catalogue import SPECS
 
-from picflow_cli.local import ddb_wire, iam, json_wire, routing, sfn_cache, sfn_rules
+from picflow_cli.local import ddb_wire, iam, json_wire, routing, sfn_cache, sfn_rules, template_cache
 from picflow_cli.local.runtime import (
     FunctionSpec,
     LambdaRuntime,
@@ -286,6 +290,7 @@ class LocalStack:
         self.secret_arns: dict[str, str] = {}
         self.iam = iam.Registry()  # who may call what (filled once deployed)
         self.timings: dict[str, float] = {}  # start()'s phases, wall seconds (demo's breakdown)
+        self._clients: dict[tuple[str, str], Any] = {}  # (service, moto URL) -> boto3 client
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -357,6 +362,7 @@ class LocalStack:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        self._clients.clear()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -382,10 +388,19 @@ class LocalStack:
         return None
 
     def client(self, service: str) -> Any:
+        """A client of the stack's moto server, one a service: building one loads its service model
+        (~10-30 ms of CPU), which each wait, API key lookup and deploy step paid; calls on one
+        client are thread-safe."""
         import boto3
 
         assert self.info is not None
-        return boto3.client(service, endpoint_url=self.info.moto_url, region_name=REGION)  # type: ignore[call-overload]
+        key = (service, self.info.moto_url)
+        made = self._clients.get(key)
+        if made is None:
+            made = self._clients[key] = boto3.client(  # type: ignore[call-overload]
+                service, endpoint_url=self.info.moto_url, region_name=REGION
+            )
+        return made
 
     def wait_for_execution(
         self, name: str, timeout: float = 60.0, *, cap: float | None = None
@@ -459,18 +474,19 @@ class LocalStack:
     def _deploy(self) -> None:
         import time
 
-        from samtranslator.translator.transform import transform
-
         assert self.info is not None
         began = time.perf_counter()
-        sam = load_template(self.template_path)
+        cache = template_cache.cache_dir(self.root)  # decode and transform: once per template text
+        sam = template_cache.decoded(self.template_path, load_template, cache)
         specs = _placeholder_code(sam, self.root)
         s3 = self.client("s3")
         s3.create_bucket(Bucket=ARTIFACT_BUCKET)
         for logical_id, res in sam["Resources"].items():
             if res["Type"] == "AWS::Serverless::LayerVersion":
                 s3.put_object(Bucket=ARTIFACT_BUCKET, Key=f"{logical_id}.zip", Body=_layer_zip())
-        cfn_template = transform(sam, self.parameters, _PolicyLoader(self.client("iam")))
+        sam, cfn_template = template_cache.transformed(
+            sam, self.parameters, lambda: _PolicyLoader(self.client("iam")), cache
+        )
         resources = cfn_template["Resources"]
         _substitutions_as_sub(resources)
         notifications = {
@@ -498,6 +514,10 @@ class LocalStack:
         }
         self.info.resources = physical
         self.timings["create_stack"] = time.perf_counter() - began - self.timings["template"]
+        # Before the state machines are created: the parse that validates a definition is then the
+        # one its executions run (sfn_cache), not one more.
+        self.programs, undo_programs = sfn_cache.install()
+        self._undo.append(undo_programs)
         self._recreate_state_machines(resources, physical)
         self._apply_notifications(notifications, physical)
         self._apply_versioning(resources, physical)
@@ -518,11 +538,10 @@ class LocalStack:
         self._undo.append(fix_sfn_service_integration())
         self._undo.append(enforce_tolerated_failures())
         self._undo.append(sfn_rules.install())
-        self.programs, undo_programs = sfn_cache.install()
-        self._undo.append(undo_programs)
         self._start_frontdoor(sam, physical)
-        self._apply_function_env(functions, self._create_secrets(sam))
-        self._build_iam(resources, functions)
+        configurations = self._configurations(functions)
+        self._apply_function_env(configurations, self._create_secrets(sam))
+        self._build_iam(resources, configurations)
         self.runtime.prewarm()
 
     def _recreate_state_machines(self, resources: Mapping[str, Any], physical: Mapping[str, str]) -> None:
@@ -598,7 +617,24 @@ class LocalStack:
             "AWS_SESSION_TOKEN": "local",
         }
 
-    def _build_iam(self, resources: Mapping[str, Any], functions: Mapping[str, FunctionSpec]) -> None:
+    def _configurations(self, functions: Mapping[str, FunctionSpec]) -> dict[str, dict[str, Any]]:
+        """Each function's deployed configuration, from one ListFunctions (not a
+        GetFunctionConfiguration a function for its environment and again for its role)."""
+        pages = self.client("lambda").get_paginator("list_functions").paginate()
+        found = {
+            c["FunctionName"]: c
+            for page in pages
+            for c in page["Functions"]
+            if c["FunctionName"] in functions
+        }
+        missing = set(functions) - set(found)
+        if missing:
+            raise RuntimeError(f"local stack: functions not deployed: {sorted(missing)}")
+        return found
+
+    def _build_iam(
+        self, resources: Mapping[str, Any], configurations: Mapping[str, Mapping[str, Any]]
+    ) -> None:
         """Each function's and state machine's role, its policies as deployed (the transformed
         template's, intrinsics resolved by moto's CloudFormation), then the request hook."""
         from moto.cloudformation.models import cloudformation_backends
@@ -640,9 +676,8 @@ class LocalStack:
             return tuple(docs)
 
         registry = iam.Registry()
-        lam = self.client("lambda")
-        for name in functions:
-            role_arn = lam.get_function_configuration(FunctionName=name)["Role"]
+        for name, configuration in configurations.items():
+            role_arn = str(configuration["Role"])
             registry.principals[registry.function_key(name)] = iam.Principal(
                 role_arn, name, documents(role_arn.rsplit("/", 1)[-1])
             )
@@ -680,7 +715,9 @@ class LocalStack:
             "POWERTOOLS_LOG_LEVEL": os.environ.get("PICFLOW_LOCAL_LOG_LEVEL", "WARNING"),
         }
 
-    def _apply_function_env(self, functions: Mapping[str, FunctionSpec], secrets: Mapping[str, str]) -> None:
+    def _apply_function_env(
+        self, configurations: Mapping[str, Mapping[str, Any]], secrets: Mapping[str, str]
+    ) -> None:
         """Each function's deployed environment, with the local overrides and the secret ARNs,
         written back to its configuration: its execution environments are built from that.
 
@@ -691,13 +728,9 @@ class LocalStack:
         lam = self.client("lambda")
         merged: dict[str, str] = {}
         overrides = self._local_overrides()
-        for name in functions:
+        for name, configuration in configurations.items():
             env = {
-                str(k): str(v)
-                for k, v in lam.get_function_configuration(FunctionName=name)
-                .get("Environment", {})
-                .get("Variables", {})
-                .items()
+                str(k): str(v) for k, v in configuration.get("Environment", {}).get("Variables", {}).items()
             }
             # moto's CloudFormation cannot resolve a !Ref to a secret (gap 7): the ARN goes in here.
             env |= secrets
