@@ -39,7 +39,11 @@ moto leaves (shared/offline-aws.md) are filled after ``create_stack``, each in o
 18. decoding the template and the SAM transform were ~1.2 s of each start (mostly importing
     cfn-lint and aws-sam-translator) → :mod:`picflow_cli.local.template_cache` keeps both answers
     on disk by the content they were made from; moto validates each definition by parsing it →
-    the parse goes into ``sfn_cache``, so it is the one the executions run.
+    the parse goes into ``sfn_cache``, so it is the one the executions run;
+19. with waits scaled to 0 a Wait/Task loop (polling, a slot, a twin) spins as fast as the stack
+    answers, and a ``startExecution.sync`` parent reads its child every 0.5 s →
+    :mod:`picflow_cli.local.waits`: a floor (``wait_floor``) under each Wait after an execution's
+    first, and the parent woken by the child's end.
 
 What the stack enforces and what it does not: ``docs/local-stack.md``.
 
@@ -65,7 +69,16 @@ from urllib.parse import urlsplit
 
 from picflow.core.catalogue import SPECS
 
-from picflow_cli.local import ddb_wire, iam, json_wire, routing, sfn_cache, sfn_rules, template_cache
+from picflow_cli.local import (
+    ddb_wire,
+    iam,
+    json_wire,
+    routing,
+    sfn_cache,
+    sfn_rules,
+    template_cache,
+    waits,
+)
 from picflow_cli.local.runtime import (
     FunctionSpec,
     LambdaRuntime,
@@ -265,8 +278,10 @@ class LocalStack:
         host: str = "127.0.0.1",
         parameters: Mapping[str, str] | None = None,
         template: Path | None = None,
+        wait_floor: float = waits.WAIT_FLOOR,
     ) -> None:
         self.root = repo_root()
+        self.wait_floor = wait_floor  # real seconds under each Wait after an execution's first
         self.template_path = template or self.root / "template.yaml"
         self.upstream_url = upstream_url.rstrip("/")
         self.stack_name = stack_name
@@ -538,6 +553,7 @@ class LocalStack:
         self._undo.append(fix_sfn_service_integration())
         self._undo.append(enforce_tolerated_failures())
         self._undo.append(sfn_rules.install())
+        self._undo.append(waits.install(self.wait_floor))
         self._start_frontdoor(sam, physical)
         configurations = self._configurations(functions)
         self._apply_function_env(configurations, self._create_secrets(sam))
