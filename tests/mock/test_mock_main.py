@@ -8,6 +8,8 @@ import sys
 import httpx
 import pytest
 
+from mock_upstream.process import MockProcess
+
 pytestmark = pytest.mark.integration
 
 
@@ -26,3 +28,13 @@ def test_module_entry_point_prints_base_url_and_serves():
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_mock_process_serves_beside_its_caller_and_stops():
+    with MockProcess("--frozen-clock") as mock:
+        assert mock.base_url.startswith("http://127.0.0.1:")
+        response = httpx.get(f"{mock.base_url}/task/nope", headers={"Authorization": "Bearer sk-xxxx"})
+        assert response.json()["status"] == 404
+        process = mock.process
+    assert process is not None
+    assert process.poll() is not None
