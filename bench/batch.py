@@ -1,6 +1,7 @@
 """Batch throughput and cost: ITEMS images through one operation as one batch, then the same batch again.
 
-Deploys template.yaml into moto (``LocalStack``, waits scaled to 0, the HD redraw cap raised to
+Deploys template.yaml into moto (``LocalStack``, waits scaled to 0 with the local poll floor: each
+Wait after a job's first sleeps 0.25 s, ``picflow_cli.local.waits``; the HD redraw cap raised to
 CAP so the derived MaxConcurrency is CAP), uploads ITEMS distinct images under a prefix and
 starts ``POST /batches`` (face_enhance, HD redraw, poll style) through the API front door; times
 it to the end of the batch execution; then runs the same batch again (the result cache answers
@@ -11,7 +12,12 @@ the Distributed Map's child per item (one Task state: moto runs map items inline
 counted, not read) and every job execution's, read from their histories), and the cost per
 1,000 items: provider calls paid (mock journal) and the AWS orchestration at list prices
 (bench/aws_prices.py: transitions, Lambda arm64 GB-s with each invocation's local duration, and
-requests; S3 and DynamoDB requests left out). The summary line is last.
+requests; S3 and DynamoDB requests left out), HD redraw status reads per item (mock journal) and
+the CPU per item of the whole process tree and of this process alone (moto, the interpreter, the
+mock's server), from /proc: the load average stretches the seconds, not the CPU. The transitions
+are counted from the histories in moto's backend in this process (the events GetExecutionHistory
+answers, without a request an item after each run). A ``phases`` line says where the whole
+bench's wall time went. The summary line is last.
 
 Exits non-zero unless the first run SUCCEEDED with every item's job SUCCEEDED (no fault is
 injected here, so no item may fail) and the re-run answered every item from the result cache
@@ -36,8 +42,9 @@ from typing import Any
 import httpx
 from aws_prices import aws_usd, state_transitions
 from picflow_cli.local.frontdoor import LOCAL_API_KEY
-from picflow_cli.local.stack import LocalStack
+from picflow_cli.local.stack import ACCOUNT, REGION, LocalStack
 from PIL import Image
+from throughput import own_cpu, tree_cpu
 
 from mock_upstream.server import ThreadedServer
 from mock_upstream.testing import MockUpstream
@@ -46,6 +53,7 @@ ITEMS = 2000
 CAP = 16
 GOAL_SECONDS = 600.0  # issue 19: the whole bench (deploy, uploads, both runs) at 2,000 items
 OPERATION = "face_enhance"
+STATUS_ROUTE = "/api/check_task_status"  # HD redraw's status read (the mock's journal)
 
 
 def image(i: int) -> bytes:
@@ -54,13 +62,34 @@ def image(i: int) -> bytes:
     return buffer.getvalue()
 
 
+def entered_states(arns: set[str]) -> int:
+    """The ``*StateEntered`` events of these executions (what ``state_transitions`` counts), read
+    from moto's backend in this process: the histories GetExecutionHistory answers, without one
+    request an item after each run (~50 ms each under load: minutes of the whole bench)."""
+    from moto.stepfunctions.responses import get_backend
+
+    count, found = 0, 0
+    for machine in get_backend(ACCOUNT, REGION).state_machines:
+        for execution in machine.executions:
+            if execution.exec_arn in arns:
+                found += 1
+                events = execution.to_history_output()["events"]
+                count += sum(1 for event in events if event["type"].endswith("StateEntered"))
+    if found != len(arns):
+        raise RuntimeError(f"{len(arns) - found} of {len(arns)} job executions not found")
+    return count
+
+
 def run(stack: LocalStack, api: httpx.Client, mock: MockUpstream, prefix: str, items: int) -> dict[str, Any]:
     assert stack.info is not None
     assert stack.runtime is not None
     sfn = stack.client("stepfunctions")
     paid_before = mock.count(paid=True)
     calls_before = mock.count()
+    reads_before = mock.count(route=STATUS_ROUTE)
     invocations_before = len(stack.runtime.invocations)
+    me = os.getpid()
+    cpu_before = tree_cpu(me), own_cpu(me)
     started = time.perf_counter()
     answer = api.post("/batches", json={"operation": OPERATION, "prefix": prefix})
     answer.raise_for_status()
@@ -68,9 +97,11 @@ def run(stack: LocalStack, api: httpx.Client, mock: MockUpstream, prefix: str, i
     arn = stack.info.batch_state_machine_arn.replace(":stateMachine:", ":execution:") + f":{batch_id}"
     execution = stack.wait_for_arn(arn, timeout=3600)
     elapsed = time.perf_counter() - started
+    cpu = tree_cpu(me) - cpu_before[0], own_cpu(me) - cpu_before[1]
+    reads = mock.count(route=STATUS_ROUTE) - reads_before
     view = api.get(f"/batches/{batch_id}").json()
     job_arn = stack.info.job_state_machine_arn.replace(":stateMachine:", ":execution:")
-    job_transitions = sum(state_transitions(sfn, f"{job_arn}:{batch_id}-{i}") for i in range(items))
+    job_transitions = entered_states({f"{job_arn}:{batch_id}-{i}" for i in range(items)})
     map_children = items  # one Task state per item (the Distributed Map's child executions)
     total_transitions = state_transitions(sfn, arn) + map_children + job_transitions
     calls = stack.runtime.invocations[invocations_before:]
@@ -85,6 +116,12 @@ def run(stack: LocalStack, api: httpx.Client, mock: MockUpstream, prefix: str, i
         "seconds": elapsed,
         "items_per_s": items / elapsed,
         "transitions_per_item": total_transitions / items,
+        "status_reads_per_item": reads / items,
+        # CPU from /proc (the load does not move it): the whole tree, and this process alone
+        # (moto's server and interpreter, the mock's server thread, the bench's client).
+        "cpu_ms_per_item": cpu[0] * 1000 / items,
+        "moto_cpu_ms_per_item": cpu[1] * 1000 / items,
+        "measure_seconds": time.perf_counter() - started - elapsed,  # the histories read after
         "lambda_invocations_per_item": len(calls) / items,
         "provider_calls_per_1000": (mock.count(paid=True) - paid_before) * 1000 / items,
         "provider_requests": mock.count() - calls_before,
@@ -107,12 +144,14 @@ def main() -> int:
             server.base_url, parameters={"ProviderConcurrency": f"taskpic=8,tencent=1,hdredraw={CAP}"}
         )
         stack.start()
+        phases = {"deploy": time.perf_counter() - began}
         try:
             assert stack.info is not None
             s3 = stack.client("s3")
             prefix = f"batches/bench-{uuid.uuid4().hex[:8]}/"
             for i in range(items):
                 s3.put_object(Bucket=stack.info.input_bucket, Key=f"{prefix}{i:05d}.png", Body=image(i))
+            phases["uploads"] = time.perf_counter() - began - phases["deploy"]
             with httpx.Client(
                 base_url=stack.info.api_url, headers={"x-api-key": LOCAL_API_KEY}, timeout=300
             ) as api:
@@ -124,12 +163,23 @@ def main() -> int:
     wall = time.perf_counter() - began
     print(f"{items} items of {OPERATION} (HD redraw, poll), MaxConcurrency {CAP}, local stack on moto")
     print(f"{'run':<16} {'status':<10} {'ok':>5} {'reused':>6} {'s':>7} {'items/s':>8} "
-          f"{'trans/item':>10} {'λ/item':>7} {'paid/1k':>8} {'AWS $/1k':>9}")  # fmt: skip
+          f"{'trans/item':>10} {'reads/item':>10} {'λ/item':>7} {'CPU ms/item':>11} {'moto ms':>7} "
+          f"{'paid/1k':>8} {'AWS $/1k':>9}")  # fmt: skip
     for name, r in rows.items():
         print(f"{name:<16} {r['status']:<10} {r['succeeded']:>5} {r['reused']:>6} {r['seconds']:>7.1f} "
               f"{r['items_per_s']:>8.2f} {r['transitions_per_item']:>10.1f} "
-              f"{r['lambda_invocations_per_item']:>7.1f} {r['provider_calls_per_1000']:>8.0f} "
+              f"{r['status_reads_per_item']:>10.1f} "
+              f"{r['lambda_invocations_per_item']:>7.1f} {r['cpu_ms_per_item']:>11.0f} "
+              f"{r['moto_cpu_ms_per_item']:>7.0f} {r['provider_calls_per_1000']:>8.0f} "
               f"{r['aws_usd_per_1000']:>9.4f}")  # fmt: skip
+    # Where the whole bench's wall time went (reading the histories for the transitions is the
+    # bench's own measuring, after each run's clock stopped, but inside the whole bench's).
+    print(
+        f"phases: deploy {phases['deploy']:.1f} s, uploads {phases['uploads']:.1f} s, "
+        + ", ".join(
+            f"{n} {r['seconds']:.1f} s + {r['measure_seconds']:.1f} s measuring" for n, r in rows.items()
+        )
+    )
     first, again = rows["first run"], rows["re-run (cached)"]
     checks = {
         "first run SUCCEEDED": first["status"] == "SUCCEEDED",
