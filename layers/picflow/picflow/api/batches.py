@@ -27,8 +27,6 @@ from picflow.api.common import (
     tenant_of,
 )
 from picflow.api.errors import ApiError
-from picflow.api.inputs import not_found
-from picflow.api.jobs import cancel
 from picflow.api.models import (
     BatchCreated,
     BatchList,
@@ -39,28 +37,18 @@ from picflow.api.models import (
     BatchView,
     CostView,
 )
-from picflow.aws import pause
 from picflow.aws.jobs import FINAL, JobStatus, now_iso
 from picflow.aws.services import Services, services
-from picflow.batch.pipeline import PIPELINE, PIPELINE_STEPS
-from picflow.batch.plan import (
-    batch_id_for,
-    list_prefix,
-    plan_items,
-    read_manifest,
-    resumed_id,
-    start_batch,
-    unfinished_items,
-)
-from picflow.batch.report import PROGRESS_INDEX, finished_summary, group_pipeline, item_records, summarise
 from picflow.core import config, names
-from picflow.core.catalogue import SPECS, Operation, get_operation
+from picflow.core.catalogue import SPECS, get_operation
 from picflow.core.errors import ParamValidationError
-from picflow.core.names import key_tenant
-from picflow.net import urls
 
 if TYPE_CHECKING:
-    pass
+    from picflow.core.catalogue import Operation
+
+# Only a batch route uses picflow.batch (planning, reports), picflow.aws.pause and a job's cancel:
+# each route imports what it needs, so the API's cold start (a job request first, most often)
+# does not pay for them (~3 ms of CPU with the jobs routes' own, bench/coldstart.py).
 
 __all__ = ["create_batch", "get_batch", "list_batches", "pause_batch", "resume_batch", "stop_batch"]
 
@@ -119,6 +107,12 @@ def create_batch(
     body: BatchRequest, idempotency_key: Annotated[str | None, idempotency_header("batch")] = None
 ) -> Response[BatchCreated]:
     from botocore.exceptions import ClientError
+
+    from picflow.api.inputs import not_found
+    from picflow.batch.pipeline import PIPELINE, PIPELINE_STEPS
+    from picflow.batch.plan import batch_id_for, list_prefix, plan_items, read_manifest, start_batch
+    from picflow.core.names import key_tenant
+    from picflow.net import urls
 
     svc = services()
     tenant = tenant_of(router.current_event)
@@ -243,6 +237,9 @@ def list_batches(
 def get_batch(batch_id: Annotated[str, Path(pattern=JOB_ID)]) -> BatchView:
     from botocore.exceptions import ClientError
 
+    from picflow.aws import pause
+    from picflow.batch.report import PROGRESS_INDEX, finished_summary, group_pipeline, item_records, summarise
+
     svc = services()
     execution = _batch_or_404(svc, batch_id)
     request = json.loads(execution.get("input") or "{}")
@@ -299,6 +296,9 @@ def get_batch(batch_id: Annotated[str, Path(pattern=JOB_ID)]) -> BatchView:
     tags=["batches"],
 )
 def stop_batch(batch_id: Annotated[str, Path(pattern=JOB_ID)]) -> BatchStopped:
+    from picflow.api.jobs import cancel
+    from picflow.batch.report import PROGRESS_INDEX, item_records
+
     svc = services()
     execution = _batch_or_404(svc, batch_id)
     if execution["status"] != "RUNNING":
@@ -344,6 +344,8 @@ _PAUSE_NOTE = (
     tags=["batches"],
 )
 def pause_batch(batch_id: Annotated[str, Path(pattern=JOB_ID)]) -> BatchPaused:
+    from picflow.aws import pause
+
     svc = services()
     execution = _batch_or_404(svc, batch_id)
     table = svc.coordination_table
@@ -375,6 +377,8 @@ def pause_batch(batch_id: Annotated[str, Path(pattern=JOB_ID)]) -> BatchPaused:
     tags=["batches"],
 )
 def resume_batch(batch_id: Annotated[str, Path(pattern=JOB_ID)]) -> Response[BatchCreated]:
+    from picflow.batch.plan import resumed_id, start_batch, unfinished_items
+
     svc = services()
     execution = _batch_or_404(svc, batch_id)
     if execution["status"] == "RUNNING":

@@ -15,7 +15,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -36,7 +36,6 @@ from picflow.api.common import (
     tenant_of,
 )
 from picflow.api.errors import ApiError
-from picflow.api.inputs import s3_input, upload_input, url_input
 from picflow.api.models import (
     CancelResult,
     CostView,
@@ -49,7 +48,6 @@ from picflow.api.models import (
 )
 from picflow.aws.jobs import JobStatus, now_iso
 from picflow.aws.services import Services, services
-from picflow.aws.starter import start_job
 from picflow.core import config
 from picflow.core.catalogue import (
     Style,
@@ -59,12 +57,11 @@ from picflow.core.catalogue import (
 from picflow.core.errors import ParamValidationError
 from picflow.core.names import tenant_job_id
 from picflow.core.results import ResultView, result_view
-from picflow.job.cancel import cancel_job as cancel_record
 from picflow.net import urls
 from picflow.net.webhooks import job_event
 
-if TYPE_CHECKING:
-    pass
+# POST /jobs alone starts jobs and fetches inputs (picflow.aws.starter, picflow.api.inputs), DELETE
+# alone cancels (picflow.job.cancel): those routes import them, so a cold start on a read does not.
 
 __all__ = ["cancel", "cancel_job", "create_job", "get_job", "list_jobs", "status_of"]
 
@@ -92,6 +89,9 @@ def _created(job_id: str, status: str, *, created: bool) -> Response[JobCreated]
 def create_job(
     body: CreateJobRequest, idempotency_key: Annotated[str | None, idempotency_header("job")] = None
 ) -> Response[JobCreated]:
+    from picflow.api.inputs import s3_input, upload_input, url_input
+    from picflow.aws.starter import start_job
+
     svc = services()
     tenant = tenant_of(router.current_event)
     try:
@@ -321,6 +321,8 @@ def cancel_job(job_id: Annotated[str, Path(pattern=JOB_ID)]) -> CancelResult:
 
 def cancel(svc: Services, job: Mapping[str, Any]) -> CancelResult:
     """Cancel ``job`` (:func:`picflow.job.cancel.cancel_job`), or a 409 when it had finished."""
+    from picflow.job.cancel import cancel_job as cancel_record
+
     job_id = str(job["job_id"])
     done = cancel_record(svc, job)
     if done is None:

@@ -2,9 +2,10 @@
 
 A stored result as the API shows it is :class:`picflow.core.results.ResultView`, the one shape
 the CLI reads too.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: pydantic would evaluate every field's annotation
+string when each class is created, ~2 ms of the API's cold start (bench/coldstart.py).
+"""
 
 from typing import TYPE_CHECKING, Any, Literal, Self
 

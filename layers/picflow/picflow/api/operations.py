@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from picflow.api.common import responses
 from picflow.api.models import OperationList
-from picflow.batch.pipeline import describe_pipeline
 from picflow.core.catalogue import (
     describe_catalogue,
 )
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["list_operations"]
 
@@ -28,4 +22,6 @@ router = Router()  # type: ignore[no-untyped-call]  # powertools leaves it unann
     tags=["operations"],
 )
 def list_operations() -> OperationList:
+    from picflow.batch.pipeline import describe_pipeline  # only this route describes it
+
     return OperationList(operations=describe_catalogue(), pipelines=[describe_pipeline()])
