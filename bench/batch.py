@@ -13,11 +13,11 @@ counted, not read) and every job execution's, read from their histories), and th
 1,000 items: provider calls paid (mock journal) and the AWS orchestration at list prices
 (bench/aws_prices.py: transitions, Lambda arm64 GB-s with each invocation's local duration, and
 requests; S3 and DynamoDB requests left out), HD redraw status reads per item (mock journal) and
-the CPU per item of the whole process tree and of this process alone (moto, the interpreter, the
-mock's server), from /proc: the load average stretches the seconds, not the CPU. The transitions
-are counted from the histories in moto's backend in this process (the events GetExecutionHistory
-answers, without a request an item after each run). A ``phases`` line says where the whole
-bench's wall time went. The summary line is last.
+the CPU per item of the whole process tree (the mock's process included) and of this process
+alone (moto's server, the interpreter, the bench's client), from /proc: the load average stretches
+the seconds, not the CPU. The transitions are counted from the histories in moto's backend in
+this process (the events GetExecutionHistory answers, without a request an item after each run).
+A ``phases`` line says where the whole bench's wall time went. The summary line is last.
 
 Exits non-zero unless the first run SUCCEEDED with every item's job SUCCEEDED (no fault is
 injected here, so no item may fail) and the re-run answered every item from the result cache
@@ -46,7 +46,7 @@ from picflow_cli.local.stack import ACCOUNT, REGION, LocalStack
 from PIL import Image
 from throughput import own_cpu, tree_cpu
 
-from mock_upstream.server import ThreadedServer
+from mock_upstream.process import MockProcess
 from mock_upstream.testing import MockUpstream
 
 ITEMS = 2000
@@ -117,8 +117,8 @@ def run(stack: LocalStack, api: httpx.Client, mock: MockUpstream, prefix: str, i
         "items_per_s": items / elapsed,
         "transitions_per_item": total_transitions / items,
         "status_reads_per_item": reads / items,
-        # CPU from /proc (the load does not move it): the whole tree, and this process alone
-        # (moto's server and interpreter, the mock's server thread, the bench's client).
+        # CPU from /proc (the load does not move it): the whole tree (Lambda workers and the mock
+        # included), and this process alone (moto's server and interpreter, the bench's client).
         "cpu_ms_per_item": cpu[0] * 1000 / items,
         "moto_cpu_ms_per_item": cpu[1] * 1000 / items,
         "measure_seconds": time.perf_counter() - started - elapsed,  # the histories read after
@@ -134,7 +134,9 @@ def main() -> int:
     warnings.filterwarnings("ignore")  # moto's CloudFormation and powertools' shared Metrics
     items = int(sys.argv[1]) if len(sys.argv) > 1 else ITEMS
     began = time.perf_counter()
-    with ThreadedServer() as server:
+    # The mock in a process of its own, as the provider is not in the stack's: in this process its
+    # requests and renders shared moto's one GIL (~17 % of its busy time in make demo).
+    with MockProcess() as server:
         mock = MockUpstream(server.base_url)
         mock.reset()
         # Waits are scaled to 0 here: without this a job polls HD redraw's 3 s status cache
