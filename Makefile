@@ -91,7 +91,14 @@ typecheck: setup
 
 # Two runs: the e2e tier deploys the local stack, which points this process's AWS
 # environment at its moto server; the other tiers must not see that.
-# Each tier on every core (pytest-xdist): each worker deploys its own local stack.
+# The fast tiers on every core (pytest-xdist). The e2e tier runs E2E_WORKERS workers whatever the
+# cores, each with its own local stack: its tests mostly wait (on the mock's renders, on Step
+# Functions' real-time timers and retry intervals, on deadlines): the whole tier is ~255 CPU-s, and
+# it took 270 s alone on a quiet 2-core machine (docs/performance.md section 7). Its tests go out
+# one at a time, the slow ones first (tests/conftest.py), so no worker ends the run alone on a
+# long one.
+E2E_WORKERS ?= 3
+
 unit: setup
 	@$(MAKE) --no-print-directory unit-fast
 	@$(MAKE) --no-print-directory unit-e2e
@@ -100,13 +107,18 @@ unit-fast:
 	$(BIN)/pytest -q -n auto --maxprocesses=4 -m "not e2e"
 
 unit-e2e:
-	$(BIN)/pytest -q -n auto --maxprocesses=4 -m e2e
+	$(BIN)/pytest -q -n $(E2E_WORKERS) --maxschedchunk=1 -m e2e
 
-# The lints, mypy and the fast tiers side by side (none of them waits for another), then the
-# e2e tier alone: its jobs share the cores with nothing else.
+# The e2e tier, the longest, from the start; beside it, at a lower priority, the lints, mypy and
+# the fast tiers (none waits for another): they fill the cores while the e2e tier's jobs wait,
+# and give way when its jobs run (their timers are real time). Beside other busy processes, the
+# lower priority makes them slow there: `make lint typecheck unit` runs all at full priority.
 test: setup
-	@$(SIDE_BY_SIDE) $(LINTS) typecheck unit-fast
-	@$(MAKE) --no-print-directory unit-e2e
+	@$(MAKE) --no-print-directory -j2 --output-sync=target unit-e2e test-background
+
+.PHONY: test-background
+test-background:
+	@nice -n 10 $(SIDE_BY_SIDE) $(LINTS) typecheck unit-fast
 
 # sam build needs python3.12 on PATH (pyenv's shim is not enough): put its directory first.
 build: setup

@@ -18,6 +18,19 @@ settings.register_profile("picflow", deadline=None)
 settings.load_profile("picflow")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: takes ten seconds or more on a quiet machine; run first (see below)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow tests first, each tier's order otherwise kept: handed out one at a time
+    (`make unit-e2e`: --maxschedchunk=1), the long ones start early on every worker and the run
+    does not end with one worker on a long test while the others are idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def local_stack(mock_server: ThreadedServer) -> Iterator[LocalStack]:
     """template.yaml deployed into moto for the whole session (the e2e and chaos suites)."""

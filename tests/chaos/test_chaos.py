@@ -17,6 +17,7 @@ pytestmark = pytest.mark.e2e
 JOBS = 42  # three of each operation
 
 
+@pytest.mark.slow
 def test_chaos_jobs_end_classified_pay_once_and_keep_data_intact(local_stack, mock_upstream):
     # A short deadline keeps it quick: the throttled-forever jobs end at it.
     report = run_chaos(local_stack, mock_upstream, ChaosSettings(jobs=JOBS, seed=11, job_deadline=20))

@@ -33,6 +33,7 @@ def _states(system, execution_arn: str) -> list[str]:
     return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
 
 
+@pytest.mark.slow
 def test_pause_drains_in_flight_items_ends_the_rest_unpaid_and_resume_runs_only_the_rest(system, api):
     # GIVEN 12 different images, at most 3 in flight, and provider tasks held until the clock moves
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"

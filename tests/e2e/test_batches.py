@@ -33,6 +33,7 @@ def _max_overlap(system) -> int:
     return peak
 
 
+@pytest.mark.slow
 def test_batch_from_a_prefix_runs_every_item_tolerates_failures_and_reruns_for_free(system, sample, api):
     # GIVEN 20 different images under a prefix, and ~5% of paid submits refused by the provider
     prefix = f"batches/{uuid.uuid4().hex[:8]}/"
@@ -264,6 +265,7 @@ def test_batch_with_a_hostile_url_is_refused_naming_its_line_before_anything_sta
     assert system.mock.count() == 0
 
 
+@pytest.mark.slow
 def test_pipeline_batch_runs_three_jobs_per_item_reports_one_line_each_and_reruns_for_free(
     system, sample, api
 ):

@@ -41,6 +41,7 @@ def _stored_is_what_the_mock_served(system, job) -> None:
         assert out["sha256"] in served
 
 
+@pytest.mark.slow
 def test_a_callback_after_the_wait_timed_out_finishes_a_job_whose_status_reads_all_fail(system, sample):
     # GIVEN a 1 s callback window, a provider that calls back 4 s after the task ended, and status
     # reads that all fail (503): polling alone cannot finish this job
@@ -65,6 +66,7 @@ def test_a_callback_after_the_wait_timed_out_finishes_a_job_whose_status_reads_a
     _stored_is_what_the_mock_served(system, job)
 
 
+@pytest.mark.slow
 def test_a_lost_submit_answer_is_recovered_from_the_callback_naming_the_task(system, sample):
     # GIVEN task/pic takes (and bills) the task, but its answer arrives unreadable
     _fresh_history(system)
@@ -80,6 +82,7 @@ def test_a_lost_submit_answer_is_recovered_from_the_callback_naming_the_task(sys
     _stored_is_what_the_mock_served(system, job)
 
 
+@pytest.mark.slow
 def test_a_lost_submit_answer_whose_callback_comes_after_the_wait_is_still_recovered(system, sample):
     # GIVEN the answer lost and the callback 4 s after the task ended, past a 1 s window
     _fresh_history(system)
@@ -101,6 +104,7 @@ def test_a_lost_submit_answer_whose_callback_comes_after_the_wait_is_still_recov
     _stored_is_what_the_mock_served(system, job)
 
 
+@pytest.mark.slow
 def test_a_lost_submit_answer_and_no_callback_fails_outcome_unknown_at_the_deadline(system, sample):
     # GIVEN the answer lost and the callback lost too
     _fresh_history(system)

@@ -159,6 +159,7 @@ def test_local_up_on_a_port_in_use_is_one_clear_line(tmp_path: Path, capsys: pyt
     assert not (tmp_path / "state.json").exists()
 
 
+@pytest.mark.slow
 def test_local_up_serves_until_local_down(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ):

@@ -19,6 +19,7 @@ def _holders(system, provider: str) -> dict:
     return (table.get_item(Key={"name": provider}).get("Item") or {}).get("holders", {})
 
 
+@pytest.mark.slow
 def test_a_submit_throttled_forever_fails_at_the_deadline_paid_nothing_slot_released(system, sample):
     # GIVEN task/pic answers every submit 429 + Retry-After, without end
     system.mock.inject_fault("rate_limit", route="/api/submit_task", retry_after=1, times=None)

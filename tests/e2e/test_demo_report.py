@@ -26,6 +26,7 @@ CHROMIUM_FLAGS = [
 ]
 
 
+@pytest.mark.slow
 def test_demo_report_shows_every_job_and_every_image_loads(tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian's chromium is installed by `make setup`"

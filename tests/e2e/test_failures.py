@@ -125,6 +125,7 @@ def test_transient_submit_errors_are_retried_and_paid_once(system, sample):
     assert system.mock.count(route="/api/submit_task", paid=True) == 1
 
 
+@pytest.mark.slow
 def test_expired_result_url_fails_as_result_unavailable(system, sample):
     system.mock.inject_fault("http_status", route="/files/*", status=403, times=None)
     key = system.upload("remove_diamonds/in/i.png", sample["image.png"], {})

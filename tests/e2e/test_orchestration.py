@@ -34,6 +34,7 @@ def test_duplicated_s3_event_starts_one_job_and_pays_once(system, sample):
     assert system.mock.count(route="/api/submit_remove_fabric_task") == 1
 
 
+@pytest.mark.slow
 def test_ten_tencent_jobs_under_a_cap_of_one_never_overlap_upstream(system, sample):
     # Each ReplaceBackground call takes a while at the mock, so overlapping calls would collide.
     system.mock.configure(tencent_processing_seconds=0.05)
@@ -51,6 +52,7 @@ def test_ten_tencent_jobs_under_a_cap_of_one_never_overlap_upstream(system, samp
     assert system.mock.count(provider="tencent", paid=True) == 10
 
 
+@pytest.mark.slow
 def test_callback_that_never_comes_falls_back_to_polling(system, sample):
     system.mock.configure_callbacks(drop=True)
     with system.stack.function_environment(PICFLOW_CALLBACK_TIMEOUT="1"):
@@ -88,6 +90,7 @@ def test_the_callback_window_is_the_heartbeat_and_the_timeout_leaves_room_for_th
     assert scheduled["timeoutInSeconds"] == 420
 
 
+@pytest.mark.slow
 def test_a_slow_submit_does_not_shorten_the_providers_time_to_call_back(system, sample):
     # GIVEN a 6 s callback window, a submit that takes 3 s, and a provider that calls back 4 s
     # after it accepted the task: 7 s after the wait began, but within 6 s of the submit

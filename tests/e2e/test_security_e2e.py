@@ -72,6 +72,7 @@ def api(system) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.mark.slow
 def test_no_configured_secret_appears_in_anything_captured(system, sample, api, captured_logs, capfd):
     sink = system.mock.sink_url("secrets")
     keys = [
@@ -141,6 +142,7 @@ def _callback(system, job_id: str, secret: str, body: dict[str, Any] | None = No
     return httpx.post(f"{system.info.api_url}/callbacks/{job_id}/{secret}", json=body or {}, timeout=30)
 
 
+@pytest.mark.slow
 def test_callbacks_with_a_wrong_missing_or_replayed_secret_are_refused_alike_and_leave_no_trace(
     system, sample
 ):
@@ -192,6 +194,7 @@ def test_callbacks_with_a_wrong_missing_or_replayed_secret_are_refused_alike_and
     assert not any(s in json.dumps(system.job(job_a)["callbacks"]) for s in secrets)
 
 
+@pytest.mark.slow
 def test_result_urls_are_signed_for_the_configured_ttl(system, sample, api):
     key = system.upload("remove_watermark/ttl/w.png", sample["image.png"], {})
     _, job = system.run(key)

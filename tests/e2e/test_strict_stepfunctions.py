@@ -120,6 +120,7 @@ def test_an_is_present_guard_first_keeps_a_choice_from_a_missing_path(system):
     assert (execution["status"], json.loads(execution["output"])) == ("SUCCEEDED", {"route": "miss"})
 
 
+@pytest.mark.slow
 def test_25000_history_events_end_the_execution_failed(system):
     # GIVEN a loop that never ends by itself (two events per Pass)
     definition = {

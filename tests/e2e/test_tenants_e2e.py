@@ -211,6 +211,7 @@ def _batch_executions(system) -> int:
     return len(system.sfn.list_executions(stateMachineArn=system.info.batch_state_machine_arn)["executions"])
 
 
+@pytest.mark.slow
 def test_two_tenants_by_every_way_in_and_every_route_share_nothing(system, capsys):
     tag = uuid.uuid4().hex[:8]
     made = {n: _add_tenant(system, capsys, f"matrix-{n}-{tag}") for n in ("a", "b")}
@@ -304,6 +305,7 @@ def test_two_tenants_by_every_way_in_and_every_route_share_nothing(system, capsy
             client.close()
 
 
+@pytest.mark.slow
 def test_picflow_batch_run_as_a_tenant_reads_only_its_own_objects(system, capsys, tmp_path, monkeypatch):
     from picflow_cli import settings
 
