@@ -26,8 +26,9 @@ handlers and the baseline alike: contention on a shared machine (caches, a sibli
 only ever adds CPU time, so the minimum is the estimate of the cost itself (timeit's rule). An
 entry point's ratios compare the fastest of its RUNS runs with the fastest of its own RUNS paired
 baseline runs: the same number of draws on each side. (The fastest of more draws is lower under
-load: a baseline taken as the fastest of 15 processes against a handler's 5 favoured the
-baseline, by ~0.02-0.05x of the API's ratio at load ~10-20.)
+load: a baseline taken as the fastest of many processes against a handler's 5 favours the
+baseline. In one full run at load 12-22 the API read 1.52x against its own 5 pairs and 1.58x
+against the fastest of all 95 GetItem baseline processes.)
 
 The "+1st call" column adds, in the same process right after init, what the function's first
 invocation does once and later ones do not, then its first AWS call: FIRST_CALL lists per function
