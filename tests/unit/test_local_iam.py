@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
-from picflow_cli.local.iam import evaluate, requested_calls
+from picflow_cli.local.iam import Principal, Registry, evaluate, requested_calls
 
 TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/jobs"
 
@@ -110,3 +112,61 @@ def test_requests_map_to_the_actions_and_resources_iam_checks():
     assert requested_calls("events", "PutEvents", {"Entries": [{"Source": "x"}]}, "/") == [
         ("events:PutEvents", "arn:aws:events:us-east-1:123456789012:event-bus/default")
     ]
+
+
+BUCKET = "arn:aws:s3:::in"
+ROLE = "arn:aws:iam::123456789012:role/picflow-FnRole-X"
+# Several patterns in one statement are compiled into one regex: none may leak into another.
+MIXED = [
+    allow(["s3:Get*", "s3:PutObject"], [f"{BUCKET}/*", "arn:aws:s3:::out"]),
+    allow("dynamodb:*Item", [TABLE, f"{TABLE}/index/*"]),
+    deny("dynamodb:DeleteItem", TABLE),
+    {"Statement": {"Effect": "Allow", "NotAction": ["s3:*", "dynamodb:*"], "NotResource": [f"{BUCKET}*"]}},
+    {"Statement": [{"Effect": "Allow", "Action": [], "Resource": "*"}]},  # allows nothing
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "resource", "decision"),
+    [
+        ("s3:GetObject", f"{BUCKET}/a.png", (True, False)),
+        ("S3:getobjectversion", f"{BUCKET}/a.png", (True, False)),
+        ("s3:PutObject", f"{BUCKET}/a.png", (True, False)),
+        ("s3:PutObjectAcl", f"{BUCKET}/a.png", (False, False)),  # not a prefix match
+        ("xs3:GetObject", f"{BUCKET}/a.png", (False, False)),
+        ("s3:GetObject", "arn:aws:s3:::out", (True, False)),
+        ("s3:GetObject", "arn:aws:s3:::out/k", (False, False)),
+        ("s3:GetObject", BUCKET, (False, False)),
+        ("s3:GetObject", "arn:aws:s3:::IN/a.png", (False, False)),
+        ("dynamodb:PutItem", TABLE, (True, False)),
+        ("dynamodb:Query", f"{TABLE}/index/by_status", (False, False)),
+        ("dynamodb:GetItem", f"{TABLE}/index/by_status", (True, False)),
+        ("dynamodb:DeleteItem", TABLE, (False, True)),
+        ("sqs:SendMessage", "arn:aws:sqs:us-east-1:123456789012:q", (True, False)),
+        ("sqs:SendMessage", f"{BUCKET}/a.png", (False, False)),
+        ("lambda:InvokeFunction", "*", (True, False)),
+    ],
+)
+def test_a_principals_compiled_policies_decide_as_each_check_of_the_documents(action, resource, decision):
+    assert (lambda d: (d.allowed, d.explicit_deny))(evaluate(MIXED, action, resource)) == decision
+    registry = Registry({"LAMBDA-fn": Principal(ROLE, "fn", tuple(MIXED))})
+    for _ in range(2):  # the second check runs on the principal's compiled statements
+        refusal = registry.check("LAMBDA-fn", [(action, resource)], secure=False)
+        assert (refusal is None) is decision[0]
+        assert (refusal is not None and "explicit deny" in refusal) is decision[1]
+
+
+def test_a_principal_replaced_after_its_first_check_is_checked_on_its_new_policies():
+    registry = Registry({"LAMBDA-fn": Principal(ROLE, "fn", (allow("dynamodb:*", TABLE),))})
+    put = [("dynamodb:PutItem", TABLE)]
+    assert registry.check("LAMBDA-fn", put, secure=False) is None
+    original = registry.principals["LAMBDA-fn"]
+
+    registry.principals["LAMBDA-fn"] = replace(original, policies=())  # as the e2e tests narrow a role
+    assert "no identity-based policy allows the dynamodb:PutItem" in registry.check("LAMBDA-fn", put, False)
+    registry.principals["LAMBDA-fn"] = Principal(ROLE, "fn", (*original.policies, deny("*", "*")))
+    assert "explicit deny" in registry.check("LAMBDA-fn", put, secure=False)
+
+    registry.principals["LAMBDA-fn"] = original
+    assert registry.check("LAMBDA-fn", put, secure=False) is None
+    assert [c.allowed for c in registry.calls] == [True, False, False, True]

@@ -28,6 +28,7 @@ evaluation: an explicit Deny wins, else an Allow allows, else the call is implic
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -63,14 +64,25 @@ class Decision:
     explicit_deny: bool = False
 
 
+@functools.lru_cache(maxsize=4096)
 def _pattern(text: str, *, ignore_case: bool) -> re.Pattern[str]:
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
     return re.compile(f"^{regex}$", re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
 
 
-def _matches(patterns: Any, value: str, *, ignore_case: bool) -> bool:
-    items = patterns if isinstance(patterns, list) else [patterns]
-    return any(_pattern(str(p), ignore_case=ignore_case).match(value) for p in items)
+@functools.lru_cache(maxsize=4096)
+def _any_pattern(texts: tuple[str, ...], *, ignore_case: bool) -> re.Pattern[str] | None:
+    """One regex matching what any of ``texts`` matches (None for none: nothing matches)."""
+    if not texts:
+        return None
+    if len(texts) == 1:
+        return _pattern(texts[0], ignore_case=ignore_case)
+    either = "|".join(_pattern(t, ignore_case=ignore_case).pattern for t in texts)
+    return re.compile(f"(?:{either})", re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+
+
+def _texts(patterns: Any) -> tuple[str, ...]:
+    return tuple(str(p) for p in (patterns if isinstance(patterns, list) else [patterns]))
 
 
 def _condition_holds(operator: str, key: str, expected: Any, context: Mapping[str, str]) -> bool:
@@ -102,24 +114,72 @@ def _condition_holds(operator: str, key: str, expected: Any, context: Mapping[st
     return all(test(v) for v in values) if negated else any(test(v) for v in values)
 
 
-def _statement_applies(
-    statement: Mapping[str, Any], action: str, resource: str, context: Mapping[str, str]
-) -> bool:
-    if "NotAction" in statement:
-        if _matches(statement["NotAction"], action, ignore_case=True):
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    """One statement, its wildcards compiled: ``Action``/``NotAction`` and ``Resource``/
+    ``NotResource`` each as one regex (None: matches nothing), ``negate_*`` for the ``Not`` forms."""
+
+    deny: bool
+    actions: re.Pattern[str] | None
+    negate_actions: bool
+    resources: re.Pattern[str] | None
+    negate_resources: bool
+    condition: Any  # the statement's Condition block, evaluated as written (rare, cheap)
+
+    @classmethod
+    def of(cls, statement: Mapping[str, Any]) -> _Statement:
+        negate_actions = "NotAction" in statement
+        negate_resources = "NotResource" in statement
+        actions = statement["NotAction"] if negate_actions else statement.get("Action", [])
+        resources = statement["NotResource"] if negate_resources else statement.get("Resource", [])
+        return cls(
+            deny=statement.get("Effect") == "Deny",
+            actions=_any_pattern(_texts(actions), ignore_case=True),
+            negate_actions=negate_actions,
+            resources=_any_pattern(_texts(resources), ignore_case=False),
+            negate_resources=negate_resources,
+            condition=statement.get("Condition"),
+        )
+
+    def applies(self, action: str, resource: str, context: Mapping[str, str]) -> bool:
+        matched = self.actions is not None and self.actions.match(action) is not None
+        if matched is self.negate_actions:
             return False
-    elif not _matches(statement.get("Action", []), action, ignore_case=True):
-        return False
-    if "NotResource" in statement:
-        if _matches(statement["NotResource"], resource, ignore_case=False):
+        matched = self.resources is not None and self.resources.match(resource) is not None
+        if matched is self.negate_resources:
             return False
-    elif not _matches(statement.get("Resource", []), resource, ignore_case=False):
-        return False
-    return all(
-        _condition_holds(operator, key, expected, context)
-        for operator, conditions in (statement.get("Condition") or {}).items()
-        for key, expected in conditions.items()
-    )
+        return not self.condition or all(
+            _condition_holds(operator, key, expected, context)
+            for operator, conditions in self.condition.items()
+            for key, expected in conditions.items()
+        )
+
+
+def _compile(policies: Iterable[Mapping[str, Any]]) -> tuple[_Statement, ...]:
+    compiled = []
+    for policy in policies:
+        statements = policy.get("Statement", [])
+        for statement in statements if isinstance(statements, list) else [statements]:
+            compiled.append(_Statement.of(statement))
+    return tuple(compiled)
+
+
+def _decide(
+    statements: Iterable[_Statement], action: str, resource: str, context: Mapping[str, str]
+) -> Decision:
+    allowed = False
+    for statement in statements:
+        if not statement.applies(action, resource, context):
+            continue
+        if statement.deny:
+            return _DENIED
+        allowed = True
+    return _ALLOWED if allowed else _NOT_ALLOWED
+
+
+_DENIED = Decision(False, explicit_deny=True)
+_ALLOWED = Decision(True)
+_NOT_ALLOWED = Decision(False)
 
 
 def evaluate(
@@ -129,16 +189,7 @@ def evaluate(
     context: Mapping[str, str] | None = None,
 ) -> Decision:
     """Identity-based evaluation of ``action`` on ``resource`` under ``policies`` (documents)."""
-    allowed = False
-    for policy in policies:
-        statements = policy.get("Statement", [])
-        for statement in statements if isinstance(statements, list) else [statements]:
-            if not _statement_applies(statement, action, resource, context or {}):
-                continue
-            if statement.get("Effect") == "Deny":
-                return Decision(False, explicit_deny=True)
-            allowed = True
-    return Decision(allowed)
+    return _decide(_compile(policies), action, resource, context or {})
 
 
 # --- principals and the record of calls -----------------------------------------------
@@ -146,16 +197,24 @@ def evaluate(
 
 @dataclass(frozen=True)
 class Principal:
-    """A role as a caller: its ARN, the session name (the function's) and its policy documents."""
+    """A role as a caller: its ARN, the session name (the function's) and its policy documents.
+
+    Its statements are compiled once, at its first check, and kept on it: a principal's policies
+    change by putting a new Principal in the registry (``dataclasses.replace``), never by editing
+    the documents in place, which the compiled statements would not see."""
 
     role_arn: str
     session: str
     policies: tuple[Mapping[str, Any], ...]
 
-    @property
+    @functools.cached_property
     def arn(self) -> str:
         role_name = self.role_arn.rsplit("/", 1)[-1]
         return f"arn:aws:sts::{ACCOUNT}:assumed-role/{role_name}/{self.session}"
+
+    @functools.cached_property
+    def statements(self) -> tuple[_Statement, ...]:
+        return _compile(self.policies)
 
 
 @dataclass(frozen=True)
@@ -195,7 +254,7 @@ class Registry:
         }
         refusal = None
         for action, resource in requested:
-            decision = evaluate(principal.policies, action, resource, context)
+            decision = _decide(principal.statements, action, resource, context)
             with self._lock:
                 self.calls.append(Call(principal.arn, action, resource, decision.allowed))
             if not decision.allowed and refusal is None:
