@@ -27,8 +27,6 @@ import argparse
 import io
 import json
 import os
-import re
-import subprocess
 import sys
 import threading
 import time
@@ -43,6 +41,7 @@ from aws_prices import aws_usd, state_transitions
 from picflow_cli.local.stack import LocalStack
 from PIL import Image
 
+from mock_upstream.process import MockProcess
 from mock_upstream.testing import MockUpstream
 
 JOBS = 150
@@ -131,22 +130,6 @@ class Cpu:
 
 
 # --- the run ---------------------------------------------------------------------------------------
-
-
-def start_mock() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mock_upstream", "--port", "0", "--log-level", "warning"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    found = re.search(r"http://\S+", line)
-    if not found:
-        process.kill()
-        raise RuntimeError(f"mock_upstream did not start: {line!r}")
-    return process, found.group(0)
 
 
 def run_jobs(stack: LocalStack, key: str, jobs: int, in_flight: int) -> dict[str, Any]:
@@ -273,8 +256,10 @@ def main() -> int:
     os.environ.setdefault("PICFLOW_LOCAL_LOG_LEVEL", "ERROR")
     warnings.filterwarnings("ignore")  # moto's CloudFormation deprecations
 
-    mock_process, upstream_url = start_mock()
-    try:
+    with MockProcess() as mock:
+        upstream_url = mock.base_url
+        assert mock.process is not None
+        mock_pid = mock.process.pid
         control = MockUpstream(upstream_url)
         control.configure(hd_status_cache_seconds=0, tencent_processing_seconds=0)
         stack = LocalStack(
@@ -288,9 +273,9 @@ def main() -> int:
             stack.client("s3").put_object(Bucket=stack.info.input_bucket, Key=key, Body=png())
             run_jobs(stack, key, WARMUP, min(args.in_flight, WARMUP))
             load_before = os.getloadavg()
-            cpu_before = Cpu.now(mock_process.pid)
+            cpu_before = Cpu.now(mock_pid)
             result = run_jobs(stack, key, args.jobs, args.in_flight)
-            cpu = Cpu.now(mock_process.pid) - cpu_before
+            cpu = Cpu.now(mock_pid) - cpu_before
             load_after = os.getloadavg()
             sfn = stack.client("stepfunctions")
             transitions_total = sum(state_transitions(sfn, arn) for arn in result["arns"])
@@ -299,9 +284,6 @@ def main() -> int:
         finally:
             stack.stop()
             control.close()
-    finally:
-        mock_process.terminate()
-        mock_process.wait(10)
 
     jobs = len(result["arns"])
     ok = sum(1 for status in result["statuses"] if status == "SUCCEEDED")
