@@ -818,10 +818,15 @@ def test_pid_alive_is_false_for_a_reaped_child(gone_pid: int):
 
 def test_pid_alive_judges_a_live_process_by_its_command_line():
     # A pid reused by some other program is not taken for the stack.
-    sleep = "import sys; sys.stdin.read()"
-    other = subprocess.Popen([sys.executable, "-c", sleep], stdin=subprocess.PIPE)
-    ours = subprocess.Popen([sys.executable, "-c", sleep, "picflow"], stdin=subprocess.PIPE)
+    sleep = "import sys; print('up', flush=True); sys.stdin.read()"
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
+    other = subprocess.Popen([sys.executable, "-c", sleep], **pipes)
+    ours = subprocess.Popen([sys.executable, "-c", sleep, "picflow"], **pipes)
     try:
+        # Until a child has exec'd, its /proc cmdline is still pytest's: wait for each to speak.
+        for proc in (other, ours):
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == b"up\n"
         assert not state_module.pid_alive(other.pid)
         assert state_module.pid_alive(ours.pid)
     finally:
