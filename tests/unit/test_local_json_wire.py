@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import boto3
 from moto import mock_aws
 from moto.core.serialize import BaseJSONSerializer
-from picflow_cli.local import ddb_wire, json_wire
+from picflow_cli.local import ddb_wire, json_wire, waits
 from picflow_cli.waiting import Patience
 
 REGION = "us-east-1"
@@ -61,16 +60,21 @@ def reads(bodies: list[bytes]) -> list[Callable[[], Any]]:
         return made
 
     sfn = client("stepfunctions")
+    ends = waits.ChildEnds()
+    undo_waits = waits.install(ends=ends)
     role = session.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     machine = sfn.create_state_machine(name="m", definition=json.dumps(DEFINITION), roleArn=role)
     execution = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="e", input='{"n": 2}')
     arn = execution["executionArn"]
-    # Gives up only when the execution's history stops growing (a loaded machine is slow, not stuck).
+    ended = ends.watch(arn)
+    # Woken by the execution's end; gives up only when its history stops growing (a loaded
+    # machine is slow, not stuck). Read once first: it may have ended before the watch.
     patience = Patience("execution e still RUNNING", stall=30, cap=600)
-    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+    running = sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
+    while running and not ended.wait(1.0):
         patience.see(len(sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]))
         patience.check()
-        time.sleep(0.05)  # the interval between looks at a condition, not a sleep as sync
+    undo_waits()
     dynamodb = client("dynamodb")
     dynamodb.create_table(
         TableName="t",

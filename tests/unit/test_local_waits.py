@@ -97,7 +97,8 @@ def test_a_sync_parent_reads_its_child_when_it_ends_not_every_half_second(
     monkeypatch.setattr(StepFunctionBackend, "describe_execution", counted)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         undo_keys = fix_sfn_service_integration()  # as the local stack runs it
-        undo = waits.install()
+        ends = waits.ChildEnds()
+        undo = waits.install(ends=ends)
         try:
             sfn = boto3.client("stepfunctions", region_name="us-east-1")
             # GIVEN a child that runs ~2 s (moto would read it ~5 times) and a parent waiting on it
@@ -117,10 +118,11 @@ def test_a_sync_parent_reads_its_child_when_it_ends_not_every_half_second(
                 "Run",
             )
             execution = sfn.start_execution(stateMachineArn=parent, name="the-parent")["executionArn"]
-            deadline = time.monotonic() + 30
-            while (status := sfn.describe_execution(executionArn=execution)["status"]) == "RUNNING":
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            ended = ends.watch(execution)
+            # Woken by the parent's own end (read once more: it may have ended before the watch).
+            if sfn.describe_execution(executionArn=execution)["status"] == "RUNNING":
+                assert ended.wait(60), "the parent never ended"
+            status = sfn.describe_execution(executionArn=execution)["status"]
         finally:
             undo()
             undo_keys()
