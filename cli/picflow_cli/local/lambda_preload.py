@@ -15,7 +15,7 @@ import pkgutil
 import picflow_cli.local.lambda_worker  # noqa: F401 - the workers' entry point
 
 with contextlib.suppress(ImportError):
-    import boto3
+    import boto3  # noqa: F401
     import botocore.session  # noqa: F401
     import httpx  # noqa: F401
     import picflow
@@ -45,17 +45,17 @@ def _warm_sdk() -> None:
     """Parse the SDK's models once, here: every worker's first client then costs ~50 ms, not the
     ~600 ms of reading service, endpoint-rule and resource JSON per process.
 
-    Only boto3's default session and its loader are made: no client, so no credentials or region
-    are resolved (each worker resolves its own, from its own environment, at its first client).
-    The developer's ~/.aws stays out, as it does in the workers.
+    Only the layer's session (boto3's default, picflow.net.sdk) and its loader are made: no client,
+    so no credentials or region are resolved (each worker resolves its own, from its own
+    environment, at its first client). The developer's ~/.aws stays out, as it does in the workers.
     """
+    from picflow.net import sdk
+
     os.environ["AWS_CONFIG_FILE"] = os.devnull
     os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(name, None)
-    boto3.setup_default_session()
-    assert boto3.DEFAULT_SESSION is not None
-    loader = boto3.DEFAULT_SESSION._session.get_component("data_loader")
+    loader = sdk.session()._session.get_component("data_loader")
     for service in ("s3", "dynamodb", "stepfunctions", "secretsmanager", "events", "lambda", "sqs"):
         for kind in ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2", "resources-1"):
             with contextlib.suppress(Exception):  # not every service has every kind

@@ -14,13 +14,13 @@ from pydantic import BaseModel
 
 from picflow.api.errors import ApiError
 from picflow.api.models import ErrorResponse
+from picflow.aws.services import services
 from picflow.core import config
 from picflow.net import urls
 
 if TYPE_CHECKING:
     import httpx
     from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
-    from mypy_boto3_s3 import S3Client
 
 __all__ = [
     "API_KEY_SCHEME",
@@ -34,7 +34,6 @@ __all__ = [
     "idempotency_header",
     "owner",
     "presign",
-    "presigner",
     "request_fingerprint",
     "reset_clients",
     "responses",
@@ -65,20 +64,9 @@ def fetch_client() -> httpx.Client:
     return urls.safe_client()
 
 
-@functools.cache
-def presigner() -> S3Client:
-    """S3 client for presigned URLs: SigV4 always (boto3 may still pick SigV2 for S3 here)."""
-    import boto3
-    from botocore.config import Config
-
-    client: S3Client = boto3.client("s3", config=Config(signature_version="s3v4"))
-    return client
-
-
 def reset_clients() -> None:
     """Forget cached clients (tests start a new moto mock per test)."""
     fetch_client.cache_clear()
-    presigner.cache_clear()
 
 
 def responses(ok: int, description: str, *errors: int, also: dict[int, Any] | None = None) -> dict[int, Any]:
@@ -147,7 +135,7 @@ def conflict() -> ApiError:
 
 
 def presign(bucket: str, key: str, ttl: int) -> str:
-    return presigner().generate_presigned_url(
+    return services().presigner.generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=ttl
     )
 

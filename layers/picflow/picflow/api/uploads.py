@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from picflow.api.common import UPLOAD_URL_TTL, presigner, responses, tenant_of
+from picflow.api.common import UPLOAD_URL_TTL, responses, tenant_of
 from picflow.api.errors import ApiError
 from picflow.api.models import UploadRequest, UploadResponse
+from picflow.aws.services import services
 from picflow.core import config
 from picflow.core.names import upload_key
 
@@ -50,7 +51,7 @@ def create_upload(body: UploadRequest) -> Response[UploadResponse]:
     upload_id = uuid.uuid4().hex
     # Under the caller's root (tenants/<id>/uploads/...): only its own jobs and batches may name it.
     key = upload_key(upload_id, _safe_filename(body.filename), tenant_of(router.current_event))
-    url = presigner().generate_presigned_url(
+    url = services().presigner.generate_presigned_url(
         "put_object",
         Params={"Bucket": config.env(config.INPUT_BUCKET), "Key": key, "ContentType": body.content_type},
         ExpiresIn=UPLOAD_URL_TTL,

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from picflow.aws.jobs import JobStore
 from picflow.aws.semaphore import Semaphore
 from picflow.core import config
-from picflow.core.warm import long_lived
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -173,11 +172,9 @@ class DynamoTable:
 
 
 def _client(service: str, **kwargs: Any) -> Any:
-    """A boto3 client of the default session, built as the container's (picflow.core.warm.long_lived)."""
-    import boto3
+    from picflow.net import sdk
 
-    with long_lived():
-        return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+    return sdk.client(service, **kwargs)
 
 
 def _with_python_values(client: Any) -> None:

@@ -64,13 +64,13 @@ class Credentials:
 
 @functools.cache
 def _secrets() -> SecretsProvider:
-    import boto3
     from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
+    from picflow.net import sdk
+
     # Left to itself powertools builds its client from a new boto3.Session, which loads botocore's
-    # endpoint and model data a second time (~70 ms of a cold start): use the default session's.
-    with long_lived():
-        return SecretsProvider(boto3_client=boto3.client("secretsmanager"))
+    # endpoint and model data a second time (~70 ms of a cold start): use the layer's session.
+    return SecretsProvider(boto3_client=sdk.client("secretsmanager"))
 
 
 def load_credentials() -> Credentials:

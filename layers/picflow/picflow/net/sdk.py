@@ -1,0 +1,109 @@
+"""The AWS SDK session every client of the layer is built from.
+
+boto3's default session, with one change to how botocore finds its models: before it loads a
+service's model, botocore's ``Loader.load_service_model`` lists every service it has a model of
+(~445 directories and ~1,400 stat calls on each search path, once for the service model and once
+for the endpoint rules) only to check that the one asked for is among them. That listing was
+~16-19 ms of CPU in the first client of every cold start (bench/coldstart.py), more on a cold file
+system; :class:`ModelLoader` answers the same question from that service's own directory. botocore
+has the change under review upstream (boto/botocore#3687); drop this module once it ships.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, overload
+
+from botocore.loaders import Loader
+
+from picflow.core.warm import long_lived
+
+if TYPE_CHECKING:
+    import boto3
+
+__all__ = ["ModelLoader", "client", "session"]
+
+
+class ServiceNames(Sequence[str]):
+    """The services a loader has a ``type_name`` model of, as botocore lists them, answering
+    ``name in names`` without listing them all (the full, sorted list is made only if asked for)."""
+
+    def __init__(self, loader: ModelLoader, type_name: str) -> None:
+        self._loader = loader
+        self._type_name = type_name
+
+    def __contains__(self, name: object) -> bool:
+        # botocore's listing holds only plain directory names: no path can name a service.
+        if not isinstance(name, str) or name in ("", ".", "..") or os.sep in name or "/" in name:
+            return False
+        for path in self._loader.search_paths:
+            service_dir = os.path.join(path, name)
+            if not os.path.isdir(service_dir):
+                continue
+            for api_version in os.listdir(service_dir):
+                if self._loader.file_loader.exists(os.path.join(service_dir, api_version, self._type_name)):
+                    return True
+        return False
+
+    def _all(self) -> list[str]:
+        return self._loader.every_service(self._type_name)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == other if isinstance(other, list) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # a list's equality: unhashable, like a list
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+class ModelLoader(Loader):
+    """botocore's model loader, whose ``list_available_services`` answers membership lazily."""
+
+    def list_available_services(self, type_name: str) -> ServiceNames:  # type: ignore[override]
+        return ServiceNames(self, type_name)
+
+    def every_service(self, type_name: str) -> list[str]:
+        """botocore's own full listing (cached per loader)."""
+        listed: list[str] = super().list_available_services(type_name)
+        return listed
+
+
+def session() -> boto3.Session:
+    """boto3's default session; if none exists yet, made over a botocore session that loads its
+    models with :class:`ModelLoader` (a session made elsewhere first is used as it is)."""
+    import boto3
+    import botocore.session
+
+    if boto3.DEFAULT_SESSION is None:
+        core = botocore.session.get_session()
+        # As botocore's create_loader(): the data_path setting (AWS_DATA_PATH) names extra model
+        # directories, searched first.
+        extra = core.get_config_variable("data_path")
+        paths = [os.path.expanduser(os.path.expandvars(p)) for p in extra.split(os.pathsep)] if extra else []
+        core.register_component("data_loader", ModelLoader(extra_search_paths=paths))
+        boto3.setup_default_session(botocore_session=core)
+    assert boto3.DEFAULT_SESSION is not None
+    return boto3.DEFAULT_SESSION
+
+
+def client(service: str, **kwargs: Any) -> Any:
+    """A client of :func:`session`, built as the container's (picflow.core.warm.long_lived)."""
+    with long_lived():
+        return session().client(service, **kwargs)  # type: ignore[call-overload]
