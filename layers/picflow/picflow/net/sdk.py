@@ -34,10 +34,13 @@ class ServiceNames(Sequence[str]):
         self._type_name = type_name
 
     def __contains__(self, name: object) -> bool:
-        # botocore's listing holds only plain directory names: no path can name a service.
-        if not isinstance(name, str) or name in ("", ".", "..") or os.sep in name or "/" in name:
+        # As botocore lists them: an entry of a search path (exactly that name, whatever the file
+        # system's case rules) that is a directory holding the model in some API version.
+        if not isinstance(name, str):
             return False
         for path in self._loader.search_paths:
+            if not os.path.isdir(path) or name not in os.listdir(path):
+                continue
             service_dir = os.path.join(path, name)
             if not os.path.isdir(service_dir):
                 continue
