@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 import botocore.session
 import pytest
-from botocore.exceptions import UnknownServiceError
+from botocore.exceptions import DataNotFoundError, UnknownServiceError
 from botocore.loaders import Loader
 from picflow.net import sdk
 
@@ -65,6 +65,35 @@ def test_a_service_model_loads_without_listing_every_service(monkeypatch: pytest
     assert quick.load_service_model("stepfunctions", "endpoint-rule-set-1")["version"]
 
 
+# What the layer's clients load (and one model botocore merges with its "sdk-extras" file).
+MODELS = [
+    *(
+        (service, kind)
+        for service in ("s3", "dynamodb", "stepfunctions", "secretsmanager", "events", "lambda")
+        for kind in ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2")
+    ),
+    ("s3", "resources-1"),
+    ("dynamodb", "resources-1"),
+    ("accessanalyzer", "paginators-1"),
+]
+
+
+def test_the_model_files_parse_to_botocores_data_in_its_order() -> None:
+    plain, quick = _pair()
+    for service, kind in MODELS:
+        try:
+            theirs = plain.load_service_model(service, kind)
+        except DataNotFoundError:
+            continue  # not every service has every kind
+        ours = quick.load_service_model(service, kind)
+        # Same data, same key order everywhere (the JSON text compares both), as plain dicts
+        assert json.dumps(ours) == json.dumps(theirs), (service, kind)
+        assert type(ours) is dict
+    for name in ("endpoints", "partitions", "sdk-default-configuration", "_retry"):
+        assert json.dumps(quick.load_data(name)) == json.dumps(plain.load_data(name)), name
+    assert type(quick.load_data("endpoints")["partitions"][0]) is dict
+
+
 @pytest.mark.usefixtures("aws")  # fake credentials: no client looks further
 def test_the_layers_clients_come_from_a_session_with_our_loader(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN no default session yet (a new container) and botocore's listing made to fail if used
@@ -79,6 +108,7 @@ def test_the_layers_clients_come_from_a_session_with_our_loader(monkeypatch: pyt
     assert boto3.DEFAULT_SESSION is sdk.session()
     loader = sdk.session()._session.get_component("data_loader")
     assert isinstance(loader, sdk.ModelLoader)
+    assert isinstance(loader.file_loader, sdk.JSONFiles)
     assert BOTO3_DATA in loader.search_paths  # boto3's own models are still found
     assert s3.meta.service_model.service_name == "s3"
     assert callable(s3.upload_fileobj)  # boto3's S3 transfer methods are there

@@ -1,28 +1,37 @@
 """The AWS SDK session every client of the layer is built from.
 
-boto3's default session, with one change to how botocore finds its models: before it loads a
-service's model, botocore's ``Loader.load_service_model`` lists every service it has a model of
-(~445 directories and ~1,400 stat calls on each search path, once for the service model and once
-for the endpoint rules) only to check that the one asked for is among them. That listing was
-~16-19 ms of CPU in the first client of every cold start (bench/coldstart.py), more on a cold file
-system; :class:`ModelLoader` answers the same question from that service's own directory. botocore
-has the change under review upstream (boto/botocore#3687); drop this module once it ships.
+boto3's default session, with two changes to how botocore loads its models (the JSON files that
+describe each service, its endpoint rules and the partitions), both measured in the first client
+of every cold start (bench/coldstart.py):
+
+- Before it loads a service's model, botocore's ``Loader.load_service_model`` lists every service
+  it has a model of (~445 directories and ~1,400 stat calls on each search path, once for the
+  service model and once for the endpoint rules) only to check that the one asked for is among
+  them: ~16-19 ms of CPU. :class:`ModelLoader` answers the same question from that service's own
+  directory. botocore has this under review (boto/botocore#3687).
+- botocore parses each file into ``OrderedDict``s (``object_pairs_hook``, from its Python 2 days),
+  2-4x slower than plain dicts, which keep their order since Python 3.7: ~12-20 ms of an S3
+  client's first build. :class:`JSONFiles` parses into dicts.
+
+The answers and the data are botocore's own (tests/unit/test_sdk.py). If botocore renames what is
+overridden here, its own code runs again: slower, never wrong.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, TYPE_CHECKING, Any, overload
 
-from botocore.loaders import Loader
+from botocore.loaders import JSONFileLoader, Loader
 
 from picflow.core.warm import long_lived
 
 if TYPE_CHECKING:
     import boto3
 
-__all__ = ["ModelLoader", "client", "session"]
+__all__ = ["JSONFiles", "ModelLoader", "client", "session"]
 
 
 class ServiceNames(Sequence[str]):
@@ -76,8 +85,22 @@ class ServiceNames(Sequence[str]):
         return repr(self._all())
 
 
+class JSONFiles(JSONFileLoader):
+    """botocore's JSON file loader, parsing into plain dicts."""
+
+    def _load_file(self, full_path: str, open_method: Callable[..., IO[bytes]]) -> Any:
+        if not os.path.isfile(full_path):
+            return None
+        with open_method(full_path, "rb") as fp:
+            return json.loads(fp.read().decode("utf-8"))
+
+
 class ModelLoader(Loader):
-    """botocore's model loader, whose ``list_available_services`` answers membership lazily."""
+    """botocore's model loader, whose ``list_available_services`` answers membership lazily and
+    whose files are parsed into plain dicts."""
+
+    def __init__(self, extra_search_paths: list[str] | None = None) -> None:
+        super().__init__(extra_search_paths=extra_search_paths, file_loader=JSONFiles())
 
     def list_available_services(self, type_name: str) -> ServiceNames:  # type: ignore[override]
         return ServiceNames(self, type_name)
