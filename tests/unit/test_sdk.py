@@ -28,19 +28,30 @@ def _pair() -> tuple[Loader, sdk.ModelLoader]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_the_model_loader_knows_the_services_botocore_lists(kind: str) -> None:
+def test_the_name_check_knows_the_services_botocore_lists(kind: str) -> None:
     # GIVEN botocore's loader and ours over the same search paths
     plain, quick = _pair()
     listed = plain.list_available_services(kind)
-    names = quick.list_available_services(kind)
+    names = sdk.ServiceNames(quick, kind)
     assert len(listed) > (0 if kind == "resources-1" else 100)
-    # THEN each answers "is X a service?" the same, for every listed name and for names that are not
-    for name in [*listed, *NOT_SERVICES, *(f"{name}x" for name in listed[:20])]:
+    # THEN the name check a model load makes answers "is X a service with this kind of model?" as
+    # botocore's listing does: for every service there is (most have no waiters or resources), and
+    # for names that are none
+    everything = plain.list_available_services("service-2")
+    for name in [*everything, *NOT_SERVICES, *(f"{name}x" for name in listed[:20])]:
         assert (name in names) == (name in listed), name
-    # AND asked for all of them, ours gives botocore's sorted list
+    # AND read whole, it is botocore's sorted list
     assert list(names) == listed
-    assert names == listed
-    assert (len(names), names[0], names[-2:]) == (len(listed), listed[0], listed[-2:])
+    assert (len(names), names[0], list(names[-2:])) == (len(listed), listed[0], listed[-2:])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_outside_a_model_load_the_listing_is_botocores_list(kind: str) -> None:
+    plain, quick = _pair()
+    listed = quick.list_available_services(kind)
+    assert type(listed) is list
+    assert listed == plain.list_available_services(kind)
+    assert json.dumps(quick.list_available_services(kind)) == json.dumps(listed)
 
 
 def test_an_unknown_service_is_refused_as_botocore_refuses_it() -> None:
@@ -83,8 +94,10 @@ def test_the_model_files_parse_to_botocores_data_in_its_order() -> None:
     for service, kind in MODELS:
         try:
             theirs = plain.load_service_model(service, kind)
-        except DataNotFoundError:
-            continue  # not every service has every kind
+        except DataNotFoundError as missing:  # not every service has every kind: ours says so too
+            with pytest.raises(type(missing)):
+                quick.load_service_model(service, kind)
+            continue
         ours = quick.load_service_model(service, kind)
         # Same data, same key order everywhere (the JSON text compares both), as plain dicts
         assert json.dumps(ours) == json.dumps(theirs), (service, kind)
@@ -137,4 +150,4 @@ def test_extra_model_directories_are_searched_first(tmp_path: Path, monkeypatch:
     assert "picflow-test" in loader.list_available_services("service-2")
     assert loader.load_service_model("picflow-test", "service-2")["metadata"]["serviceId"] == "PicflowTest"
     assert "s3" in loader.list_available_services("service-2")
-    assert isinstance(botocore.session.get_session().get_component("data_loader"), Loader)
+    assert type(botocore.session.get_session().get_component("data_loader")) is Loader

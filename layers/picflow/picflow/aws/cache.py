@@ -55,9 +55,9 @@ class ResultCache:
 
     def __init__(self, table: Table | None = None) -> None:
         if table is None:
-            import boto3
+            from picflow.net import sdk
 
-            table = boto3.resource("dynamodb").Table(config.env(config.RESULT_CACHE_TABLE))
+            table = sdk.session().resource("dynamodb").Table(config.env(config.RESULT_CACHE_TABLE))
         self._table = table
 
     def get(self, key: str) -> dict[str, Any] | None:

@@ -77,9 +77,9 @@ class SubmitClaim:
 class JobStore:
     def __init__(self, table: Table | None = None) -> None:
         if table is None:
-            import boto3
+            from picflow.net import sdk
 
-            table = boto3.resource("dynamodb").Table(config.env(config.JOBS_TABLE))
+            table = sdk.session().resource("dynamodb").Table(config.env(config.JOBS_TABLE))
         self._table = table
 
     @property

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING, Any, overload
 
@@ -36,7 +37,7 @@ __all__ = ["JSONFiles", "ModelLoader", "client", "session"]
 
 class ServiceNames(Sequence[str]):
     """The services a loader has a ``type_name`` model of, as botocore lists them, answering
-    ``name in names`` without listing them all (the full, sorted list is made only if asked for)."""
+    ``name in names`` without listing them all (the full, sorted list is made only if read)."""
 
     def __init__(self, loader: ModelLoader, type_name: str) -> None:
         self._loader = loader
@@ -76,11 +77,6 @@ class ServiceNames(Sequence[str]):
     def __len__(self) -> int:
         return len(self._all())
 
-    def __eq__(self, other: object) -> bool:
-        return list(self) == other if isinstance(other, list) else NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # a list's equality: unhashable, like a list
-
     def __repr__(self) -> str:
         return repr(self._all())
 
@@ -96,14 +92,28 @@ class JSONFiles(JSONFileLoader):
 
 
 class ModelLoader(Loader):
-    """botocore's model loader, whose ``list_available_services`` answers membership lazily and
-    whose files are parsed into plain dicts."""
+    """botocore's model loader, whose files are parsed into plain dicts and whose model loads check
+    the service's name without listing every service."""
 
     def __init__(self, extra_search_paths: list[str] | None = None) -> None:
         super().__init__(extra_search_paths=extra_search_paths, file_loader=JSONFiles())
+        self._loading = threading.local()
 
-    def list_available_services(self, type_name: str) -> ServiceNames:  # type: ignore[override]
-        return ServiceNames(self, type_name)
+    def load_service_model(self, service_name: str, type_name: str, api_version: str | None = None) -> Any:
+        # botocore's own body, whose name check (the one use of the listing on this path) gets
+        # a ServiceNames; the flag is per thread, so another thread's listing stays a list.
+        outer = getattr(self._loading, "active", False)
+        self._loading.active = True
+        try:
+            return super().load_service_model(service_name, type_name, api_version)
+        finally:
+            self._loading.active = outer
+
+    def list_available_services(self, type_name: str) -> list[str] | ServiceNames:  # type: ignore[override]
+        """botocore's sorted list; inside a model load, the name check that lists only if read."""
+        if getattr(self._loading, "active", False):
+            return ServiceNames(self, type_name)
+        return self.every_service(type_name)
 
     def every_service(self, type_name: str) -> list[str]:
         """botocore's own full listing (cached per loader)."""
