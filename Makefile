@@ -120,9 +120,10 @@ test: setup
 test-background:
 	@nice -n 10 $(SIDE_BY_SIDE) $(LINTS) typecheck unit-fast
 
-# sam build needs python3.12 on PATH (pyenv's shim is not enough): put its directory first.
+# sam build, its output compiled to bytecode (Lambda cannot write __pycache__), every validator:
+# `picflow deploy --dry-run` (it finds a python3.12 that runs, as sam build needs).
 build: setup
-	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM) build
+	$(BIN)/picflow deploy --dry-run
 
 demo: $(STAMP)
 	$(BIN)/picflow demo

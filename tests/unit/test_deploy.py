@@ -77,7 +77,9 @@ def test_dry_run_builds_validates_and_lists_what_it_would_create_without_aws(no_
 
     text = out.getvalue()
     assert code == 0
-    assert [c[1] for c in sam.commands] == ["build"], "a dry run deploys nothing"
+    assert [c[1:3] for c in sam.commands] == [["build", "--template-file"], ["-m", "compileall"]], (
+        "a dry run builds and compiles, and deploys nothing"
+    )
     assert "cfn-lint (template and SAM-transformed template): ok" in text
     assert "AWS::Lambda::Function" in text
     assert "AWS::StepFunctions::StateMachine" in text
@@ -137,5 +139,40 @@ def test_deploy_runs_build_then_deploy(no_aws: None, monkeypatch: pytest.MonkeyP
     deploy_module.deploy(
         stack_name="picflow", region="eu-west-1", guided=False, parameters=[], out=io.StringIO(), run=sam
     )
-    assert [c[1] for c in sam.commands] == ["build", "deploy"]
-    assert sam.commands[1][sam.commands[1].index("--region") + 1] == "eu-west-1"
+    # The build's output is compiled to bytecode before anything is deployed
+    assert [c[1] for c in sam.commands] == ["build", "-m", "deploy"]
+    assert sam.commands[1][-1] == str(Path(deploy_module.__file__).parents[2] / ".aws-sam" / "build")
+    assert sam.commands[2][sam.commands[2].index("--region") + 1] == "eu-west-1"
+
+
+def test_the_built_code_ships_bytecode_lambda_uses_as_it_is(tmp_path: Path) -> None:
+    # GIVEN what sam build leaves: a layer's package and a function's code, sources only
+    built = tmp_path / ".aws-sam" / "build"
+    package = built / "PicflowLayer" / "python" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "mod.py").write_text("VALUE = 'compiled'\n")
+    (built / "ApiFunction").mkdir()
+    (built / "ApiFunction" / "app.py").write_text("from pkg.mod import VALUE\n")
+    # WHEN the deploy's bytecode step runs
+    subprocess.run(deploy_module.bytecode_command(built), check=True, capture_output=True)
+    # THEN every module has its bytecode, hash-based and unchecked (PEP 552 flags: 0b01)
+    sources = sorted(built.rglob("*.py"))
+    compiled = sorted(built.rglob("__pycache__/*.cpython-312.pyc"))
+    assert [p.name.split(".")[0] for p in compiled] == [p.stem for p in sources]
+    assert {int.from_bytes(p.read_bytes()[4:8], "little") for p in compiled} == {0b01}
+    # AND a read-only runtime (nothing written) runs that bytecode whatever its sources' mtime says:
+    # a changed source is not even read (the published layer's sources never change)
+    (package / "mod.py").write_text("VALUE = 'a source that was compiled again, longer'\n")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(built / "PicflowLayer" / "python")}
+    python = deploy_module.python312()
+    assert python is not None
+    ran = subprocess.run(
+        [python, "-c", "import app; print(app.VALUE)"],
+        cwd=built / "ApiFunction",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ran.stdout.strip() == "compiled"
