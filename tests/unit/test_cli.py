@@ -644,6 +644,16 @@ sys.exit(int(os.environ.get("FAKE_SAM_EXIT_" + sys.argv[1], "0")))
 """
 
 
+# The runtime's python3.12 as the deploy runs it to compile the build: it logs the call instead.
+FAKE_PYTHON = """#!{python}
+import json, os, sys
+if sys.argv[1:3] == ["-m", "compileall"]:
+    with open(os.environ["FAKE_SAM_LOG"], "a") as fh:
+        fh.write(json.dumps(["python3.12", *sys.argv[1:]]) + "\\n")
+    sys.exit(int(os.environ.get("FAKE_SAM_EXIT_compileall", "0")))
+"""
+
+
 @pytest.fixture
 def fake_sam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"
@@ -651,6 +661,11 @@ def fake_sam(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     sam = bin_dir / "sam"
     sam.write_text(FAKE_SAM.format(python=sys.executable))
     sam.chmod(0o755)
+    python = tmp_path / "runtime" / "python3.12"
+    python.parent.mkdir()
+    python.write_text(FAKE_PYTHON.format(python=sys.executable))
+    python.chmod(0o755)
+    monkeypatch.setattr("picflow_cli.deploy.python312", lambda: str(python))
     log = tmp_path / "sam.log"
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("FAKE_SAM_LOG", str(log))
@@ -677,8 +692,22 @@ def test_deploy_builds_then_deploys_guided_with_capabilities(
     )
     out = capsys.readouterr().out
     assert code == 0
-    build, deploy, outputs = sam_calls(fake_sam)
+    build, compiled, deploy, outputs = sam_calls(fake_sam)
     assert build == ["build", "--template-file", str(ROOT / "template.yaml")]
+    built = str(ROOT / ".aws-sam" / "build")
+    assert compiled == [
+        "python3.12",
+        "-m",
+        "compileall",
+        "-q",
+        "-j",
+        "0",
+        "--invalidation-mode",
+        "unchecked-hash",
+        "-s",
+        built,
+        built,
+    ]
     assert deploy[:5] == [
         "deploy",
         "--template-file",
@@ -711,7 +740,7 @@ def test_deploy_builds_then_deploys_guided_with_capabilities(
 
 def test_deploy_no_guided_lets_sam_manage_the_bucket(fake_sam: Path, capsys: pytest.CaptureFixture[str]):
     assert main(["deploy", "--no-guided"]) == 0
-    deploy = sam_calls(fake_sam)[1]
+    deploy = sam_calls(fake_sam)[2]
     assert "--guided" not in deploy
     assert "--resolve-s3" in deploy
     assert deploy[deploy.index("--stack-name") + 1] == "picflow"
@@ -734,6 +763,25 @@ def test_deploy_stops_when_sam_build_fails(
     assert len(sam_calls(fake_sam)) == 1
 
 
+def test_deploy_ships_what_compiled_when_some_file_did_not(
+    fake_sam: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    # compileall's 1: a file did not compile (Lambda could not import it either)
+    monkeypatch.setenv("FAKE_SAM_EXIT_compileall", "1")
+    assert main(["deploy", "--no-guided"]) == 0
+    assert "some files did not compile (listed above); the rest ships as bytecode" in capsys.readouterr().out
+    assert [call[0] for call in sam_calls(fake_sam)] == ["build", "python3.12", "deploy", "list"]
+
+
+def test_deploy_stops_when_the_compile_step_cannot_run(
+    fake_sam: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("FAKE_SAM_EXIT_compileall", "2")
+    assert main(["deploy"]) == 2
+    assert capsys.readouterr().err == "picflow: `compileall` failed (exit 2); its output above says why\n"
+    assert [call[0] for call in sam_calls(fake_sam)] == ["build", "python3.12"]
+
+
 def test_deploy_without_sam_says_how_to_install_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
@@ -754,7 +802,7 @@ def test_deploy_falls_back_to_the_sam_make_setup_installs(
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setattr("picflow_cli.deploy.SAM_VENV", str(venv))
     assert main(["deploy", "--no-guided"]) == 0
-    assert [call[0] for call in sam_calls(fake_sam)] == ["build", "deploy", "list"]
+    assert [call[0] for call in sam_calls(fake_sam)] == ["build", "python3.12", "deploy", "list"]
 
 
 # --- local down / up without a stack -----------------------------------------------------------------

@@ -176,3 +176,16 @@ def test_the_built_code_ships_bytecode_lambda_uses_as_it_is(tmp_path: Path) -> N
         check=True,
     )
     assert ran.stdout.strip() == "compiled"
+
+
+def test_the_same_code_compiles_to_the_same_bytes_wherever_it_is_built(tmp_path: Path) -> None:
+    # SAM names each upload by its content's checksum: bytecode that recorded the checkout's path
+    # would make a new layer version (and update every function) from every other checkout
+    trees = [tmp_path / name / ".aws-sam" / "build" for name in ("checkout-a", "elsewhere-b")]
+    for built in trees:
+        (built / "PicflowLayer" / "python").mkdir(parents=True)
+        (built / "PicflowLayer" / "python" / "mod.py").write_text("def f():\n    return 1\n")
+        subprocess.run(deploy_module.bytecode_command(built), check=True, capture_output=True)
+    a, b = (next(built.rglob("*.pyc")).read_bytes() for built in trees)
+    assert a == b
+    assert str(tmp_path).encode() not in a
