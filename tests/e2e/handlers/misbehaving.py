@@ -6,7 +6,9 @@ by the tests themselves.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import time
 from pathlib import Path
 from typing import Any
@@ -23,16 +25,34 @@ def sleepy(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def rendezvous(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Returns only once the other invocation has started too: two processes, or a timeout."""
+    """Returns only once the other invocation (``other``) has started too: two processes, or a
+    timeout. Without ``other``, at once."""
     SEEN.append(event["id"])
-    folder = Path(event["folder"])
-    (folder / f"started-{event['id']}").touch()
-    deadline = time.monotonic() + 20
-    while not (folder / f"started-{event['other']}").exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the other invocation never started")
-        time.sleep(0.01)
+    if event.get("other") is not None:
+        _meet(Path(event["folder"]), event["id"], event["other"])
     return {"pid": os.getpid(), "seen": list(SEEN)}
+
+
+def _meet(folder: Path, me: str, other: str) -> None:
+    """Each side writes a byte into the other's FIFO and waits on its own (select, 20 s).
+
+    On Linux, O_RDWR opens a FIFO without waiting for a peer. Each side opens its own FIFO before
+    it writes, and holds both open until it has read: a FIFO keeps its bytes while an end is
+    open, so a byte written before the other side waits is still there when it does."""
+    for name in (me, other):
+        with contextlib.suppress(FileExistsError):
+            os.mkfifo(folder / f"meet-{name}")
+    mine = os.open(folder / f"meet-{me}", os.O_RDWR)
+    theirs = os.open(folder / f"meet-{other}", os.O_RDWR)
+    try:
+        os.write(theirs, b".")
+        ready, _, _ = select.select([mine], [], [], 20)
+        if not ready:
+            raise TimeoutError("the other invocation never started")
+        os.read(mine, 1)
+    finally:
+        os.close(mine)
+        os.close(theirs)
 
 
 def environment(event: dict[str, Any], context: Any) -> dict[str, Any]:
