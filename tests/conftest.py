@@ -18,12 +18,6 @@ settings.register_profile("picflow", deadline=None)
 settings.load_profile("picflow")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: takes ten seconds or more on a quiet machine; run first (see below)"
-    )
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The slow tests first, each tier's order otherwise kept: handed out one at a time
     (`make unit-e2e`: --maxschedchunk=1), the long ones start early on every worker and the run
