@@ -7,6 +7,7 @@ requests are left out by every bench that imports this.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 USD_PER_STATE_TRANSITION = 0.025 / 1000
@@ -23,13 +24,18 @@ def aws_usd(transitions: int, requests: int, gb_s: float) -> float:
     )
 
 
+def entered(events: Iterable[Mapping[str, Any]]) -> int:
+    """The state transitions billed for these history events: the ``*StateEntered`` ones."""
+    return sum(1 for event in events if event["type"].endswith("StateEntered"))
+
+
 def state_transitions(sfn: Any, execution_arn: str) -> int:
-    """The state transitions an execution is billed for: its ``*StateEntered`` history events."""
+    """The state transitions an execution is billed for (:func:`entered`), read page by page."""
     count = 0
     kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
     while True:
         page = sfn.get_execution_history(**kwargs)
-        count += sum(1 for event in page["events"] if event["type"].endswith("StateEntered"))
+        count += entered(page["events"])
         if not page.get("nextToken"):
             return count
         kwargs["nextToken"] = page["nextToken"]

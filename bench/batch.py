@@ -40,11 +40,11 @@ import warnings
 from typing import Any
 
 import httpx
-from aws_prices import aws_usd, state_transitions
+from aws_prices import aws_usd, entered, state_transitions
 from picflow_cli.local.frontdoor import LOCAL_API_KEY
 from picflow_cli.local.stack import ACCOUNT, REGION, LocalStack
 from PIL import Image
-from throughput import own_cpu, tree_cpu
+from throughput import Cpu
 
 from mock_upstream.process import MockProcess
 from mock_upstream.testing import MockUpstream
@@ -63,7 +63,7 @@ def image(i: int) -> bytes:
 
 
 def entered_states(arns: set[str]) -> int:
-    """The ``*StateEntered`` events of these executions (what ``state_transitions`` counts), read
+    """The billed transitions of these executions (``aws_prices.entered``), read
     from moto's backend in this process: the histories GetExecutionHistory answers, without one
     request an item after each run (~50 ms each under load: minutes of the whole bench)."""
     from moto.stepfunctions.responses import get_backend
@@ -73,14 +73,15 @@ def entered_states(arns: set[str]) -> int:
         for execution in machine.executions:
             if execution.exec_arn in arns:
                 found += 1
-                events = execution.to_history_output()["events"]
-                count += sum(1 for event in events if event["type"].endswith("StateEntered"))
+                count += entered(execution.to_history_output()["events"])
     if found != len(arns):
         raise RuntimeError(f"{len(arns) - found} of {len(arns)} job executions not found")
     return count
 
 
-def run(stack: LocalStack, api: httpx.Client, mock: MockUpstream, prefix: str, items: int) -> dict[str, Any]:
+def run(
+    stack: LocalStack, api: httpx.Client, mock: MockUpstream, mock_pid: int, prefix: str, items: int
+) -> dict[str, Any]:
     assert stack.info is not None
     assert stack.runtime is not None
     sfn = stack.client("stepfunctions")
@@ -88,8 +89,7 @@ def run(stack: LocalStack, api: httpx.Client, mock: MockUpstream, prefix: str, i
     calls_before = mock.count()
     reads_before = mock.count(route=STATUS_ROUTE)
     invocations_before = len(stack.runtime.invocations)
-    me = os.getpid()
-    cpu_before = tree_cpu(me), own_cpu(me)
+    cpu_before = Cpu.now(mock_pid)
     started = time.perf_counter()
     answer = api.post("/batches", json={"operation": OPERATION, "prefix": prefix})
     answer.raise_for_status()
@@ -97,7 +97,7 @@ def run(stack: LocalStack, api: httpx.Client, mock: MockUpstream, prefix: str, i
     arn = stack.info.batch_state_machine_arn.replace(":stateMachine:", ":execution:") + f":{batch_id}"
     execution = stack.wait_for_arn(arn, timeout=3600)
     elapsed = time.perf_counter() - started
-    cpu = tree_cpu(me) - cpu_before[0], own_cpu(me) - cpu_before[1]
+    cpu = Cpu.now(mock_pid) - cpu_before
     reads = mock.count(route=STATUS_ROUTE) - reads_before
     view = api.get(f"/batches/{batch_id}").json()
     job_arn = stack.info.job_state_machine_arn.replace(":stateMachine:", ":execution:")
@@ -119,8 +119,8 @@ def run(stack: LocalStack, api: httpx.Client, mock: MockUpstream, prefix: str, i
         "status_reads_per_item": reads / items,
         # CPU from /proc (the load does not move it): the whole tree (Lambda workers and the mock
         # included), and this process alone (moto's server and interpreter, the bench's client).
-        "cpu_ms_per_item": cpu[0] * 1000 / items,
-        "moto_cpu_ms_per_item": cpu[1] * 1000 / items,
+        "cpu_ms_per_item": cpu.total * 1000 / items,
+        "moto_cpu_ms_per_item": cpu.moto * 1000 / items,
         "measure_seconds": time.perf_counter() - started - elapsed,  # the histories read after
         "lambda_invocations_per_item": len(calls) / items,
         "provider_calls_per_1000": (mock.count(paid=True) - paid_before) * 1000 / items,
@@ -157,8 +157,10 @@ def main() -> int:
             with httpx.Client(
                 base_url=stack.info.api_url, headers={"x-api-key": LOCAL_API_KEY}, timeout=300
             ) as api:
-                rows = {"first run": run(stack, api, mock, prefix, items)}
-                rows["re-run (cached)"] = run(stack, api, mock, prefix, items)
+                assert server.process is not None
+                pid = server.process.pid
+                rows = {"first run": run(stack, api, mock, pid, prefix, items)}
+                rows["re-run (cached)"] = run(stack, api, mock, pid, prefix, items)
         finally:
             stack.stop()
             mock.close()
