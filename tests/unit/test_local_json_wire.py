@@ -62,19 +62,23 @@ def reads(bodies: list[bytes]) -> list[Callable[[], Any]]:
     sfn = client("stepfunctions")
     ends = waits.ChildEnds()
     undo_waits = waits.install(ends=ends)
-    role = session.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    machine = sfn.create_state_machine(name="m", definition=json.dumps(DEFINITION), roleArn=role)
-    execution = sfn.start_execution(stateMachineArn=machine["stateMachineArn"], name="e", input='{"n": 2}')
-    arn = execution["executionArn"]
-    ended = ends.watch(arn)
-    # Woken by the execution's end; gives up only when its history stops growing (a loaded
-    # machine is slow, not stuck). Read once first: it may have ended before the watch.
-    patience = Patience("execution e still RUNNING", stall=30, cap=600)
-    running = sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
-    while running and not ended.wait(1.0):
-        patience.see(len(sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]))
-        patience.check()
-    undo_waits()
+    try:  # moto's interpreter stays patched for no later test, whatever happens here
+        role = session.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        machine = sfn.create_state_machine(name="m", definition=json.dumps(DEFINITION), roleArn=role)
+        execution = sfn.start_execution(
+            stateMachineArn=machine["stateMachineArn"], name="e", input='{"n": 2}'
+        )
+        arn = execution["executionArn"]
+        ended = ends.watch(arn)
+        # Woken by the execution's end; gives up only when its history stops growing (a loaded
+        # machine is slow, not stuck). Read once first: it may have ended before the watch.
+        patience = Patience("execution e still RUNNING", stall=30, cap=600)
+        running = sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
+        while running and not ended.wait(1.0):
+            patience.see(len(sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]))
+            patience.check()
+    finally:
+        undo_waits()
     dynamodb = client("dynamodb")
     dynamodb.create_table(
         TableName="t",

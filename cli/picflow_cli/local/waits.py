@@ -66,16 +66,12 @@ class ChildEnds:
         for event in events:
             event.set()
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._waiting)
-
 
 def install(floor: float = WAIT_FLOOR, ends: ChildEnds | None = None) -> Callable[[], None]:
     """Patch moto's interpreter (the floor under every Wait after an execution's first, and the
     woken ``.sync`` wait); returns the undo function. ``ends`` hears of every execution's end,
     for a caller that waits on one too (a test: no polling)."""
-    undos = [_floor(floor), _sync_wake(ChildEnds() if ends is None else ends)]  # an empty one is falsy
+    undos = [_floor(floor), _sync_wake(ends or ChildEnds())]
 
     def undo() -> None:
         for step in reversed(undos):
