@@ -471,7 +471,7 @@ class LosingTaskPic:
     sent: list[dict[str, Any]] = field(default_factory=list)
 
     def submit(self, operation: str, params: Any, image: Any, **kwargs: Any) -> Submission:
-        self.sent.append({"operation": operation, **kwargs})
+        self.sent.append({"operation": operation, "params": params, **kwargs})
         raise OutcomeUnknownError("the answer was cut", code="NoAnswer")
 
 
@@ -518,21 +518,16 @@ def test_submit_hands_the_provider_the_params_validate_checked_as_they_are(
 
     monkeypatch.delenv("PICFLOW_CALLBACK_BASE_URL", raising=False)
     taskpic = LosingTaskPic()
-    received: list[Any] = []
-
-    def record(operation: str, params: Any, image: Any, **kwargs: Any) -> Submission:
-        received.append(params)
-        return taskpic.submit(operation, params, image, **kwargs)
-
-    client = type("Client", (), {"submit": staticmethod(record)})()
-    svc.providers = type("Registry", (), {"client": lambda self, provider: client})()  # type: ignore[attr-defined]
+    svc.providers = type("Registry", (), {"client": lambda self, provider: taskpic})()  # type: ignore[attr-defined]
     svc.s3 = FakeS3()  # type: ignore[attr-defined]
     state = _poll_state() | {"params": {"output_type": 3, "crop": 0, "format": "png"}}
 
     with pytest.raises(OutcomeUnknownError):
         submit("segmentation", state, svc=svc)  # type: ignore[arg-type]
 
-    assert received == [CheckedParams("segmentation", {"output_type": 3, "crop": 0, "format": "png"})]
+    assert [sent["params"] for sent in taskpic.sent] == [
+        CheckedParams("segmentation", {"output_type": 3, "crop": 0, "format": "png"})
+    ]
 
 
 def test_a_polled_job_without_callbacks_configured_still_fails_a_lost_answer(
