@@ -475,6 +475,14 @@ class LosingTaskPic:
         raise OutcomeUnknownError("the answer was cut", code="NoAnswer")
 
 
+def _losing_taskpic(svc: FakeServices) -> LosingTaskPic:
+    """svc's provider registry answers with a LosingTaskPic (returned), its S3 with a FakeS3."""
+    taskpic = LosingTaskPic()
+    svc.providers = type("Registry", (), {"client": lambda self, provider: taskpic})()  # type: ignore[attr-defined]
+    svc.s3 = FakeS3()  # type: ignore[attr-defined]
+    return taskpic
+
+
 def _poll_state() -> dict[str, Any]:
     return {
         "job_id": "job-1",
@@ -489,9 +497,7 @@ def test_a_polled_job_whose_answer_was_lost_waits_for_the_callback_and_collects_
 ) -> None:
     # GIVEN callbacks are configured and a polled task/pic submit whose paid answer is lost
     monkeypatch.setenv("PICFLOW_CALLBACK_BASE_URL", "https://api.example/cb")
-    taskpic = LosingTaskPic()
-    svc.providers = type("Registry", (), {"client": lambda self, provider: taskpic})()  # type: ignore[attr-defined]
-    svc.s3 = FakeS3()  # type: ignore[attr-defined]
+    taskpic = _losing_taskpic(svc)
 
     # WHEN it is submitted: the callback URL went out with it, and the job polls on (no failure)
     out = submit("segmentation", _poll_state(), svc=svc)  # type: ignore[arg-type]
@@ -517,9 +523,7 @@ def test_submit_hands_the_provider_the_params_validate_checked_as_they_are(
     from picflow.core.catalogue import CheckedParams
 
     monkeypatch.delenv("PICFLOW_CALLBACK_BASE_URL", raising=False)
-    taskpic = LosingTaskPic()
-    svc.providers = type("Registry", (), {"client": lambda self, provider: taskpic})()  # type: ignore[attr-defined]
-    svc.s3 = FakeS3()  # type: ignore[attr-defined]
+    taskpic = _losing_taskpic(svc)
     state = _poll_state() | {"params": {"output_type": 3, "crop": 0, "format": "png"}}
 
     with pytest.raises(OutcomeUnknownError):
@@ -534,9 +538,7 @@ def test_a_polled_job_without_callbacks_configured_still_fails_a_lost_answer(
     svc: FakeServices, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PICFLOW_CALLBACK_BASE_URL", raising=False)
-    taskpic = LosingTaskPic()
-    svc.providers = type("Registry", (), {"client": lambda self, provider: taskpic})()  # type: ignore[attr-defined]
-    svc.s3 = FakeS3()  # type: ignore[attr-defined]
+    taskpic = _losing_taskpic(svc)
 
     with pytest.raises(OutcomeUnknownError):
         submit("segmentation", _poll_state(), svc=svc)  # type: ignore[arg-type]
